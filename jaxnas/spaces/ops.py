@@ -1,0 +1,270 @@
+"""Candidate operations shared by the search spaces (Flax Linen, NHWC).
+
+Each operation is a Linen module called as ``op(x, train=...)``. Definitions follow the reference
+implementations exactly (quark0/darts ``cnn/operations.py``; AutoDL-Projects
+``models/cell_operations.py`` for NAS-Bench-201), see ``shared/spec/methods.md`` §1.1 and §9.1:
+
+* BatchNorm matches PyTorch's defaults (momentum 0.1 -> Flax momentum 0.9, eps 1e-5); inside
+  search cells it has no scale and bias (``affine=False``), as in the references.
+* Convolutions have no bias and PyTorch's default initialisation, U(-1/sqrt(fan_in), +1/sqrt(fan_in)).
+* Padding is explicit and symmetric, so output sizes equal PyTorch's for every input size.
+
+``make_op(name, channels, stride, affine=..., pool_bn=...)`` builds any operation by name;
+``OP_NAMES`` lists them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# PyTorch's default conv/linear weight init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
+torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def batch_norm(train: bool, affine: bool, name: str | None = None) -> nn.BatchNorm:
+  """BatchNorm with PyTorch's defaults; batch statistics when ``train`` else running averages."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      use_scale=affine, use_bias=affine, name=name)
+
+
+def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+         groups: int = 1, name: str | None = None) -> nn.Conv:
+  """A bias-free 2-D convolution with explicit symmetric padding (PyTorch semantics)."""
+  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                 padding=((padding, padding), (padding, padding)),
+                 kernel_dilation=(dilation, dilation), feature_group_count=groups,
+                 use_bias=False, kernel_init=torch_default_init, name=name)
+
+
+def avg_pool_exclude_pad(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+  """Average pooling whose divisor counts only real pixels (PyTorch ``count_include_pad=False``)."""
+  pad = ((padding, padding), (padding, padding))
+  return nn.avg_pool(x, (window, window), strides=(stride, stride), padding=pad,
+                     count_include_pad=False)
+
+
+def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+  """Max pooling with -inf padding (PyTorch semantics)."""
+  pad = ((padding, padding), (padding, padding))
+  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pad)
+
+
+class Zero(nn.Module):
+  """The ``none`` operation: zeros of the output shape (``x[:, ::s, ::s] * 0`` in the reference)."""
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    del train
+    return jnp.zeros_like(x[:, ::self.stride, ::self.stride, :])
+
+
+class Identity(nn.Module):
+  """The ``skip_connect`` operation at stride 1."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    del train
+    return x
+
+
+class FactorizedReduce(nn.Module):
+  """ReLU -> two 1x1 stride-2 convolutions (the second shifted by one pixel) -> concat -> BN.
+
+  The reference applies the second convolution to ``x[:, 1:, 1:]``, which only matches the first
+  for even sizes; for odd sizes we zero-pad one row/column at the end before shifting, so both
+  halves have ``ceil(H/2)`` rows (ReLU comes first, so zero is a neutral pad value).
+  """
+  features: int
+  affine: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if self.features % 2:
+      raise ValueError(f"FactorizedReduce needs an even number of output channels, got "
+                       f"{self.features}.")
+    x = nn.relu(x)
+    half = self.features // 2
+    a = conv(half, 1, stride=2, name="conv_1")(x)
+    padded = jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)))
+    b = conv(half, 1, stride=2, name="conv_2")(padded[:, 1:, 1:, :])
+    return batch_norm(train, self.affine, name="bn")(jnp.concatenate([a, b], axis=-1))
+
+
+class ReLUConvBN(nn.Module):
+  """ReLU -> Conv k x k -> BN (DARTS preprocessing; NB201's ``nor_conv_kxk``)."""
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: int = 0
+  dilation: int = 1
+  affine: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = conv(self.features, self.kernel, self.stride, self.padding, self.dilation,
+             name="conv")(nn.relu(x))
+    return batch_norm(train, self.affine, name="bn")(x)
+
+
+class DilConv(nn.Module):
+  """ReLU -> depthwise (dilated) k x k -> 1x1 conv -> BN (DARTS ``dil_conv``; half of ``sep_conv``)."""
+  features: int
+  kernel: int
+  stride: int
+  padding: int
+  dilation: int
+  affine: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    channels = x.shape[-1]
+    x = conv(channels, self.kernel, self.stride, self.padding, self.dilation, groups=channels,
+             name="depthwise")(nn.relu(x))
+    x = conv(self.features, 1, name="pointwise")(x)
+    return batch_norm(train, self.affine, name="bn")(x)
+
+
+class SepConv(nn.Module):
+  """DARTS ``sep_conv_kxk``: the separable block applied twice, stride only in the first.
+
+  [ReLU -> depthwise k x k (stride s) -> 1x1 -> BN -> ReLU -> depthwise k x k -> 1x1 -> BN]
+  """
+  features: int
+  kernel: int
+  stride: int
+  padding: int
+  affine: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = DilConv(x.shape[-1], self.kernel, self.stride, self.padding, 1, self.affine,
+                name="block_1")(x, train=train)
+    return DilConv(self.features, self.kernel, 1, self.padding, 1, self.affine,
+                   name="block_2")(x, train=train)
+
+
+class Pool(nn.Module):
+  """3x3 max or average pooling, pad 1 (average excludes padding), optionally followed by BN.
+
+  The DARTS search MixedOp appends ``BatchNorm(affine=False)`` to both pools (``pool_bn=True``);
+  NB201 cells and the discrete DARTS networks do not.
+  """
+  kind: str
+  stride: int = 1
+  bn: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if self.kind == "max":
+      x = max_pool(x, 3, self.stride, 1)
+    else:
+      x = avg_pool_exclude_pad(x, 3, self.stride, 1)
+    if self.bn:
+      x = batch_norm(train, affine=False, name="bn")(x)
+    return x
+
+
+class ResNetBasicBlock(nn.Module):
+  """NB201's residual reduction block: ReLUConvBN 3x3 (stride s) -> ReLUConvBN 3x3, plus shortcut.
+
+  Shortcut: stride 2 -> AvgPool 2x2 stride 2 -> 1x1 conv (no BN); else ReLUConvBN 1x1 if the
+  channel count changes, else identity. BatchNorm is affine (as in AutoDL's ``ResNetBasicblock``).
+  """
+  features: int
+  stride: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    y = ReLUConvBN(self.features, 3, self.stride, 1, name="conv_a")(x, train=train)
+    y = ReLUConvBN(self.features, 3, 1, 1, name="conv_b")(y, train=train)
+    if self.stride == 2:
+      shortcut = nn.avg_pool(x, (2, 2), strides=(2, 2))
+      shortcut = conv(self.features, 1, name="downsample")(shortcut)
+    elif x.shape[-1] != self.features:
+      shortcut = ReLUConvBN(self.features, 1, name="downsample")(x, train=train)
+    else:
+      shortcut = x
+    return shortcut + y
+
+
+def _skip(features: int, stride: int, affine: bool, pool_bn: bool, name: str) -> nn.Module:
+  del pool_bn
+  if stride == 1:
+    return Identity(name=name)
+  return FactorizedReduce(features, affine, name=name)
+
+
+OpFactory = Callable[[int, int, bool, bool, str], nn.Module]
+
+OPS: dict[str, OpFactory] = {
+    "none": lambda c, s, affine, pool_bn, name: Zero(s, name=name),
+    "skip_connect": _skip,
+    "max_pool_3x3": lambda c, s, affine, pool_bn, name: Pool("max", s, pool_bn, name=name),
+    "avg_pool_3x3": lambda c, s, affine, pool_bn, name: Pool("avg", s, pool_bn, name=name),
+    "sep_conv_3x3": lambda c, s, affine, pool_bn, name: SepConv(c, 3, s, 1, affine, name=name),
+    "sep_conv_5x5": lambda c, s, affine, pool_bn, name: SepConv(c, 5, s, 2, affine, name=name),
+    "dil_conv_3x3": lambda c, s, affine, pool_bn, name: DilConv(c, 3, s, 2, 2, affine, name=name),
+    "dil_conv_5x5": lambda c, s, affine, pool_bn, name: DilConv(c, 5, s, 4, 2, affine, name=name),
+    "nor_conv_1x1": lambda c, s, affine, pool_bn, name: ReLUConvBN(c, 1, s, 0, 1, affine, name=name),
+    "nor_conv_3x3": lambda c, s, affine, pool_bn, name: ReLUConvBN(c, 3, s, 1, 1, affine, name=name),
+}
+OP_NAMES: tuple[str, ...] = tuple(OPS)
+
+
+def make_op(name: str, channels: int, stride: int, *, affine: bool, pool_bn: bool = False,
+            module_name: str | None = None) -> nn.Module:
+  """Builds the candidate operation ``name`` mapping ``channels`` to ``channels`` at ``stride``.
+
+  Args:
+    name: one of ``OP_NAMES``.
+    channels: input and output channels.
+    stride: 1, or 2 on the reduction edges of DARTS reduction cells.
+    affine: whether BatchNorm layers have scale and bias (False inside search cells).
+    pool_bn: append BatchNorm(affine=False) to pooling ops (the DARTS search MixedOp).
+    module_name: the Linen name of the module (defaults to ``name``).
+  """
+  if name not in OPS:
+    raise ValueError(f"Unknown operation {name!r}; valid operations: {', '.join(OP_NAMES)}.")
+  return OPS[name](channels, stride, affine, pool_bn, module_name or name)
+
+
+def validate_ops(ops: tuple[str, ...], allowed: tuple[str, ...], space: str) -> tuple[str, ...]:
+  """Checks that ``ops`` is a non-empty duplicate-free subset of ``allowed``; returns it as a tuple."""
+  ops = tuple(ops)
+  unknown = [op for op in ops if op not in allowed]
+  if unknown:
+    raise ValueError(f"Unknown operation(s) {unknown} for the {space!r} space; valid operations: "
+                     f"{', '.join(allowed)}.")
+  if len(set(ops)) != len(ops) or not [op for op in ops if op != "none"]:
+    raise ValueError(f"Operation set {ops} for the {space!r} space must be duplicate-free and "
+                     "contain at least one operation other than 'none'.")
+  return ops
+
+
+class MixedOp(nn.Module):
+  """The continuous relaxation of one edge: ``sum_k mixing[k] * op_k(x)``.
+
+  ``none`` contributes exactly zero, so it is not computed (its mixing weight still takes part
+  in the parametrization, e.g. the softmax, as in the references).
+  """
+  ops: tuple[str, ...]
+  channels: int
+  stride: int = 1
+  affine: bool = False
+  pool_bn: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mixing: jax.Array, *, train: bool) -> jax.Array:
+    out = None
+    for k, name in enumerate(self.ops):
+      if name == "none":
+        continue
+      y = make_op(name, self.channels, self.stride, affine=self.affine,
+                  pool_bn=self.pool_bn)(x, train=train)
+      term = mixing[k].astype(y.dtype) * y
+      out = term if out is None else out + term
+    return out
