@@ -52,8 +52,38 @@ def node_edge_ranges(nodes: int) -> list[range]:
   return ranges
 
 
+def edge_groups(nodes: int) -> dict[str, list[tuple[int, int, int]]]:
+  """The cell's edges as ``(edge_index, input_state, node)`` triples in two scan groups.
+
+  ``front``: the 2 edges of every node from the cell inputs s0/s1 (stride 2 in reduction cells);
+  ``inner``: the edges between intermediate nodes (stride 1), ordered by target node.
+  """
+  ranges = node_edge_ranges(nodes)
+  front = [(ranges[i][j], j, i) for i in range(nodes) for j in (0, 1)]
+  inner = [(ranges[i][j], j, i) for i in range(nodes) for j in range(2, 2 + i)]
+  return {"front": front, "inner": inner}
+
+
+def edge_variables(cell_variables: Mapping[str, Any], edge: int, nodes: int = 4
+                   ) -> dict[str, Any]:
+  """The variables of one edge's MixedOp, sliced out of a cell's stacked edge variables."""
+  for group, edges in edge_groups(nodes).items():
+    positions = [e for e, _, _ in edges]
+    if edge in positions:
+      pos = positions.index(edge)
+      return {col: jax.tree.map(lambda leaf: leaf[pos], tree[group]["mixed"])
+              for col, tree in cell_variables.items() if group in tree}
+  raise ValueError(f"Edge {edge} does not exist in a cell with {nodes} nodes.")
+
+
 class DartsSearchCell(nn.Module):
-  """One DARTS search cell (normal or reduction) over mixing weights of shape (edges, ops)."""
+  """One DARTS search cell (normal or reduction) over mixing weights of shape (edges, ops).
+
+  The 2·nodes edges from s0/s1 run as one scanned MixedOp body (``front``), the edges between
+  intermediate nodes as another (``inner``, accumulating into a buffer of node states), so a cell
+  compiles two MixedOps instead of 14. Edge weights are stacked along a leading axis in each
+  group's order (``edge_groups``); ``edge_variables`` slices one edge out.
+  """
   ops: tuple[str, ...]
   channels: int
   reduction: bool
@@ -69,16 +99,20 @@ class DartsSearchCell(nn.Module):
     else:
       s0 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train=train)
     s1 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train=train)
-    states = [s0, s1]
-    for edges in node_edge_ranges(self.nodes):
-      total = None
-      for j, edge in enumerate(edges):
-        stride = 2 if self.reduction and j < 2 else 1
-        y = ops_lib.MixedOp(self.ops, c, stride, pool_bn=True, name=f"edge_{edge}")(
-            states[j], mixing[edge], train=train)
-        total = y if total is None else total + y
-      states.append(total)
-    return jnp.concatenate(states[-self.multiplier:], axis=-1)
+    groups = edge_groups(self.nodes)
+    common = dict(ops=self.ops, channels=c, pool_bn=True, train=train)
+    front = groups["front"]
+    outputs = ops_lib.scan_edges(
+        jnp.stack([s0, s1]), [j for _, j, _ in front], None,
+        mixing[jnp.array([e for e, _, _ in front])], stride=2 if self.reduction else 1,
+        name="front", **common)
+    states = outputs[0::2] + outputs[1::2]  # (nodes, B, H, W, C): each node's s0 + s1 terms
+    inner = groups["inner"]
+    if inner:
+      states = ops_lib.scan_edges(
+          states, [j - 2 for _, j, _ in inner], [i for _, _, i in inner],
+          mixing[jnp.array([e for e, _, _ in inner])], stride=1, name="inner", **common)
+    return jnp.concatenate(list(states[-self.multiplier:]), axis=-1)
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:
@@ -206,6 +240,16 @@ class DartsSpace(SearchSpace):
         reduce_concat=concat)
 
   def parse_genotype(self, text: str) -> Genotype:
+    """Parses a DARTS genotype string and checks it against this space (ops, nodes, inputs)."""
     genotype = parse_darts_genotype(text)
     self._check_genotype_ops([op for op, _ in genotype.normal + genotype.reduce])
+    for cell in ("normal", "reduce"):
+      genes = getattr(genotype, cell)
+      if len(genes) != 2 * self.nodes:
+        raise ValueError(f"Genotype cell {cell!r} has {len(genes)} genes; a DARTS cell with "
+                         f"{self.nodes} nodes has {2 * self.nodes} (two inputs per node).")
+      for g, (_, j) in enumerate(genes):
+        if not 0 <= j < 2 + g // 2:
+          raise ValueError(f"Gene {g} of cell {cell!r} reads state {j}, but node {g // 2} can "
+                           f"only read states 0..{1 + g // 2}.")
     return genotype

@@ -123,7 +123,9 @@ class NB201Genotype:
 class NB201SearchCell(nn.Module):
   """One NB201 search cell: node j = sum_{i<j} MixedOp_{j<-i}(node i); returns node 3.
 
-  Written as a scan body: ``(x, mixing) -> (node 3, None)``.
+  Written as a scan body ``(x, mixing) -> (node 3, None)``. The 6 edges run as one scanned
+  MixedOp body over a buffer of node states (``ops.scan_edges``); their weights are stacked along a
+  leading axis in edge-index order under ``edges/mixed`` (``edge_variables`` slices one edge out).
   """
   ops: tuple[str, ...]
   channels: int
@@ -131,16 +133,18 @@ class NB201SearchCell(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array):
-    nodes = [x]
-    for j in range(1, MAX_NODES):
-      total = None
-      for i in range(j):
-        edge = EDGES.index((j, i))
-        y = ops_lib.MixedOp(self.ops, self.channels, name=f"edge_{edge}")(
-            nodes[i], mixing[edge], train=self.train)
-        total = y if total is None else total + y
-      nodes.append(total)
+    nodes = jnp.zeros((MAX_NODES,) + x.shape, x.dtype)
+    nodes = jax.lax.dynamic_update_index_in_dim(nodes, x, 0, axis=0)
+    nodes = ops_lib.scan_edges(nodes, [i for _, i in EDGES], [j for j, _ in EDGES], mixing,
+                               ops=self.ops, channels=self.channels, stride=1, pool_bn=False,
+                               train=self.train, name="edges")
     return nodes[-1], None
+
+
+def edge_variables(cell_variables: Mapping[str, Any], edge: int) -> dict[str, Any]:
+  """The variables of one edge's MixedOp, sliced out of a cell's stacked edge variables."""
+  return {col: jax.tree.map(lambda leaf: leaf[edge], tree["edges"]["mixed"])
+          for col, tree in cell_variables.items() if "edges" in tree}
 
 
 class NB201Supernet(nn.Module):
