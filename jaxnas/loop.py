@@ -1,0 +1,240 @@
+"""The search driver: ``train_and_evaluate(config, workdir)`` builds everything from the config,
+resumes from the latest checkpoint in ``workdir``, runs the jitted search step, and logs.
+
+Per step: batch indices are a pure function of (seed, step, stream), so a resumed run sees exactly
+the data of an uninterrupted one; the host only gathers uint8 batches, the step (augmentation
+included) runs on device. Per epoch: the supernet is evaluated on the held-out split, the genotype
+is derived and appended to ``genotypes.jsonl`` (with the NAS-Bench-201 ground truth when
+``config.benchmark.path`` is set), and TensorBoard receives losses, accuracies, learning rates and
+every edge's mixing weights. Checkpoints hold the whole ``SearchState``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxnas import benchmarks
+from jaxnas import checkpoint as checkpoint_lib
+from jaxnas import config_checks
+from jaxnas import data as data_lib
+from jaxnas import metrics as metrics_lib
+from jaxnas import optim
+from jaxnas import parametrize
+from jaxnas import spaces
+from jaxnas import steps
+from jaxnas import supernet
+from jaxnas.state import SearchState, create_search_state
+
+WEIGHTS_STREAM, ARCH_STREAM = 0, 1
+
+
+@dataclasses.dataclass
+class Search:
+  """Everything built from the config that the loop needs (host-side objects, not traced)."""
+  config: ml_collections.ConfigDict
+  space: spaces.SearchSpace
+  splits: data_lib.SearchSplits
+  components: steps.SearchComponents
+  steps_per_epoch: int
+  total_steps: int
+  arch_batch_size: int
+
+
+def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
+  """The search space named by ``config.space`` with its op subset."""
+  options: dict[str, Any] = {}
+  if config.space.ops:
+    options["ops"] = tuple(op.strip() for op in config.space.ops.split(",") if op.strip())
+  if config.space.name == "darts":
+    options["nodes"] = config.space.nodes
+  return spaces.get(config.space.name, **options)
+
+
+def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
+                   num_classes: int):
+  """The space's supernet with the sizes from ``config.space``."""
+  if config.space.name == "darts":
+    return space.supernet(channels=config.space.channels, layers=config.space.layers,
+                          num_classes=num_classes)
+  return space.supernet(channels=config.space.channels,
+                        cells_per_stage=config.space.cells_per_stage, num_classes=num_classes)
+
+
+def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
+                                                             data_lib.SearchSplits]:
+  """Loads the dataset and makes the search splits (fails fast on missing data)."""
+  options: dict[str, Any] = {}
+  if config.data.name == "synthetic":
+    options = dict(num_train=config.data.synthetic_num_train,
+                   image_size=config.data.synthetic_image_size,
+                   num_classes=config.data.synthetic_num_classes, seed=config.seed)
+  dataset = data_lib.get_dataset(config.data.name, data_dir=config.data.data_dir or None,
+                                 **options)
+  splits = data_lib.make_search_splits(dataset, config.data.split,
+                                       train_portion=config.data.train_portion, seed=config.seed,
+                                       max_examples=config.data.max_examples or None)
+  return dataset, splits
+
+
+def build_search(config: ml_collections.ConfigDict) -> Search:
+  """Validates the config and builds data, space, module and optimizers (no compilation)."""
+  config_checks.validate(config)
+  dataset, splits = load_splits(config)
+  space = build_space(config)
+  module = build_supernet(config, space, dataset.num_classes)
+  arch_batch = config.arch_batch_size or config.batch_size
+  config_checks.check_batch_sizes(config, len(splits.weights), len(splits.arch), arch_batch)
+  per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
+  total = config.max_steps or config.epochs * per_epoch
+  wopt = config.weights_optimizer
+  lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate, config.epochs, per_epoch,
+                             per_step=wopt.per_step_schedule, epoch_offset=wopt.epoch_offset)
+  weights_tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
+                                 clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
+  aopt = config.arch_optimizer
+  arch_tx = optim.adam_l2(aopt.learning_rate, b1=aopt.b1, b2=aopt.b2,
+                          weight_decay=aopt.weight_decay)
+  components = steps.SearchComponents(
+      module=module, parametrization=parametrize.get(config.parametrization),
+      weights_tx=weights_tx, arch_tx=arch_tx, weights_lr=lr, mean=tuple(dataset.mean),
+      std=tuple(dataset.std), crop_padding=config.data.crop_padding, flip=config.data.flip,
+      cutout=config.data.cutout, step_order=config.step_order)
+  return Search(config, space, splits, components, per_epoch, total, arch_batch)
+
+
+def init_state(search: Search) -> SearchState:
+  """A fresh search state from ``config.seed`` (weights, BN state, alpha, optimizer states)."""
+  key = jax.random.key(search.config.seed)
+  key_arch, key_weights, key_state = jax.random.split(key, 3)
+  comp = search.components
+  arch = search.space.init_arch(key_arch, comp.parametrization)
+  sample = jnp.zeros((1,) + search.splits.weights.images.shape[1:], jnp.float32)
+  init_fn = jax.jit(supernet.init, static_argnums=0)
+  weights, model_state = init_fn(comp.module, key_weights, sample, comp.parametrization.activate(arch))
+  return create_search_state(weights=weights, model_state=model_state, arch=arch,
+                             weights_tx=comp.weights_tx, arch_tx=comp.arch_tx, key=key_state)
+
+
+def fingerprint(search: Search) -> dict[str, Any]:
+  """What a checkpoint must agree with to be resumed: space, op set, sizes, method, data."""
+  config = search.config
+  return {"space": config.space.name, "ops": list(search.space.ops),
+          "arch_shapes": {k: list(v) for k, v in search.space.arch_shapes().items()},
+          "space_sizes": config.space.to_dict(), "method": config.method,
+          "hypergrad": config.hypergrad, "parametrization": config.parametrization,
+          "dataset": config.data.name, "split": config.data.split,
+          "batch_size": config.batch_size, "seed": config.seed}
+
+
+def gather_batch(split: data_lib.Split, indices: np.ndarray) -> tuple[jax.Array, jax.Array]:
+  """Host uint8 images and int32 labels of ``indices``, moved to the device."""
+  return jnp.asarray(split.images[indices]), jnp.asarray(split.labels[indices], jnp.int32)
+
+
+def step_batches(search: Search, step: int) -> dict[str, tuple[jax.Array, jax.Array]]:
+  """The training and validation batches of ``step``: a pure function of (seed, step)."""
+  config, splits = search.config, search.splits
+  train_idx = data_lib.batch_indices(config.seed, step, len(splits.weights), config.batch_size,
+                                     stream=WEIGHTS_STREAM, with_replacement=False)
+  val_idx = data_lib.batch_indices(config.seed, step, len(splits.arch), search.arch_batch_size,
+                                   stream=ARCH_STREAM,
+                                   with_replacement=config.data.arch_with_replacement)
+  return {"train": gather_batch(splits.weights, train_idx),
+          "val": gather_batch(splits.arch, val_idx)}
+
+
+def evaluate(search: Search, eval_fn, state: SearchState) -> dict[str, float]:
+  """Loss and accuracy of the supernet (running BN statistics) on the eval split."""
+  split, batch = search.splits.eval, search.config.eval_batch_size
+  num_batches = max(1, len(split) // batch) if len(split) >= batch else 1
+  if search.config.eval_max_batches:
+    num_batches = min(num_batches, search.config.eval_max_batches)
+  loss_sum = correct = count = 0.0
+  for b in range(num_batches):
+    idx = np.arange(b * batch, min((b + 1) * batch, len(split)))
+    images, labels = gather_batch(split, idx)
+    out = eval_fn(state, images, labels)
+    loss_sum += float(out["loss_sum"])
+    correct += float(out["correct"])
+    count += len(idx)
+  return {"eval/loss": loss_sum / count, "eval/accuracy": correct / count}
+
+
+def load_benchmark(config: ml_collections.ConfigDict):
+  """The NB201 ground-truth table, or None when ``config.benchmark.path`` is empty."""
+  if not config.benchmark.path:
+    return None
+  if config.space.name != "nb201":
+    raise ValueError(f"config.benchmark.path is set, but the {config.space.name!r} space has no "
+                     "ground-truth benchmark; only 'nb201' does. Unset --config.benchmark.path.")
+  return benchmarks.NB201Benchmark.load(config.benchmark.path)
+
+
+def benchmark_metrics(table, genotype, dataset: str) -> dict[str, float]:
+  """The table's metrics of ``genotype`` (empty if the cell is not in the table)."""
+  if table is None:
+    return {}
+  try:
+    result = table.query(str(genotype), dataset)
+  except KeyError:
+    return {}
+  return {f"benchmark/{k}": float(v) for k, v in result.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs (or resumes) a search in ``workdir``; returns the final and best genotypes and metrics."""
+  # ---------------------------------------------------------------- build (fails fast, no compile)
+  search = build_search(config)
+  table = load_benchmark(config)
+  os.makedirs(workdir, exist_ok=True)
+  metrics_lib.write_config(workdir, config)
+  logger = metrics_lib.Logger(workdir, search.space)
+  # ---------------------------------------------------------------- state: fresh or resumed
+  state = init_state(search)
+  manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                             keep=config.keep_checkpoints,
+                                             fingerprint=fingerprint(search))
+  if manager.latest_step() is not None:
+    abstract = jax.eval_shape(lambda: state)
+    state = manager.restore(abstract)
+    logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
+  start = int(state.step)
+  logger.info(f"space={config.space.name} ops={search.space.ops} params="
+              f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "
+              f"total_steps={search.total_steps} devices={jax.device_count()}")
+  # ---------------------------------------------------------------- compiled steps
+  step_fn = jax.jit(functools.partial(steps.search_step, components=search.components),
+                    donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(steps.eval_step, components=search.components))
+  # ---------------------------------------------------------------- the loop
+  timer = metrics_lib.StepTimer(start, search.total_steps)
+  metrics: dict[str, Any] = {}
+  for step in range(start, search.total_steps):
+    state, metrics = step_fn(state, step_batches(search, step))
+    done = step + 1
+    epoch_end = done % search.steps_per_epoch == 0 or done == search.total_steps
+    if done % config.log_every_steps == 0 or done == search.total_steps:
+      logger.train(done, search.steps_per_epoch, jax.device_get(metrics), timer.tick(done))
+    epoch = math.ceil(done / search.steps_per_epoch)
+    if epoch_end and (epoch % config.eval_every_epochs == 0 or done == search.total_steps):
+      mixing = search.components.parametrization.activate(jax.device_get(state.arch))
+      genotype = search.space.derive(mixing)
+      eval_metrics = evaluate(search, eval_fn, state)
+      eval_metrics.update(benchmark_metrics(table, genotype, config.benchmark.dataset))
+      logger.epoch(done, epoch, genotype, mixing, eval_metrics)
+    if done % config.checkpoint_every_steps == 0 or epoch_end:
+      manager.save(done, state)
+  # ---------------------------------------------------------------- the result
+  manager.close()
+  summary = logger.finish(state_step=int(state.step))
+  return summary

@@ -1,0 +1,120 @@
+"""Console progress, TensorBoard scalars and the genotype log of a search (process 0 writes)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+GENOTYPE_LOG = "genotypes.jsonl"
+
+
+def write_config(workdir: str, config) -> None:
+  """Writes the resolved config as ``config.json`` into the workdir."""
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+
+
+class StepTimer:
+  """Steps per second and ETA since the previous report (the first report includes compile)."""
+
+  def __init__(self, start_step: int, total_steps: int):
+    self.total = total_steps
+    self.last_step, self.last_time = start_step, time.perf_counter()
+
+  def tick(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    self.last_step, self.last_time = step, now
+    return {"perf/steps_per_second": rate, "perf/eta_seconds": (self.total - step) / max(rate, 1e-9)}
+
+
+class Logger:
+  """Writes console lines, TensorBoard events and ``genotypes.jsonl`` (one JSON line per epoch)."""
+
+  def __init__(self, workdir: str, space):
+    self.workdir, self.space = workdir, space
+    self.is_writer = jax.process_index() == 0
+    self.writer = None
+    if self.is_writer:
+      from tensorboardX import SummaryWriter  # local import: only the writer process needs it
+      self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.genotype_path = os.path.join(workdir, GENOTYPE_LOG)
+
+  def info(self, message: str) -> None:
+    if self.is_writer:
+      print(message, flush=True)
+
+  def scalars(self, step: int, values: Mapping[str, Any]) -> None:
+    if self.writer is not None:
+      for name, value in values.items():
+        self.writer.add_scalar(name, float(value), step)
+
+  def train(self, step: int, steps_per_epoch: int, metrics: Mapping[str, Any],
+            perf: Mapping[str, float]) -> None:
+    """One progress line: step, epoch, losses, accuracies, learning rate, speed, ETA."""
+    values = {**{k: float(np.asarray(v)) for k, v in metrics.items()}, **perf}
+    self.scalars(step, values)
+    epoch = step / steps_per_epoch
+    self.info(
+        f"step {step:6d}  epoch {epoch:6.2f}  train loss {values['train/loss']:.4f} "
+        f"acc {values['train/accuracy']:.3f}  val loss {values['val/loss']:.4f} "
+        f"acc {values['val/accuracy']:.3f}  lr {values['lr/weights']:.5f}  "
+        f"{values['perf/steps_per_second']:.2f} steps/s  ETA {_duration(values['perf/eta_seconds'])}")
+
+  def epoch(self, step: int, epoch: int, genotype, mixing: Mapping[str, Any],
+            eval_metrics: Mapping[str, float]) -> None:
+    """Logs the evaluation, the derived genotype and every edge's mixing weights."""
+    self.scalars(step, eval_metrics)
+    for key, weights in mixing.items():
+      weights = np.asarray(weights)
+      for edge in range(weights.shape[0]):
+        for k, op in enumerate(self.space.ops):
+          if self.writer is not None:
+            self.writer.add_scalar(f"mixing/{key}/edge_{edge}/{op}", float(weights[edge, k]), step)
+    record = {"step": step, "epoch": epoch, "genotype": str(genotype),
+              **{k: float(v) for k, v in eval_metrics.items()}}
+    if self.is_writer:
+      with open(self.genotype_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    bench = "".join(f"  {k.split('/')[-1]} {v:.2f}" for k, v in eval_metrics.items()
+                    if k.startswith("benchmark/") and "accuracy" in k and "std" not in k)
+    self.info(f"epoch {epoch} (step {step}): eval loss {eval_metrics['eval/loss']:.4f} "
+              f"acc {eval_metrics['eval/accuracy']:.3f}{bench}\n  genotype = {genotype}")
+
+  def records(self) -> list[dict[str, Any]]:
+    """All genotype-log records (this run and earlier runs resumed in the same workdir)."""
+    if not os.path.exists(self.genotype_path):
+      return []
+    with open(self.genotype_path) as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+  def finish(self, state_step: int) -> dict[str, Any]:
+    """Prints and returns the final genotype and the best one by eval accuracy."""
+    records = [r for r in self.records() if r["step"] <= state_step]
+    summary: dict[str, Any] = {"step": state_step}
+    if records:
+      final = records[-1]
+      best = max(records, key=lambda r: r["eval/accuracy"])
+      summary.update(final_genotype=final["genotype"], best_genotype=best["genotype"],
+                     best_step=best["step"], final_record=final, best_record=best)
+      self.info(f"Final genotype (step {final['step']}): {final['genotype']}\n"
+                f"Best genotype by eval accuracy (step {best['step']}, "
+                f"{best['eval/accuracy']:.3f}): {best['genotype']}")
+      if self.is_writer:
+        with open(os.path.join(self.workdir, "result.json"), "w") as f:
+          json.dump(summary, f, indent=2)
+    if self.writer is not None:
+      self.writer.flush()
+      self.writer.close()
+    return summary
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,126 @@
+"""Pure search and evaluation steps: ``search_step(state, batches) -> (state, metrics)``.
+
+One search step of bilevel DARTS (Liu et al., ICLR 2019; ``shared/spec/methods.md`` §2(b)) with the
+first-order hypergradient:
+
+  alpha <- ArchOpt(alpha, grad_alpha L_val(w, alpha))             (alpha step, on a validation batch)
+  w     <- WeightOpt(w, grad_w L_train(w, alpha))                 (weight step, on a training batch)
+
+quark0/darts takes the alpha step first (``step_order='arch_first'``, the weight step then sees the
+new alpha); AutoDL's NB201 DARTS-V1 takes the weight step first (``'weights_first'``). Both forwards
+run BatchNorm in training mode and update the running statistics, as PyTorch does. Augmentation
+and normalisation run here, on device, from the state's PRNG key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnas import supernet
+from jaxnas import data as data_lib
+from jaxnas.parametrize import Parametrization
+from jaxnas.state import SearchState
+
+STEP_ORDERS = ("arch_first", "weights_first")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchComponents:
+  """The static pieces a step closes over (built once from the config, never traced)."""
+  module: nn.Module
+  parametrization: Parametrization
+  weights_tx: optax.GradientTransformation
+  arch_tx: optax.GradientTransformation
+  weights_lr: Callable[[jax.Array], jax.Array]
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  crop_padding: int = 4
+  flip: bool = True
+  cutout: int = 0
+  step_order: str = "arch_first"
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy with integer labels."""
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Top-1 accuracy (fraction)."""
+  return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+
+
+def supernet_loss(components: SearchComponents, weights, arch, model_state, images, labels):
+  """Training-mode loss ``L(w, alpha; batch)``; aux = (new BN state, accuracy)."""
+  mixing = components.parametrization.activate(arch)
+  logits, new_model_state = supernet.apply(components.module, weights, model_state, images,
+                                           mixing, train=True)
+  return cross_entropy(logits, labels), (new_model_state, accuracy(logits, labels))
+
+
+def arch_update(components: SearchComponents, state: SearchState, images, labels):
+  """First-order alpha step: ``alpha <- ArchOpt(alpha, grad_alpha L_val(w, alpha))``."""
+  grad_fn = jax.value_and_grad(
+      lambda arch: supernet_loss(components, state.weights, arch, state.model_state, images,
+                                 labels), has_aux=True)
+  (loss, (model_state, acc)), g_arch = grad_fn(state.arch)
+  updates, arch_opt_state = components.arch_tx.update(g_arch, state.arch_opt_state, state.arch)
+  state = state.replace(arch=optax.apply_updates(state.arch, updates),
+                        arch_opt_state=arch_opt_state, model_state=model_state)
+  return state, {"val/loss": loss, "val/accuracy": acc}
+
+
+def weights_update(components: SearchComponents, state: SearchState, images, labels):
+  """Weight step: ``w <- WeightOpt(w, grad_w L_train(w, alpha))`` (clip -> L2 -> SGD momentum)."""
+  grad_fn = jax.value_and_grad(
+      lambda weights: supernet_loss(components, weights, state.arch, state.model_state, images,
+                                    labels), has_aux=True)
+  (loss, (model_state, acc)), g_weights = grad_fn(state.weights)
+  updates, opt_state = components.weights_tx.update(g_weights, state.weights_opt_state,
+                                                    state.weights)
+  state = state.replace(weights=optax.apply_updates(state.weights, updates),
+                        weights_opt_state=opt_state, model_state=model_state)
+  return state, {"train/loss": loss, "train/accuracy": acc,
+                 "train/grad_norm": optax.tree.norm(g_weights)}
+
+
+def augment(components: SearchComponents, key: jax.Array, images: jax.Array) -> jax.Array:
+  """Pad-crop, flip, normalise and cutout, on device."""
+  return data_lib.augment(key, images, mean=components.mean, std=components.std,
+                             crop_padding=components.crop_padding, flip=components.flip,
+                             cutout=components.cutout)
+
+
+def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Array]], *,
+                components: SearchComponents) -> tuple[SearchState, dict[str, jax.Array]]:
+  """One search step on ``batches = {'train': (uint8 images, labels), 'val': (...)}``."""
+  key = jax.random.wrap_key_data(state.key)
+  key, key_train, key_val = jax.random.split(key, 3)
+  x_train = augment(components, key_train, batches["train"][0])
+  x_val = augment(components, key_val, batches["val"][0])
+  lr = components.weights_lr(state.step)
+  if components.step_order == "arch_first":
+    state, arch_metrics = arch_update(components, state, x_val, batches["val"][1])
+    state, weight_metrics = weights_update(components, state, x_train, batches["train"][1])
+  else:
+    state, weight_metrics = weights_update(components, state, x_train, batches["train"][1])
+    state, arch_metrics = arch_update(components, state, x_val, batches["val"][1])
+  state = state.replace(step=state.step + 1, key=jax.random.key_data(key))
+  return state, {**arch_metrics, **weight_metrics, "lr/weights": lr}
+
+
+def eval_step(state: SearchState, images: jax.Array, labels: jax.Array, *,
+              components: SearchComponents) -> dict[str, jax.Array]:
+  """Sums of loss and correct predictions of the supernet (running BN statistics) on a batch."""
+  x = data_lib.normalize(images, components.mean, components.std)
+  mixing = components.parametrization.activate(state.arch)
+  logits, _ = supernet.apply(components.module, state.weights, state.model_state, x, mixing,
+                             train=False)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  return {"loss_sum": jnp.sum(losses), "correct": jnp.sum(correct)}

@@ -1,0 +1,28 @@
+"""Entry point: ``python -m jaxnas.train --config=configs/<file>.py[:smoke] --workdir=DIR``.
+
+Rerunning the same command with the same workdir resumes from the latest checkpoint. Any config
+field can be overridden: ``--config.epochs=10 --config.data.data_dir=/data``.
+"""
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from jaxnas import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file, optionally with ':smoke'.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and genotypes.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # progress goes to stdout; --verbosity=0 for absl INFO
+  loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
