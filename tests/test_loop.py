@@ -191,3 +191,39 @@ def test_missing_data_dir_fails_fast(tmp_path):
   with pytest.raises(data_lib.DatasetNotFoundError) as info:
     loop.train_and_evaluate(config, str(tmp_path / "work"))
   assert "data_dir" in str(info.value)
+
+
+def write_fixture_nb201_table(path):
+  """A CSV in the nats_bench.csv layout covering all 15,625 cells with made-up accuracies."""
+  import itertools
+  from jaxnas.spaces.nb201 import NB201Genotype
+  with open(path, "w") as f:
+    f.write("CIFAR10TestAccuracy200Epochs,CIFAR100TestAccuracy200Epochs,"
+            "ImageNetTestAccuracy200Epochs,ArchitectureString,UniqueString\n")
+    for code in itertools.product(range(5), repeat=6):
+      acc = fake_accuracy(code)
+      f.write(f"{acc},{acc / 2},{acc / 3},{NB201Genotype.from_code(code)},u{code}\n")
+
+
+def fake_accuracy(code):
+  return 10.0 + sum(c * 10**-i for i, c in enumerate(code))
+
+
+def test_nb201_ground_truth_is_reported_each_epoch(tmp_path):
+  from jaxnas.spaces.nb201 import NB201Genotype
+  table = tmp_path / "table.csv"
+  write_fixture_nb201_table(table)
+  summary = loop.train_and_evaluate(quickstart_smoke(**{"benchmark.path": str(table)}),
+                                    str(tmp_path / "work"))
+  record = summary["final_record"]
+  expected = fake_accuracy(NB201Genotype.from_string(record["genotype"]).code)
+  np.testing.assert_allclose(record["benchmark/test_accuracy"], expected, rtol=1e-6)
+
+
+def test_benchmark_on_a_space_without_one_is_refused(tmp_path):
+  table = tmp_path / "table.csv"
+  table.write_text("x\n")
+  config = load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"))
+  config.benchmark.path = str(table)
+  with pytest.raises(ValueError, match="only 'nb201'"):
+    loop.train_and_evaluate(config, str(tmp_path / "work"))
