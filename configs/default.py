@@ -29,6 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.data_dir = ""              # directory with the dataset's original files ('' = none)
   config.data.split = "darts"            # search split: 'darts' (50/50 train) | 'full' | 'nb201'
   config.data.train_portion = 0.5        # 'darts' split: fraction of the training set for w
+  config.data.split_seed = 0             # seed of the fixed random halves of the 'nb201' split (not the run seed)
   config.data.max_examples = 0           # cap on each split's size (0 = no cap)
   config.data.arch_with_replacement = True  # alpha batches: independent random batch every step
   config.data.crop_padding = 4           # random-crop zero padding (0 = off)

@@ -81,7 +81,8 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDatase
   dataset = data_lib.get_dataset(config.data.name, data_dir=config.data.data_dir or None,
                                  **options)
   splits = data_lib.make_search_splits(dataset, config.data.split,
-                                       train_portion=config.data.train_portion, seed=config.seed,
+                                       train_portion=config.data.train_portion,
+                                       seed=config.data.split_seed,
                                        max_examples=config.data.max_examples or None)
   return dataset, splits
 
@@ -133,6 +134,7 @@ def fingerprint(search: Search) -> dict[str, Any]:
           "space_sizes": config.space.to_dict(), "method": config.method,
           "hypergrad": config.hypergrad, "parametrization": config.parametrization,
           "dataset": config.data.name, "split": config.data.split,
+          "split_seed": config.data.split_seed,
           "batch_size": config.batch_size, "seed": config.seed}
 
 
