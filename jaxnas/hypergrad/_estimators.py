@@ -1,0 +1,370 @@
+r"""Hypergradient estimators for the bilevel problem
+:math:`\min_\alpha L_{out}(w^*(\alpha), \alpha)` subject to
+:math:`w^*(\alpha) = \arg\min_w L_{in}(w, \alpha)`.
+
+Pure math, no NAS knowledge: ``weights`` and ``arch`` are arbitrary pytrees and the losses are plain
+functions ``loss(weights, arch, batch) -> scalar``. Every estimator is a small frozen dataclass with
+one call signature,
+
+  ``estimator(problem, weights, arch, inner_batch, outer_batch) -> arch_gradient``,
+
+and is registered as a pytree: its float hyperparameters (``xi``, ``eps``, ``lam``, ``step``,
+``damping``, ``weight_decay``) are *data* leaves and everything else (step counts, modes, the inner
+optax optimizer) is static metadata. So an estimator can be closed over by a jitted step (constants)
+or passed into it as an argument, and ``dataclasses.replace(est, xi=current_lr)`` inside ``jit``
+gives a schedule-dependent :math:`\xi` without recompiling.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnas.hypergrad import _tree
+
+PyTree = Any
+Loss = Callable[[PyTree, PyTree, Any], jax.Array]
+MIXED_TERMS = ("fd", "exact")
+
+
+@dataclasses.dataclass(frozen=True)
+class BilevelProblem:
+  """The (inner, outer) pair of a bilevel problem.
+
+  Attributes:
+    inner_loss: ``f(weights, arch, batch) -> scalar``, the loss the weights minimise (training
+      loss).
+    outer_loss: ``f(weights, arch, batch) -> scalar``, the loss the architecture minimises
+      (validation loss).
+  """
+  inner_loss: Loss
+  outer_loss: Loss
+
+
+class HypergradEstimator(Protocol):
+  """Protocol of every estimator: returns an approximation of :math:`dL_{out}/d\\alpha`."""
+
+  def __call__(self, problem: BilevelProblem, weights: PyTree, arch: PyTree, inner_batch: Any,
+               outer_batch: Any) -> PyTree:
+    ...
+
+
+def _pytree_dataclass(data_fields: tuple[str, ...]):
+  """Frozen dataclass registered as a pytree whose ``data_fields`` are leaves, the rest static."""
+  def wrap(cls):
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    meta = [f.name for f in dataclasses.fields(cls) if f.name not in data_fields]
+    return jax.tree_util.register_dataclass(cls, data_fields=list(data_fields), meta_fields=meta)
+  return wrap
+
+
+# --------------------------------------------------------------------------- shared derivatives
+
+
+def _outer_grads(problem: BilevelProblem, weights, arch, batch):
+  """``(∂_α L_out, ∇_w L_out)`` at ``(weights, arch)`` from one backward pass."""
+  return jax.grad(problem.outer_loss, argnums=(1, 0))(weights, arch, batch)
+
+
+def _grad_arch(loss: Loss, weights, arch, batch):
+  return jax.grad(loss, argnums=1)(weights, arch, batch)
+
+
+def _grad_weights(loss: Loss, weights, arch, batch):
+  return jax.grad(loss, argnums=0)(weights, arch, batch)
+
+
+def _hvp(loss: Loss, weights, arch, batch, direction):
+  r"""Exact Hessian-vector product :math:`\nabla^2_{ww} L(w, \alpha)\, u` (jvp of the grad)."""
+  return jax.jvp(lambda w: _grad_weights(loss, w, arch, batch), (weights,), (direction,))[1]
+
+
+def _mixed_term(loss: Loss, weights, arch, batch, direction, mode: str, eps):
+  r"""The mixed second derivative :math:`\nabla^2_{\alpha w} L(w, \alpha)\, u` (a pytree like arch).
+
+  ``mode='exact'``: a ``jvp`` of :math:`\nabla_\alpha L` along ``u`` in weight space.
+  ``mode='fd'`` (DARTS/iDARTS): :math:`[\nabla_\alpha L(w + \hat\epsilon u) -
+  \nabla_\alpha L(w - \hat\epsilon u)] / (2\hat\epsilon)`, :math:`\hat\epsilon = \epsilon / \|u\|`,
+  perturbing *all* weights and reusing the same batch for both evaluations.
+  """
+  if mode == "exact":
+    return jax.jvp(lambda w: _grad_arch(loss, w, arch, batch), (weights,), (direction,))[1]
+  norm = _tree.global_norm(direction)
+  # Numerical safeguard: a zero direction gives a zero mixed term instead of 0/0.
+  safe = jnp.where(norm > 0, norm, jnp.ones_like(norm))
+  eps_hat = jnp.asarray(eps, norm.dtype) / safe
+  g_plus = _grad_arch(loss, _tree.axpy(eps_hat, direction, weights), arch, batch)
+  g_minus = _grad_arch(loss, _tree.axpy(-eps_hat, direction, weights), arch, batch)
+  return _tree.scale(1.0 / (2.0 * eps_hat), _tree.sub(g_plus, g_minus))
+
+
+def _check_mode(mode: str) -> None:
+  if mode not in MIXED_TERMS:
+    raise ValueError(f"mixed_term must be one of {MIXED_TERMS}, got {mode!r}.")
+
+
+# --------------------------------------------------------------------------- first-order family
+
+
+@_pytree_dataclass(data_fields=())
+class FirstOrder:
+  r"""First-order DARTS: ignore the dependence of :math:`w` on :math:`\alpha`.
+
+  .. math:: g = \nabla_\alpha L_{out}(w, \alpha)
+
+  Reference: Liu, Simonyan, Yang, "DARTS: Differentiable Architecture Search", ICLR 2019 (ξ = 0).
+  ``inner_batch`` is unused.
+  """
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    del inner_batch
+    return _grad_arch(problem.outer_loss, weights, arch, outer_batch)
+
+
+@_pytree_dataclass(data_fields=("lam",))
+class MixedLevel:
+  r"""MiLeNAS first-order mixed-level gradient (paper Eq. 6).
+
+  .. math::
+    g = \nabla_\alpha L_{in}(w, \alpha; B_{in}) + \lambda\,\nabla_\alpha L_{out}(w, \alpha; B_{out})
+
+  Reference: He, Ye, Shen, Zhang, "MiLeNAS: Efficient Neural Architecture Search via Mixed-Level
+  Reformulation", CVPR 2020. The official code (``step_milenas``) computes
+  :math:`\nabla_\alpha L_{out} + \lambda \nabla_\alpha L_{in}` instead, i.e. it weights the *train*
+  term; both coincide for the default λ = 1 (for λ ≠ 1 the code equals λ · ``MixedLevel(lam=1/λ)``).
+
+  Attributes:
+    lam: weight λ ≥ 0 of the outer (validation) term.
+  """
+  lam: float = 1.0
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    g_in = _grad_arch(problem.inner_loss, weights, arch, inner_batch)
+    g_out = _grad_arch(problem.outer_loss, weights, arch, outer_batch)
+    return _tree.axpy(self.lam, g_out, g_in)
+
+
+# --------------------------------------------------------------------------- unrolled / DARTS-2nd
+
+
+@_pytree_dataclass(data_fields=())
+class Unrolled:
+  r"""Exact hypergradient through ``steps`` real inner optimizer steps (reverse-mode unroll).
+
+  .. math::
+    w_0 = w,\quad (u_k, s_{k+1}) = \mathrm{opt.update}(\nabla_w L_{in}(w_k, \alpha; B_k), s_k, w_k),
+    \quad w_{k+1} = w_k + u_k,\qquad g = \frac{d}{d\alpha} L_{out}(w_K(\alpha), \alpha)
+
+  differentiated by autodiff through a ``lax.scan``; the optimizer state starts fresh from
+  ``opt.init(w)`` (a DARTS-style momentum buffer is not available here).
+  Reference: Maclaurin et al., ICML 2015; Franceschi et al., "Forward and Reverse Gradient-Based
+  Hyperparameter Optimization", ICML 2017; one SGD step is DARTS' unrolled objective (ICLR 2019).
+
+  Attributes:
+    steps: K ≥ 1, number of inner steps.
+    inner_optimizer: optax transformation of the inner steps (``None`` means ``optax.sgd(0.01)``).
+    checkpoint: rematerialise each step (``jax.checkpoint``) to save memory in the backward pass.
+    stacked_batches: ``inner_batch`` has a leading axis of size K (one batch per step); otherwise
+      the same batch is reused at every step.
+  """
+  steps: int = 1
+  inner_optimizer: optax.GradientTransformation | None = None
+  checkpoint: bool = False
+  stacked_batches: bool = False
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    if self.steps < 1:
+      raise ValueError(f"Unrolled needs steps >= 1, got {self.steps}.")
+    opt = self.inner_optimizer if self.inner_optimizer is not None else optax.sgd(0.01)
+    if self.stacked_batches:
+      sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jax.tree.leaves(inner_batch)}
+      if sizes != {self.steps}:
+        raise ValueError(f"stacked_batches=True needs a leading axis of size steps={self.steps} "
+                         f"on every inner_batch leaf, got sizes {sizes}.")
+
+    def step(carry, batch, arch):
+      w, state = carry
+      b = batch if self.stacked_batches else inner_batch
+      updates, state = opt.update(_grad_weights(problem.inner_loss, w, arch, b), state, w)
+      return (optax.apply_updates(w, updates), state), None
+
+    body = jax.checkpoint(step) if self.checkpoint else step
+
+    def unrolled_outer(arch):
+      xs = inner_batch if self.stacked_batches else None
+      (w_k, _), _ = jax.lax.scan(lambda c, b: body(c, b, arch), (weights, opt.init(weights)), xs,
+                                 length=self.steps)
+      return problem.outer_loss(w_k, arch, outer_batch)
+
+    return jax.grad(unrolled_outer)(arch)
+
+
+@_pytree_dataclass(data_fields=("xi", "eps", "weight_decay", "momentum", "momentum_buffer"))
+class FiniteDifference:
+  r"""DARTS' second-order approximation (one virtual SGD step, mixed term by central differences).
+
+  .. math::
+    w' = w - \xi\,(\mu m + \nabla_w L_{in}(w, \alpha) + \lambda_{wd} w),\qquad
+    v = \nabla_{w'} L_{out}(w', \alpha)
+
+    g = \nabla_\alpha L_{out}(w', \alpha) - \xi\,
+        \frac{\nabla_\alpha L_{in}(w^+, \alpha) - \nabla_\alpha L_{in}(w^-, \alpha)}{2\hat\epsilon},
+    \quad w^\pm = w \pm \hat\epsilon v,\quad \hat\epsilon = \epsilon / \|v\|_2
+
+  The difference quotient is evaluated at the *original* ``w`` with the same inner batch as the
+  virtual step. ``mixed_term='exact'`` replaces it by :math:`\nabla^2_{\alpha w} L_{in}(w,\alpha) v`
+  (a ``jvp``), which makes ``g`` exactly the gradient of :math:`L_{out}(w'(\alpha), \alpha)`,
+  i.e. ``Unrolled(steps=1, inner_optimizer=optax.sgd(xi))`` when ``weight_decay=0`` and
+  ``momentum_buffer=None``.
+  Reference: Liu, Simonyan, Yang, "DARTS", ICLR 2019, Eq. 7-8; code ``cnn/architect.py``, whose
+  virtual step is one exact PyTorch SGD step: pass the weight optimizer's momentum buffer m (a
+  pytree like ``weights``, e.g. ``dataclasses.replace(est, momentum_buffer=trace)`` inside the
+  jitted step) and μ = 0.9, λ_wd = 3e-4. Neither term depends on α; they only shift w'.
+
+  Attributes:
+    xi: virtual step size ξ (DARTS: the current weight learning rate).
+    eps: relative perturbation, :math:`\hat\epsilon = \epsilon/\|v\|`.
+    weight_decay: L2 coefficient λ_wd added to the virtual-step gradient (DARTS: 3e-4).
+    momentum: μ, the SGD momentum of the weight optimizer (used only with ``momentum_buffer``).
+    momentum_buffer: m, a pytree like ``weights`` or ``None`` (no momentum term).
+    mixed_term: ``'fd'`` (reference) or ``'exact'``.
+  """
+  xi: float = 0.025
+  eps: float = 0.01
+  weight_decay: float = 0.0
+  momentum: float = 0.9
+  momentum_buffer: Any = None
+  mixed_term: str = "fd"
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    _check_mode(self.mixed_term)
+    g_w = _grad_weights(problem.inner_loss, weights, arch, inner_batch)
+    g_w = _tree.axpy(self.weight_decay, weights, g_w)
+    if self.momentum_buffer is not None:
+      g_w = _tree.axpy(self.momentum, self.momentum_buffer, g_w)
+    w_virtual = _tree.axpy(-self.xi, g_w, weights)
+    d_arch, v = _outer_grads(problem, w_virtual, arch, outer_batch)
+    mixed = _mixed_term(problem.inner_loss, weights, arch, inner_batch, v, self.mixed_term,
+                        self.eps)
+    return _tree.axpy(-self.xi, mixed, d_arch)
+
+
+# --------------------------------------------------------------------------- implicit (IFT)
+
+
+def _implicit(problem, weights, arch, inner_batch, outer_batch, inverse_hvp, mode, eps):
+  r""":math:`\partial_\alpha L_{out} - \nabla^2_{\alpha w} L_{in}\, H^{-1} \nabla_w L_{out}`."""
+  d_arch, v = _outer_grads(problem, weights, arch, outer_batch)
+  hvp = lambda u: _hvp(problem.inner_loss, weights, arch, inner_batch, u)  # noqa: E731
+  s = inverse_hvp(hvp, v)
+  mixed = _mixed_term(problem.inner_loss, weights, arch, inner_batch, s, mode, eps)
+  return _tree.sub(d_arch, mixed)
+
+
+@_pytree_dataclass(data_fields=("step", "eps"))
+class ImplicitNeumann:
+  r"""iDARTS: implicit function theorem with a truncated Neumann series for the inverse Hessian.
+
+  .. math::
+    g = \nabla_\alpha L_{out}(w, \alpha) - \nabla^2_{\alpha w} L_{in}(w, \alpha)\, H^{-1}
+        \nabla_w L_{out}(w, \alpha),\qquad
+    H^{-1} \approx \gamma \sum_{k=0}^{K} (I - \gamma H)^k,\quad H = \nabla^2_{ww} L_{in}(w, \alpha)
+
+  ``w`` is assumed to be (approximately) :math:`w^*(\alpha)`. Hessian-vector products are exact
+  (``jvp`` of the weight gradient); the series converges for SPD H when γ < 2/λ_max(H).
+  Reference: Zhang et al., "iDARTS: Differentiable Architecture Search with Stochastic Implicit
+  Gradients", ICML 2021, Alg. 1 (code: K = 2, γ = current weight LR, mixed term by finite
+  differences with :math:`\hat\epsilon = 0.01/\|s\|`, here on the Neumann sum s itself).
+
+  Attributes:
+    terms: K, the series has K + 1 terms (k = 0..K).
+    step: γ.
+    mixed_term: ``'exact'`` (default) or ``'fd'`` (central difference along s).
+    eps: relative perturbation of the ``'fd'`` mixed term.
+  """
+  terms: int = 2
+  step: float = 0.01
+  mixed_term: str = "exact"
+  eps: float = 0.01
+
+  def _inverse_hvp(self, hvp, v):
+    def body(carry, _):
+      p, total = carry
+      p = _tree.axpy(-self.step, hvp(p), p)  # p <- (I - γH) p
+      return (p, _tree.add(total, p)), None
+    (_, total), _ = jax.lax.scan(body, (v, v), None, length=self.terms)
+    return _tree.scale(self.step, total)
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    _check_mode(self.mixed_term)
+    if self.terms < 0:
+      raise ValueError(f"ImplicitNeumann needs terms >= 0, got {self.terms}.")
+    return _implicit(problem, weights, arch, inner_batch, outer_batch, self._inverse_hvp,
+                     self.mixed_term, self.eps)
+
+
+@_pytree_dataclass(data_fields=("damping", "eps"))
+class ImplicitCG:
+  r"""Implicit function theorem; :math:`(H + \delta I)^{-1} \nabla_w L_{out}` by CG.
+
+  .. math::
+    g = \nabla_\alpha L_{out}(w, \alpha) - \nabla^2_{\alpha w} L_{in}(w, \alpha)\,
+        (H + \delta I)^{-1} \nabla_w L_{out}(w, \alpha),\quad H = \nabla^2_{ww} L_{in}(w, \alpha)
+
+  ``w`` is assumed to be (approximately) :math:`w^*(\alpha)`; CG needs H + δI SPD.
+  Reference: Pedregosa, "Hyperparameter optimization with approximate gradient", ICML 2016;
+  Rajeswaran et al., "Meta-Learning with Implicit Gradients", NeurIPS 2019; Blondel et al.,
+  "Efficient and Modular Implicit Differentiation", NeurIPS 2022.
+
+  Attributes:
+    maxiter: maximum number of CG iterations.
+    damping: δ ≥ 0 (Tikhonov damping of the Hessian).
+    tol: relative residual tolerance of ``jax.scipy.sparse.linalg.cg``.
+    mixed_term: ``'exact'`` (default) or ``'fd'``.
+    eps: relative perturbation of the ``'fd'`` mixed term.
+  """
+  maxiter: int = 100
+  damping: float = 0.0
+  tol: float = 1e-10
+  mixed_term: str = "exact"
+  eps: float = 0.01
+
+  def _inverse_hvp(self, hvp, v):
+    matvec = lambda u: _tree.axpy(self.damping, u, hvp(u))  # noqa: E731
+    s, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=self.tol, atol=0.0, maxiter=self.maxiter)
+    return s
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    _check_mode(self.mixed_term)
+    return _implicit(problem, weights, arch, inner_batch, outer_batch, self._inverse_hvp,
+                     self.mixed_term, self.eps)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+HYPERGRADS: dict[str, type] = {
+    "first_order": FirstOrder,
+    "mixed_level": MixedLevel,
+    "unrolled": Unrolled,
+    "finite_difference": FiniteDifference,
+    "implicit_neumann": ImplicitNeumann,
+    "implicit_cg": ImplicitCG,
+}
+
+
+def get(name: str, **kwargs) -> HypergradEstimator:
+  """Builds the estimator registered as ``name``.
+
+  Args:
+    name: a key of ``HYPERGRADS``.
+    **kwargs: the estimator's fields (e.g. ``xi=0.025`` for ``'finite_difference'``).
+  Returns:
+    The estimator instance.
+  """
+  if name not in HYPERGRADS:
+    raise ValueError(f"Unknown hypergradient {name!r}; valid names: {sorted(HYPERGRADS)}.")
+  return HYPERGRADS[name](**kwargs)
