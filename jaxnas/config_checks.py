@@ -7,9 +7,10 @@ from jaxnas import data as data_lib
 from jaxnas import parametrize
 from jaxnas import spaces
 from jaxnas import steps
+from jaxnas.methods import estimators
 
 METHODS = ("darts",)
-HYPERGRADS = ("first_order",)
+HYPERGRADS = estimators.ESTIMATORS
 ARCH_OPTIMIZERS = ("adam",)
 
 
@@ -34,6 +35,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.data.name, list(data_lib.DATASETS), "data.name")
   _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
   _choice(config.arch_optimizer.name, ARCH_OPTIMIZERS, "arch_optimizer.name")
+  _choice(config.hypergrad_options.milenas_weighting, estimators.MILENAS_WEIGHTINGS,
+          "hypergrad_options.milenas_weighting")
+  _choice(config.hypergrad_options.mixed_term, ("fd", "exact"), "hypergrad_options.mixed_term")
+  for field in ("arch_every", "hypergrad_options.unrolled_steps", "hypergrad_options.cg_maxiter",
+                "hypergrad_options.fd_eps"):
+    _positive(_get(config, field), field)
+  if (config.milenas.size_buckets or config.milenas.early_stopping) and config.space.name != "darts":
+    raise ValueError("config.milenas.size_buckets / early_stopping count the convolutions of DARTS "
+                     f"genotypes; the {config.space.name!r} space has none. Turn them off.")
   for field in ("batch_size", "eval_batch_size", "space.channels", "log_every_steps",
                 "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints"):
     _positive(_get(config, field), field)

@@ -33,6 +33,8 @@ from jaxnas import parametrize
 from jaxnas import spaces
 from jaxnas import steps
 from jaxnas import supernet
+from jaxnas.methods import estimators
+from jaxnas.methods import milenas
 from jaxnas.state import SearchState, create_search_state
 
 WEIGHTS_STREAM, ARCH_STREAM = 0, 1
@@ -102,6 +104,8 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
                              per_step=wopt.per_step_schedule, epoch_offset=wopt.epoch_offset)
   weights_tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
                                  clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
+  arch_gradient = estimators.build_arch_gradient(config, lr_schedule=lr,
+                                                 weights_clipped=bool(wopt.clip_norm))
   aopt = config.arch_optimizer
   arch_tx = optim.adam_l2(aopt.learning_rate, b1=aopt.b1, b2=aopt.b2,
                           weight_decay=aopt.weight_decay)
@@ -109,7 +113,8 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
       module=module, parametrization=parametrize.get(config.parametrization),
       weights_tx=weights_tx, arch_tx=arch_tx, weights_lr=lr, mean=tuple(dataset.mean),
       std=tuple(dataset.std), crop_padding=config.data.crop_padding, flip=config.data.flip,
-      cutout=config.data.cutout, step_order=config.step_order)
+      cutout=config.data.cutout, step_order=config.step_order, arch_gradient=arch_gradient,
+      arch_every=config.arch_every)
   return Search(config, space, splits, components, per_epoch, total, arch_batch)
 
 
@@ -133,6 +138,7 @@ def fingerprint(search: Search) -> dict[str, Any]:
           "arch_shapes": {k: list(v) for k, v in search.space.arch_shapes().items()},
           "space_sizes": config.space.to_dict(), "method": config.method,
           "hypergrad": config.hypergrad, "parametrization": config.parametrization,
+          "arch_every": config.arch_every,
           "dataset": config.data.name, "split": config.data.split,
           "split_seed": config.data.split_seed,
           "batch_size": config.batch_size, "seed": config.seed}
@@ -193,6 +199,31 @@ def benchmark_metrics(table, genotype, dataset: str) -> dict[str, float]:
   return {f"benchmark/{k}": float(v) for k, v in result.items()}
 
 
+SIZE_BUCKETS_FILE = "size_buckets.json"
+
+
+def load_size_buckets(workdir: str) -> milenas.SizeBuckets:
+  """MiLeNAS' per-size best genotypes so far (from an earlier run in the same workdir)."""
+  path = os.path.join(workdir, SIZE_BUCKETS_FILE)
+  if not os.path.exists(path):
+    return milenas.SizeBuckets()
+  with open(path) as f:
+    return milenas.SizeBuckets.from_json(f.read())
+
+
+def milenas_bookkeeping(config, workdir, buckets, genotype, eval_metrics, step, logger) -> bool:
+  """Updates the size buckets; returns whether MiLeNAS' early-stopping rule fires."""
+  if buckets is not None and buckets.update(genotype, eval_metrics["eval/accuracy"], step):
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, SIZE_BUCKETS_FILE), "w") as f:
+        f.write(buckets.to_json())
+  if config.milenas.early_stopping and milenas.should_stop_early(genotype):
+    logger.info(f"Early stopping at step {step}: the genotype has 6 convolutions in the normal "
+                "cell and 0 in the reduction cell (MiLeNAS).")
+    return True
+  return False
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) a search in ``workdir``; returns the final and best genotypes and metrics."""
   # ---------------------------------------------------------------- build (fails fast, no compile)
@@ -219,6 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     donate_argnums=0)
   eval_fn = jax.jit(functools.partial(steps.eval_step, components=search.components))
   # ---------------------------------------------------------------- the loop
+  buckets = load_size_buckets(workdir) if config.milenas.size_buckets else None
   timer = metrics_lib.StepTimer(start, search.total_steps)
   metrics: dict[str, Any] = {}
   for step in range(start, search.total_steps):
@@ -234,8 +266,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       eval_metrics = evaluate(search, eval_fn, state)
       eval_metrics.update(benchmark_metrics(table, genotype, config.benchmark.dataset))
       logger.epoch(done, epoch, genotype, mixing, eval_metrics)
-    if done % config.checkpoint_every_steps == 0 or epoch_end:
+      stop = milenas_bookkeeping(config, workdir, buckets, genotype, eval_metrics, done, logger)
+    else:
+      stop = False
+    if done % config.checkpoint_every_steps == 0 or epoch_end or stop:
       manager.save(done, state)
+    if stop:
+      break
   # ---------------------------------------------------------------- the result
   manager.close()
   summary = logger.finish(state_step=int(state.step))

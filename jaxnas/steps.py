@@ -1,10 +1,13 @@
 """Pure search and evaluation steps: ``search_step(state, batches) -> (state, metrics)``.
 
-One search step of bilevel DARTS (Liu et al., ICLR 2019; ``shared/spec/methods.md`` §2(b)) with the
-first-order hypergradient:
+One search step of bilevel DARTS (Liu et al., ICLR 2019; ``shared/spec/methods.md`` §2(b)):
 
-  alpha <- ArchOpt(alpha, grad_alpha L_val(w, alpha))             (alpha step, on a validation batch)
+  alpha <- ArchOpt(alpha, g_alpha)                                (alpha step, on a validation batch)
   w     <- WeightOpt(w, grad_w L_train(w, alpha))                 (weight step, on a training batch)
+
+with ``g_alpha`` the first-order gradient ``grad_alpha L_val(w, alpha)`` or any estimator of
+``jaxnas.hypergrad`` (second order by finite differences or exact unrolling, implicit, MiLeNAS'
+mixed level), whose inner problem is the training loss on the step's training batch.
 
 quark0/darts takes the alpha step first (``step_order='arch_first'``, the weight step then sees the
 new alpha); AutoDL's NB201 DARTS-V1 takes the weight step first (``'weights_first'``). Both forwards
@@ -21,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnas import hypergrad
 from jaxnas import supernet
 from jaxnas import data as data_lib
 from jaxnas.parametrize import Parametrization
@@ -43,6 +47,8 @@ class SearchComponents:
   flip: bool = True
   cutout: int = 0
   step_order: str = "arch_first"
+  arch_gradient: Any = None  # a methods.estimators.ArchGradient; None = first order
+  arch_every: int = 1        # an alpha step every k steps (iDARTS: T weight steps per alpha step)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -63,16 +69,41 @@ def supernet_loss(components: SearchComponents, weights, arch, model_state, imag
   return cross_entropy(logits, labels), (new_model_state, accuracy(logits, labels))
 
 
-def arch_update(components: SearchComponents, state: SearchState, images, labels):
-  """First-order alpha step: ``alpha <- ArchOpt(alpha, grad_alpha L_val(w, alpha))``."""
-  grad_fn = jax.value_and_grad(
-      lambda arch: supernet_loss(components, state.weights, arch, state.model_state, images,
-                                 labels), has_aux=True)
-  (loss, (model_state, acc)), g_arch = grad_fn(state.arch)
+def arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch, lr):
+  """Alpha step: ``alpha <- ArchOpt(alpha, g_alpha)`` with the configured hypergradient.
+
+  The first-order gradient comes with the validation forward's BN statistics and metrics from one
+  pass; other estimators get the bilevel problem (inner = training loss on the step's training
+  batch, outer = validation loss) and the metrics come from one extra validation forward.
+  """
+  val_loss = lambda arch: supernet_loss(components, state.weights, arch, state.model_state,
+                                        *val_batch)
+  estimator = components.arch_gradient
+  if estimator is None or estimator.name == "first_order":
+    (loss, (model_state, acc)), g_arch = jax.value_and_grad(val_loss, has_aux=True)(state.arch)
+  else:
+    scalar_loss = lambda w, a, batch: supernet_loss(components, w, a, state.model_state,
+                                                    *batch)[0]
+    problem = hypergrad.BilevelProblem(scalar_loss, scalar_loss)
+    g_arch = estimator(problem, state.weights, state.arch, train_batch, val_batch, lr=lr,
+                       weights_opt_state=state.weights_opt_state)
+    loss, (model_state, acc) = val_loss(state.arch)
   updates, arch_opt_state = components.arch_tx.update(g_arch, state.arch_opt_state, state.arch)
   state = state.replace(arch=optax.apply_updates(state.arch, updates),
                         arch_opt_state=arch_opt_state, model_state=model_state)
   return state, {"val/loss": loss, "val/accuracy": acc}
+
+
+def maybe_arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch,
+                      lr):
+  """The alpha step, or (every ``arch_every``-th step only) a no-op with NaN metrics."""
+  if components.arch_every == 1:
+    return arch_update(components, state, train_batch, val_batch, lr)
+  phase = 0 if components.step_order == "arch_first" else components.arch_every - 1
+  due = state.step % components.arch_every == phase
+  skipped = {"val/loss": jnp.float32(jnp.nan), "val/accuracy": jnp.float32(jnp.nan)}
+  return jax.lax.cond(due, lambda s: arch_update(components, s, train_batch, val_batch, lr),
+                      lambda s: (s, skipped), state)
 
 
 def weights_update(components: SearchComponents, state: SearchState, images, labels):
@@ -104,12 +135,15 @@ def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Arra
   x_train = augment(components, key_train, batches["train"][0])
   x_val = augment(components, key_val, batches["val"][0])
   lr = components.weights_lr(state.step)
+  train_batch, val_batch = (x_train, batches["train"][1]), (x_val, batches["val"][1])
   if components.step_order == "arch_first":
-    state, arch_metrics = arch_update(components, state, x_val, batches["val"][1])
-    state, weight_metrics = weights_update(components, state, x_train, batches["train"][1])
+    state, arch_metrics = maybe_arch_update(components, state, train_batch, val_batch, lr)
+    state, weight_metrics = weights_update(components, state, *train_batch)
   else:
-    state, weight_metrics = weights_update(components, state, x_train, batches["train"][1])
-    state, arch_metrics = arch_update(components, state, x_val, batches["val"][1])
+    state, weight_metrics = weights_update(components, state, *train_batch)
+    # The weight step moved the schedule on: the alpha step sees the next step's learning rate.
+    state, arch_metrics = maybe_arch_update(components, state, train_batch, val_batch,
+                                            components.weights_lr(state.step + 1))
   state = state.replace(step=state.step + 1, key=jax.random.key_data(key))
   return state, {**arch_metrics, **weight_metrics, "lr/weights": lr}
 

@@ -184,6 +184,28 @@ def test_finite_difference_exact_equals_one_step_unroll(weight_decay):
   np.testing.assert_allclose(fd, exact, rtol=1e-6)
 
 
+def test_mixed_level_code_weighting():
+  # MiLeNAS' official code weights the train term: g = λ ∂_α L_in + ∂_α L_out.
+  w, lam = _w_random(), 0.3
+  want = lam * (-B.T @ w) + D @ ALPHA
+  got = _run(hypergrad.MixedLevel(lam=1.0, inner_weight=lam), w)
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_unrolled_with_live_momentum_state_equals_darts_virtual_step():
+  w, xi, mu, wd = _w_random(), 0.2, 0.9, 3e-2
+  m = np.random.default_rng(4).normal(size=N_W)
+  opt = optax.chain(optax.add_decayed_weights(wd), optax.sgd(xi, momentum=mu))
+  state = opt.init(_weights(w))
+  state = (state[0], (state[1][0]._replace(trace=_weights(m)),) + tuple(state[1][1:]))
+  est = hypergrad.Unrolled(steps=1, inner_optimizer=opt)
+  got = jax.jit(lambda wt, a, b, c, s: est(PROBLEM, wt, a, b, c, inner_opt_state=s))(
+      _weights(w), _arch(ALPHA), jnp.asarray(BIAS), jnp.asarray(C), state)
+  w_virtual = w - xi * (mu * m + A @ w - B @ ALPHA + BIAS + wd * w)
+  np.testing.assert_allclose(np.asarray(_a_vec(got)), D @ ALPHA + xi * B.T @ (w_virtual - C),
+                             rtol=1e-9)
+
+
 def test_finite_difference_momentum_buffer_darts_virtual_step():
   # DARTS: w' = w − ξ(μ m + ∇_w L_in + λ w), and g = Dα + ξ Bᵀ (w' − c) for the quadratic problem.
   w, xi, mu, wd = _w_random(), 0.2, 0.9, 3e-2

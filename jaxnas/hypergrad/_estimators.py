@@ -124,7 +124,7 @@ class FirstOrder:
     return _grad_arch(problem.outer_loss, weights, arch, outer_batch)
 
 
-@_pytree_dataclass(data_fields=("lam",))
+@_pytree_dataclass(data_fields=("lam", "inner_weight"))
 class MixedLevel:
   r"""MiLeNAS first-order mixed-level gradient (paper Eq. 6).
 
@@ -138,13 +138,16 @@ class MixedLevel:
 
   Attributes:
     lam: weight λ ≥ 0 of the outer (validation) term.
+    inner_weight: weight of the inner (training) term; 1 in the paper. The official code's
+      weighting is ``MixedLevel(lam=1, inner_weight=λ)``.
   """
   lam: float = 1.0
+  inner_weight: float = 1.0
 
   def __call__(self, problem, weights, arch, inner_batch, outer_batch):
     g_in = _grad_arch(problem.inner_loss, weights, arch, inner_batch)
     g_out = _grad_arch(problem.outer_loss, weights, arch, outer_batch)
-    return _tree.axpy(self.lam, g_out, g_in)
+    return _tree.axpy(self.lam, g_out, _tree.scale(self.inner_weight, g_in))
 
 
 # --------------------------------------------------------------------------- unrolled / DARTS-2nd
@@ -159,7 +162,8 @@ class Unrolled:
     \quad w_{k+1} = w_k + u_k,\qquad g = \frac{d}{d\alpha} L_{out}(w_K(\alpha), \alpha)
 
   differentiated by autodiff through a ``lax.scan``; the optimizer state starts fresh from
-  ``opt.init(w)`` (a DARTS-style momentum buffer is not available here).
+  ``opt.init(w)`` unless a live state is passed as ``inner_opt_state`` (e.g. the momentum buffer of
+  the weight optimizer, as in DARTS' virtual step).
   Reference: Maclaurin et al., ICML 2015; Franceschi et al., "Forward and Reverse Gradient-Based
   Hyperparameter Optimization", ICML 2017; one SGD step is DARTS' unrolled objective (ICLR 2019).
 
@@ -175,7 +179,9 @@ class Unrolled:
   checkpoint: bool = False
   stacked_batches: bool = False
 
-  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch, inner_opt_state=None):
+    """As the protocol; ``inner_opt_state`` optionally continues a live optimizer state (e.g. the
+    weight optimizer's momentum buffer, as DARTS' virtual step does) instead of ``opt.init(w)``."""
     if self.steps < 1:
       raise ValueError(f"Unrolled needs steps >= 1, got {self.steps}.")
     opt = self.inner_optimizer if self.inner_optimizer is not None else optax.sgd(0.01)
@@ -193,9 +199,11 @@ class Unrolled:
 
     body = jax.checkpoint(step) if self.checkpoint else step
 
+    state0 = opt.init(weights) if inner_opt_state is None else inner_opt_state
+
     def unrolled_outer(arch):
       xs = inner_batch if self.stacked_batches else None
-      (w_k, _), _ = jax.lax.scan(lambda c, b: body(c, b, arch), (weights, opt.init(weights)), xs,
+      (w_k, _), _ = jax.lax.scan(lambda c, b: body(c, b, arch), (weights, state0), xs,
                                  length=self.steps)
       return problem.outer_loss(w_k, arch, outer_batch)
 

@@ -40,14 +40,39 @@ def cosine_schedule(base_lr: float, min_lr: float, epochs: int, steps_per_epoch:
 def sgd_pytorch(learning_rate: optax.ScalarOrSchedule, *, momentum: float = 0.9,
                 weight_decay: float = 3e-4, clip_norm: float | None = 5.0,
                 nesterov: bool = False) -> optax.GradientTransformation:
-  """PyTorch SGD with momentum and L2 weight decay, after gradient-norm clipping (DARTS' w step)."""
-  parts = []
-  if clip_norm:
-    parts.append(optax.clip_by_global_norm(clip_norm))
-  if weight_decay:
-    parts.append(optax.add_decayed_weights(weight_decay))
+  """PyTorch SGD with momentum and L2 weight decay, after gradient-norm clipping (DARTS' w step).
+
+  The result is ``chain(clip_by_global_norm, body)`` with ``body = sgd_body(...)`` when
+  ``clip_norm`` is set, else ``body`` itself; ``unclipped_state`` returns the body's state, which
+  the second-order hypergradients continue (DARTS' virtual step uses momentum and decay, no clip).
+  """
+  body = sgd_body(learning_rate, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+  return optax.chain(optax.clip_by_global_norm(clip_norm), body) if clip_norm else body
+
+
+def sgd_body(learning_rate: optax.ScalarOrSchedule, *, momentum: float = 0.9,
+             weight_decay: float = 3e-4, nesterov: bool = False) -> optax.GradientTransformation:
+  """PyTorch SGD without clipping: add ``wd * w`` -> momentum (or nesterov) -> ``-lr``."""
+  parts = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
   parts.append(optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov))
   return optax.chain(*parts)
+
+
+def unclipped_state(opt_state, clipped: bool):
+  """The ``sgd_body`` state inside the state of ``sgd_pytorch`` (see there)."""
+  return opt_state[1] if clipped else opt_state
+
+
+def momentum_buffer(opt_state) -> Any:
+  """The momentum buffer (``optax.TraceState.trace``) inside an optax state, or None."""
+  if isinstance(opt_state, optax.TraceState):
+    return opt_state.trace
+  if isinstance(opt_state, tuple):
+    for sub in opt_state:
+      found = momentum_buffer(sub)
+      if found is not None:
+        return found
+  return None
 
 
 def adam_l2(learning_rate: optax.ScalarOrSchedule, *, b1: float = 0.5, b2: float = 0.999,

@@ -1,0 +1,42 @@
+"""experiments/benchmark.py: a tiny NB201 supernet end to end, in process (no subprocess)."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_benchmark_module():
+  path = os.path.join(ROOT, "experiments", "benchmark.py")
+  spec = importlib.util.spec_from_file_location("experiments_benchmark", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_tiny_nb201_benchmark_writes_positive_figures(tmp_path):
+  benchmark = load_benchmark_module()
+  out = tmp_path / "bench.json"
+  report = benchmark.main(["--space=nb201", "--channels=4", "--cells_per_stage=1",
+                           "--batch_size=8", "--image_size=8", "--steps=2", "--warmup=1",
+                           "--what=search,forward", f"--json={out}"])
+  saved = json.loads(out.read_text())
+  assert saved == json.loads(json.dumps(report))
+  assert set(saved["results"]) == {"search", "forward"}
+  for name, result in saved["results"].items():
+    for field in ("median_step_s", "min_step_s", "images_per_s", "lower_s", "compile_s",
+                  "peak_rss_mb"):
+      assert result[field] > 0, (name, field, result[field])
+    assert len(result["step_times_s"]) == 2
+    assert result["images_per_s"] == pytest.approx(8 / result["median_step_s"])
+  assert saved["setup"]["params"] > 0 and saved["setup"]["batch_size"] == 8
+  machine = saved["machine"]
+  assert machine["backend"] == "cpu" and machine["cpu_count"] >= 1 and machine["jax_version"]
+
+
+def test_rejects_unknown_program():
+  benchmark = load_benchmark_module()
+  with pytest.raises(SystemExit):
+    benchmark.parse_args(["--what=search,backward"])
