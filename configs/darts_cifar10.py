@@ -6,6 +6,11 @@
 C=16, 8 cells, batch 64, 50 epochs, SGD 0.025 -> 0.001 cosine (epoch-start off-by-one of the
 reference), momentum 0.9, wd 3e-4, clip 5; alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3; alpha step
 first; 50/50 split of the training set; alpha batches sampled with replacement; seed 2.
+
+Variants: ``:second_order`` (exact one-step unroll through the real SGD step with momentum and weight
+decay: the true gradient of DARTS' unrolled objective; the default second order) and
+``:second_order_fd`` (quark0/darts' finite-difference approximation, eps = 0.01/||v||); combine with
+``smoke``, e.g. ``configs/darts_cifar10.py:second_order,smoke``.
 """
 from configs import default
 

@@ -91,19 +91,48 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return maybe_smoke(config, arg)
 
 
-def maybe_smoke(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-  """Applies the ``:smoke`` variant (2 steps, tiny supernet, synthetic data) when ``arg == 'smoke'``."""
+def second_order(config: ml_collections.ConfigDict, estimator: str = "unrolled"
+                 ) -> ml_collections.ConfigDict:
+  """DARTS second order: the exact one-step unroll (default) or the reference's finite differences."""
+  config.hypergrad = estimator
+  config.hypergrad_options.unrolled_steps = 1
+  config.hypergrad_options.mixed_term = "fd"
+  config.hypergrad_options.fd_eps = 0.01
+  return config
+
+
+VARIANTS = {
+    "smoke": lambda c: smoke(c),
+    "second_order": lambda c: second_order(c, "unrolled"),
+    "second_order_fd": lambda c: second_order(c, "finite_difference"),
+}
+
+
+def maybe_smoke(config: ml_collections.ConfigDict, arg: str | None,
+                variants: dict | None = None) -> ml_collections.ConfigDict:
+  """Applies comma-separated variants, e.g. ``configs/x.py:second_order,smoke`` (order as given).
+
+  Every config has ``smoke`` (2 steps, tiny supernet, synthetic data); ``second_order`` and
+  ``second_order_fd`` switch to DARTS' second-order hypergradient; configs may add their own.
+  """
   if not arg:
     return config
-  if arg != "smoke":
-    raise ValueError(f"Unknown config variant {arg!r}; valid variants: 'smoke'.")
+  known = {**VARIANTS, **(variants or {})}
+  for name in [v.strip() for v in arg.split(",") if v.strip()]:
+    if name not in known:
+      raise ValueError(f"Unknown config variant {name!r}; valid variants: {', '.join(known)}.")
+    config = known[name](config) or config
+  return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """2 steps of a tiny supernet on synthetic data."""
   config.space.channels = 4
   config.space.layers = 3
-  config.space.nodes = 2
+  config.space.nodes = 1            # DARTS: one node per cell keeps the smoke compile short
   config.space.cells_per_stage = 1
   config.data.name = "synthetic"
   config.data.data_dir = ""
-  config.data.split = "darts"
   config.data.synthetic_image_size = 8
   config.data.synthetic_num_train = 64
   config.data.crop_padding = 1
