@@ -81,6 +81,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000   # also at every epoch end and at the end
   config.keep_checkpoints = 3            # checkpoints kept on disk
 
+  config.diagnostics = ml_collections.ConfigDict()
+  config.diagnostics.every_steps = 0     # >0: log hypergradient error vs implicit CG and the alpha-Hessian eigenvalue
+  config.diagnostics.cg_maxiter = 50     # CG iterations of the reference hypergradient
+  config.diagnostics.eigen_iterations = 20  # power iterations for the dominant eigenvalue
+
   config.milenas = ml_collections.ConfigDict()
   config.milenas.size_buckets = False    # keep the best genotype per (normal convs, reduce convs); DARTS space
   config.milenas.early_stopping = False  # stop when the genotype has 6 convs (normal) and 0 (reduce)

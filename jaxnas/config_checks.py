@@ -48,7 +48,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints"):
     _positive(_get(config, field), field)
   for field in ("arch_batch_size", "max_steps", "data.max_examples", "eval_max_batches",
-                "data.crop_padding", "data.cutout"):
+                "data.crop_padding", "data.cutout", "diagnostics.every_steps"):
     _positive(_get(config, field), field, allow_zero=True)
   if config.epochs <= 0:
     raise ValueError(f"config.epochs must be > 0, got {config.epochs}.")

@@ -249,12 +249,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   step_fn = jax.jit(functools.partial(steps.search_step, components=search.components),
                     donate_argnums=0)
   eval_fn = jax.jit(functools.partial(steps.eval_step, components=search.components))
+  diag_fn = jax.jit(functools.partial(
+      steps.diagnostics_step, components=search.components,
+      cg_maxiter=config.diagnostics.cg_maxiter,
+      eigen_iterations=config.diagnostics.eigen_iterations))
   # ---------------------------------------------------------------- the loop
   buckets = load_size_buckets(workdir) if config.milenas.size_buckets else None
   timer = metrics_lib.StepTimer(start, search.total_steps)
   metrics: dict[str, Any] = {}
   for step in range(start, search.total_steps):
-    state, metrics = step_fn(state, step_batches(search, step))
+    batches = step_batches(search, step)
+    if config.diagnostics.every_steps and step % config.diagnostics.every_steps == 0:
+      logger.diagnostics(step, jax.device_get(diag_fn(state, batches)))
+    state, metrics = step_fn(state, batches)
     done = step + 1
     epoch_end = done % search.steps_per_epoch == 0 or done == search.total_steps
     if done % config.log_every_steps == 0 or done == search.total_steps:

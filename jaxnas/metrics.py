@@ -67,6 +67,13 @@ class Logger:
         f"acc {values['val/accuracy']:.3f}  lr {values['lr/weights']:.5f}  "
         f"{values['perf/steps_per_second']:.2f} steps/s  ETA {_duration(values['perf/eta_seconds'])}")
 
+  def diagnostics(self, step: int, values: Mapping[str, Any]) -> None:
+    """Logs the hypergradient diagnostics (before the update of ``step``)."""
+    values = {k: float(v) for k, v in values.items()}
+    self.scalars(step, values)
+    self.info(f"step {step:6d}  diagnostics: " + "  ".join(
+        f"{k.split('/')[-1]} {v:.4g}" for k, v in values.items()))
+
   def epoch(self, step: int, epoch: int, genotype, mixing: Mapping[str, Any],
             eval_metrics: Mapping[str, float]) -> None:
     """Logs the evaluation, the derived genotype and every edge's mixing weights."""

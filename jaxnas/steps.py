@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnas import diagnostics
 from jaxnas import hypergrad
 from jaxnas import supernet
 from jaxnas import data as data_lib
@@ -158,3 +159,35 @@ def eval_step(state: SearchState, images: jax.Array, labels: jax.Array, *,
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
   return {"loss_sum": jnp.sum(losses), "correct": jnp.sum(correct)}
+
+
+def diagnostics_step(state: SearchState, batches, *, components: SearchComponents,
+                     cg_maxiter: int, eigen_iterations: int) -> dict[str, jax.Array]:
+  """Hypergradient quality and curvature on this step's batches (no augmentation, no update).
+
+  * ``diag/hypergrad_cosine``, ``diag/hypergrad_rel_error``: the configured estimator against an
+    implicit-CG reference (``cg_maxiter`` iterations) at the current weights — the gradient error
+    MiLeNAS attributes to second-order approximations;
+  * ``diag/hessian_eigenvalue``: the dominant eigenvalue of the Hessian of the validation loss with
+    respect to alpha (power iteration on exact Hessian-vector products), which grows before DARTS
+    collapses to skip connections (Zela et al., ICLR 2020).
+  """
+  train = (data_lib.normalize(batches["train"][0], components.mean, components.std),
+           batches["train"][1])
+  val = (data_lib.normalize(batches["val"][0], components.mean, components.std), batches["val"][1])
+  loss = lambda w, a, batch: supernet_loss(components, w, a, state.model_state, *batch)[0]
+  problem = hypergrad.BilevelProblem(loss, loss)
+  lr = components.weights_lr(state.step)
+  estimator = components.arch_gradient
+  estimate = lambda p, w, a, t, v: estimator(p, w, a, t, v, lr=lr,
+                                             weights_opt_state=state.weights_opt_state)
+  reference = hypergrad.ImplicitCG(maxiter=cg_maxiter, tol=1e-6, mixed_term="exact")
+  error = diagnostics.hypergradient_error(problem, estimate, state.weights, state.arch, train, val,
+                                          reference=reference)
+  key = jax.random.wrap_key_data(state.key)
+  eigenvalue, _ = diagnostics.dominant_hessian_eigenvalue(
+      lambda arch: loss(state.weights, arch, val), state.arch, key=key,
+      iterations=eigen_iterations)
+  return {"diag/hypergrad_cosine": error["cosine_similarity"],
+          "diag/hypergrad_rel_error": error["relative_error"],
+          "diag/hessian_eigenvalue": eigenvalue}
