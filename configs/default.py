@@ -67,13 +67,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.weights_optimizer.clip_norm = 5.0        # global-norm clip of the weight gradient (0 = off)
   config.weights_optimizer.per_step_schedule = False  # cosine per iteration (AutoDL) vs per epoch
   config.weights_optimizer.epoch_offset = 1       # 1 = quark0/darts' scheduler.step() at epoch start
+  config.weights_optimizer.schedule_epochs = 0    # cosine length in epochs (0 = epochs; GAEA NB201: 50 for a 25-epoch run)
 
   config.arch_optimizer = ml_collections.ConfigDict()
-  config.arch_optimizer.name = "adam"             # 'adam' (PyTorch Adam with L2 decay)
+  config.arch_optimizer.name = "adam"             # 'adam' (PyTorch Adam + L2) | 'exponentiated_gradient' | 'projected_gradient' (simplex)
   config.arch_optimizer.learning_rate = 3e-4
-  config.arch_optimizer.b1 = 0.5
-  config.arch_optimizer.b2 = 0.999
-  config.arch_optimizer.weight_decay = 1e-3       # L2 on alpha, added before Adam
+  config.arch_optimizer.b1 = 0.5                  # adam only
+  config.arch_optimizer.b2 = 0.999                # adam only
+  config.arch_optimizer.weight_decay = 1e-3       # adam only: L2 on alpha, added before Adam
+  config.arch_optimizer.floor = 1e-5              # mirror descent: clamp entries to >= floor, then renormalize
+  config.arch_optimizer.clip_norm = 0.0           # global-norm clip of the alpha gradient (0 = off)
+  config.arch_optimizer.entropy_reg = 0.0         # GAEA's lambda * sum(alpha log(alpha n)) on the alpha loss
 
   config.log_every_steps = 50            # console + TensorBoard training metrics
   config.eval_every_epochs = 1           # supernet evaluation, genotype log, benchmark lookup

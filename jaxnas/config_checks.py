@@ -11,7 +11,8 @@ from jaxnas.methods import estimators
 
 METHODS = ("darts",)
 HYPERGRADS = estimators.ESTIMATORS
-ARCH_OPTIMIZERS = ("adam",)
+ARCH_OPTIMIZERS = ("adam", "exponentiated_gradient", "projected_gradient")
+SIMPLEX_OPTIMIZERS = ("exponentiated_gradient", "projected_gradient")
 
 
 def _choice(value: str, valid: tuple[str, ...] | list[str], field: str) -> None:
@@ -50,6 +51,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("arch_batch_size", "max_steps", "data.max_examples", "eval_max_batches",
                 "data.crop_padding", "data.cutout", "diagnostics.every_steps"):
     _positive(_get(config, field), field, allow_zero=True)
+  simplex_opt = config.arch_optimizer.name in SIMPLEX_OPTIMIZERS
+  if simplex_opt != (config.parametrization == "simplex"):
+    raise ValueError(
+        f"config.arch_optimizer.name={config.arch_optimizer.name!r} and "
+        f"config.parametrization={config.parametrization!r} do not fit: mirror descent "
+        "('exponentiated_gradient', 'projected_gradient') keeps alpha on the simplex and needs "
+        "parametrization='simplex'; 'adam' works on unconstrained alpha ('softmax').")
+  if config.arch_optimizer.entropy_reg and not simplex_opt:
+    raise ValueError("config.arch_optimizer.entropy_reg needs alpha on the simplex "
+                     "(parametrization='simplex').")
   if config.epochs <= 0:
     raise ValueError(f"config.epochs must be > 0, got {config.epochs}.")
   if not 0.0 < config.data.train_portion < 1.0:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from jaxnas import benchmarks
 from jaxnas import checkpoint as checkpoint_lib
@@ -100,22 +101,33 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   total = config.max_steps or config.epochs * per_epoch
   wopt = config.weights_optimizer
-  lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate, config.epochs, per_epoch,
+  lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate,
+                             wopt.schedule_epochs or config.epochs, per_epoch,
                              per_step=wopt.per_step_schedule, epoch_offset=wopt.epoch_offset)
   weights_tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
                                  clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
   arch_gradient = estimators.build_arch_gradient(config, lr_schedule=lr,
                                                  weights_clipped=bool(wopt.clip_norm))
-  aopt = config.arch_optimizer
-  arch_tx = optim.adam_l2(aopt.learning_rate, b1=aopt.b1, b2=aopt.b2,
-                          weight_decay=aopt.weight_decay)
+  arch_tx = build_arch_optimizer(config.arch_optimizer)
   components = steps.SearchComponents(
       module=module, parametrization=parametrize.get(config.parametrization),
       weights_tx=weights_tx, arch_tx=arch_tx, weights_lr=lr, mean=tuple(dataset.mean),
       std=tuple(dataset.std), crop_padding=config.data.crop_padding, flip=config.data.flip,
       cutout=config.data.cutout, step_order=config.step_order, arch_gradient=arch_gradient,
-      arch_every=config.arch_every)
+      arch_every=config.arch_every, entropy_reg=config.arch_optimizer.entropy_reg)
   return Search(config, space, splits, components, per_epoch, total, arch_batch)
+
+
+def build_arch_optimizer(aopt: ml_collections.ConfigDict):
+  """The alpha optimizer: PyTorch-style Adam + L2, or mirror descent on the simplex (GAEA)."""
+  if aopt.name == "adam":
+    tx = optim.adam_l2(aopt.learning_rate, b1=aopt.b1, b2=aopt.b2, weight_decay=aopt.weight_decay)
+  else:
+    mirror_map = "entropic" if aopt.name == "exponentiated_gradient" else "euclidean"
+    tx = optim.mirror_descent(aopt.learning_rate, mirror_map, floor=aopt.floor)
+  if aopt.clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(aopt.clip_norm), tx)
+  return tx
 
 
 def init_state(search: Search) -> SearchState:

@@ -27,6 +27,7 @@ import optax
 from jaxnas import diagnostics
 from jaxnas import hypergrad
 from jaxnas import supernet
+from jaxnas.optim.mirror_descent import entropy_regularizer
 from jaxnas import data as data_lib
 from jaxnas.parametrize import Parametrization
 from jaxnas.state import SearchState
@@ -50,6 +51,7 @@ class SearchComponents:
   step_order: str = "arch_first"
   arch_gradient: Any = None  # a methods.estimators.ArchGradient; None = first order
   arch_every: int = 1        # an alpha step every k steps (iDARTS: T weight steps per alpha step)
+  entropy_reg: float = 0.0   # GAEA: lambda * sum(alpha log(alpha n)) added to the alpha objective
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -89,6 +91,9 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
     g_arch = estimator(problem, state.weights, state.arch, train_batch, val_batch, lr=lr,
                        weights_opt_state=state.weights_opt_state)
     loss, (model_state, acc) = val_loss(state.arch)
+  if components.entropy_reg:
+    g_reg = jax.grad(entropy_regularizer)(state.arch)
+    g_arch = jax.tree.map(lambda g, r: g + components.entropy_reg * r, g_arch, g_reg)
   updates, arch_opt_state = components.arch_tx.update(g_arch, state.arch_opt_state, state.arch)
   state = state.replace(arch=optax.apply_updates(state.arch, updates),
                         arch_opt_state=arch_opt_state, model_state=model_state)

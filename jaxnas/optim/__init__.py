@@ -18,6 +18,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnas.optim.mirror_descent import entropy_regularizer as entropy_regularizer
+from jaxnas.optim.mirror_descent import exponentiated_gradient as exponentiated_gradient
+from jaxnas.optim.mirror_descent import mirror_descent as mirror_descent
+from jaxnas.optim.mirror_descent import project_to_simplex as project_to_simplex
+
 
 def cosine_schedule(base_lr: float, min_lr: float, epochs: int, steps_per_epoch: int, *,
                     per_step: bool = False, epoch_offset: int = 0) -> optax.Schedule:

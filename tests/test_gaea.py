@@ -1,0 +1,67 @@
+"""GAEA in the search loop: the ERM data regime and a resumed smoke run."""
+import os
+
+import jax
+import numpy as np
+
+from jaxnas import checkpoint as checkpoint_lib
+from jaxnas import data as data_lib
+from jaxnas import loop
+from test_loop import ROOT, load_config
+
+
+def gaea_smoke(**overrides):
+  config = load_config(os.path.join(ROOT, "configs", "gaea_nb201.py"))
+  for k, v in overrides.items():
+    config[k] = v
+  return config
+
+
+def test_erm_alpha_stream_is_independent_of_the_weight_stream_and_deterministic():
+  search = loop.build_search(gaea_smoke())
+  assert search.splits.weights is search.splits.arch or (
+      len(search.splits.weights) == len(search.splits.arch))
+  n, batch = len(search.splits.weights), search.config.batch_size
+
+  def indices(step, stream):
+    return data_lib.batch_indices(search.config.seed, step, n, batch, stream=stream,
+                                  with_replacement=search.config.data.arch_with_replacement)
+
+  for step in range(3):
+    w, a = indices(step, loop.WEIGHTS_STREAM), indices(step, loop.ARCH_STREAM)
+    assert not np.array_equal(w, a)
+    np.testing.assert_array_equal(a, indices(step, loop.ARCH_STREAM))
+  # Without replacement, one epoch of the alpha stream is a permutation of the training set.
+  per_epoch = n // batch
+  seen = np.concatenate([indices(s, loop.ARCH_STREAM) for s in range(per_epoch)])
+  assert len(set(seen.tolist())) == per_epoch * batch
+  # The loop feeds exactly these batches.
+  batches = loop.step_batches(search, 1)
+  np.testing.assert_array_equal(batches["val"][1],
+                                search.splits.arch.labels[indices(1, loop.ARCH_STREAM)])
+
+
+def test_gaea_alpha_stays_on_the_simplex_and_resumes_exactly(tmp_path):
+  straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
+  loop.train_and_evaluate(gaea_smoke(max_steps=3), straight)
+  loop.train_and_evaluate(gaea_smoke(max_steps=2), resumed)
+  loop.train_and_evaluate(gaea_smoke(max_steps=3), resumed)
+  states = []
+  for workdir in (straight, resumed):
+    search = loop.build_search(gaea_smoke(max_steps=3))
+    abstract = jax.eval_shape(lambda: loop.init_state(search))
+    with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                          fingerprint=loop.fingerprint(search)) as manager:
+      states.append(manager.restore(abstract))
+  jax.tree.map(np.testing.assert_array_equal, states[0], states[1])
+  cell = np.asarray(states[0].arch["cell"])
+  np.testing.assert_allclose(cell.sum(axis=-1), 1.0, rtol=1e-5)
+  assert (cell > 0).all() and not np.allclose(cell, 0.25)
+
+
+def test_simplex_optimizer_requires_simplex_parametrization(tmp_path):
+  import pytest
+  config = gaea_smoke()
+  config.parametrization = "softmax"
+  with pytest.raises(ValueError, match="needs parametrization='simplex'"):
+    loop.train_and_evaluate(config, str(tmp_path))
