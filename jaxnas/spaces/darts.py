@@ -16,6 +16,26 @@ Follows quark0/darts ``cnn/model_search.py`` and ``genotypes.py`` (``shared/spec
 * Derivation: for each node keep the top-2 incoming edges by their strongest non-``none`` weight
   (ties: the earlier edge), each with its strongest non-``none`` op; genes are listed strongest
   edge first, as in the reference.
+
+PC-DARTS (Xu et al., ICLR 2020; yuhuixu1993/PC-DARTS ``model_search.py``, GAEA's copy
+``cnn/search_spaces/pc_darts/model_search.py``; ``shared/spec/methods.md`` §6) as two options:
+
+* ``partial_channels=K`` (4 in PC-DARTS): every MixedOp runs its ops (built with C/K channels) on
+  the first C/K channels of its input; the other channels pass through (2x2 max-pooled on stride-2
+  edges), are concatenated after the op output and ``channel_shuffle``d with K groups
+  (``ops.MixedOp``). K must divide C. K = 1 is plain DARTS.
+* ``edge_normalization=True``: per intermediate node i, weights beta_i over its 2+i incoming edges;
+  node i = sum_j beta_ij * MixedOp_ij(state_j) (beta scales the whole edge output, pass-through
+  channels included, as in the reference). The architecture pytree then has two more entries,
+  one leaf per node so that every leaf is a simplex (softmax rows / GAEA simplex) along its last
+  axis::
+
+      {'normal': (E, n_ops), 'reduce': (E, n_ops),
+       'normal_edges': {'0': (2,), '1': (3,), ..., str(nodes - 1): (nodes + 1,)},
+       'reduce_edges': {'0': (2,), ...}}
+
+  Derivation applies the DARTS rule to alpha ⊙ beta (each edge's op weights times its beta), as
+  PC-DARTS and GAEA do.
 """
 from __future__ import annotations
 
@@ -52,6 +72,21 @@ def node_edge_ranges(nodes: int) -> list[range]:
   return ranges
 
 
+def arch_shapes(nodes: int, num_ops: int, edge_normalization: bool = False) -> dict[str, Any]:
+  """The DARTS architecture layout (see the module docstring for the edge-normalization leaves)."""
+  shape = (num_edges(nodes), num_ops)
+  shapes: dict[str, Any] = {"normal": shape, "reduce": shape}
+  if edge_normalization:
+    for cell in ("normal", "reduce"):
+      shapes[cell + "_edges"] = {str(i): (2 + i,) for i in range(nodes)}
+  return shapes
+
+
+def edge_weight_vector(node_weights: Mapping[str, Any], nodes: int) -> jax.Array:
+  """One cell's per-node edge weights ``{'0': (2,), '1': (3,), ...}`` as one (edges,) vector."""
+  return jnp.concatenate([jnp.asarray(node_weights[str(i)]) for i in range(nodes)])
+
+
 def edge_groups(nodes: int) -> dict[str, list[tuple[int, int, int]]]:
   """The cell's edges as ``(edge_index, input_state, node)`` triples in two scan groups.
 
@@ -83,6 +118,9 @@ class DartsSearchCell(nn.Module):
   intermediate nodes as another (``inner``, accumulating into a buffer of node states), so a cell
   compiles two MixedOps instead of 14. Edge weights are stacked along a leading axis in each
   group's order (``edge_groups``); ``edge_variables`` slices one edge out.
+
+  ``partial_channels``: PC-DARTS' channel proportion K of every MixedOp. ``edge_weights``: an
+  optional (edges,) vector (PC-DARTS' beta, in edge order) scaling each edge's output.
   """
   ops: tuple[str, ...]
   channels: int
@@ -90,9 +128,11 @@ class DartsSearchCell(nn.Module):
   reduction_prev: bool
   nodes: int = 4
   multiplier: int = 4
+  partial_channels: int = 1
 
   @nn.compact
-  def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array, *, train: bool):
+  def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array,
+               edge_weights: jax.Array | None = None, *, train: bool):
     c = self.channels
     if self.reduction_prev:
       s0 = ops_lib.FactorizedReduce(c, affine=False, name="preprocess0")(s0, train=train)
@@ -100,18 +140,26 @@ class DartsSearchCell(nn.Module):
       s0 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train=train)
     s1 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train=train)
     groups = edge_groups(self.nodes)
-    common = dict(ops=self.ops, channels=c, pool_bn=True, train=train)
+    common = dict(ops=self.ops, channels=c, pool_bn=True, train=train,
+                  partial_channels=self.partial_channels)
+
+    def scales(edges):
+      if edge_weights is None:
+        return {}
+      return {"edge_scales": edge_weights[jnp.array([e for e, _, _ in edges])]}
+
     front = groups["front"]
     outputs = ops_lib.scan_edges(
         jnp.stack([s0, s1]), [j for _, j, _ in front], None,
         mixing[jnp.array([e for e, _, _ in front])], stride=2 if self.reduction else 1,
-        name="front", **common)
+        name="front", **scales(front), **common)
     states = outputs[0::2] + outputs[1::2]  # (nodes, B, H, W, C): each node's s0 + s1 terms
     inner = groups["inner"]
     if inner:
       states = ops_lib.scan_edges(
           states, [j - 2 for _, j, _ in inner], [i for _, _, i in inner],
-          mixing[jnp.array([e for e, _, _ in inner])], stride=1, name="inner", **common)
+          mixing[jnp.array([e for e, _, _ in inner])], stride=1, name="inner", **scales(inner),
+          **common)
     return jnp.concatenate(list(states[-self.multiplier:]), axis=-1)
 
 
@@ -121,7 +169,11 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
 
 
 class DartsSupernet(nn.Module):
-  """The DARTS search network (``model_search.Network``); ``mixing = {'normal', 'reduce'}``."""
+  """The DARTS search network (``model_search.Network``); ``mixing = {'normal', 'reduce'}``.
+
+  With ``partial_channels`` / ``edge_normalization`` it is the PC-DARTS search network
+  (``mixing`` then also has ``'normal_edges'`` and ``'reduce_edges'``, see ``arch_shapes``).
+  """
   ops: tuple[str, ...] = DARTS_OPS
   channels: int = 16
   layers: int = 8
@@ -129,11 +181,12 @@ class DartsSupernet(nn.Module):
   nodes: int = 4
   multiplier: int = 4
   stem_multiplier: int = 3
+  partial_channels: int = 1
+  edge_normalization: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
-    shape = (num_edges(self.nodes), len(self.ops))
-    check_mixing(mixing, {"normal": shape, "reduce": shape}, "darts")
+  def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
+    check_mixing(mixing, arch_shapes(self.nodes, len(self.ops), self.edge_normalization), "darts")
     x = ops_lib.conv(self.stem_multiplier * self.channels, 3, padding=1, name="stem_conv")(x)
     s0 = s1 = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
     width, reduction_prev = self.channels, False
@@ -141,8 +194,12 @@ class DartsSupernet(nn.Module):
       reduction = layer in reduction_layers(self.layers)
       width = width * 2 if reduction else width
       cell = DartsSearchCell(self.ops, width, reduction, reduction_prev, self.nodes,
-                             self.multiplier, name=f"cell_{layer}")
-      s0, s1 = s1, cell(s0, s1, mixing["reduce" if reduction else "normal"], train=train)
+                             self.multiplier, partial_channels=self.partial_channels,
+                             name=f"cell_{layer}")
+      kind = "reduce" if reduction else "normal"
+      betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
+               if self.edge_normalization else None)
+      s0, s1 = s1, cell(s0, s1, mixing[kind], betas, train=train)
       reduction_prev = reduction
     x = jnp.mean(s1, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -203,22 +260,40 @@ def parse_darts_genotype(text: str) -> Genotype:
 
 
 class DartsSpace(SearchSpace):
-  """The DARTS CNN cell space; ``nodes`` intermediate nodes per cell (4 in DARTS)."""
+  """The DARTS CNN cell space; ``nodes`` intermediate nodes per cell (4 in DARTS).
+
+  PC-DARTS: ``partial_channels=4, edge_normalization=True`` (see the module docstring).
+  """
   name = "darts"
   all_ops = DARTS_OPS
 
-  def __init__(self, ops: Sequence[str] | None = None, nodes: int = 4):
+  def __init__(self, ops: Sequence[str] | None = None, nodes: int = 4, partial_channels: int = 1,
+               edge_normalization: bool = False):
     super().__init__(ops)
     if nodes < 1:
       raise ValueError(f"A DARTS cell needs at least one intermediate node, got nodes={nodes}.")
+    if (isinstance(partial_channels, bool) or not isinstance(partial_channels, (int, np.integer))
+        or partial_channels < 1):
+      raise ValueError(f"partial_channels must be a positive integer (the PC-DARTS channel "
+                       f"proportion K; 1 = plain DARTS), got {partial_channels!r}.")
+    if not isinstance(edge_normalization, (bool, np.bool_)):
+      raise ValueError(f"edge_normalization must be a bool, got {edge_normalization!r}.")
     self.nodes = nodes
+    self.partial_channels = int(partial_channels)
+    self.edge_normalization = bool(edge_normalization)
 
   def __repr__(self) -> str:
-    return f"DartsSpace(ops={self.ops}, nodes={self.nodes})"
+    extra = ""
+    if self.partial_channels != 1:
+      extra += f", partial_channels={self.partial_channels}"
+    if self.edge_normalization:
+      extra += ", edge_normalization=True"
+    return f"DartsSpace(ops={self.ops}, nodes={self.nodes}{extra})"
 
-  def arch_shapes(self) -> dict[str, tuple[int, int]]:
-    shape = (num_edges(self.nodes), len(self.ops))
-    return {"normal": shape, "reduce": shape}
+  def arch_shapes(self) -> dict[str, Any]:
+    """``{'normal': (E, n_ops), 'reduce': (E, n_ops)}``, plus with edge normalization
+    ``'normal_edges'`` / ``'reduce_edges'``: ``{'0': (2,), '1': (3,), ...}`` (one leaf per node)."""
+    return arch_shapes(self.nodes, len(self.ops), self.edge_normalization)
 
   def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
                **unused: Any) -> DartsSupernet:
@@ -226,17 +301,33 @@ class DartsSpace(SearchSpace):
     self._reject_unused(unused)
     if layers < 1:
       raise ValueError(f"The DARTS supernet needs at least one layer, got layers={layers}.")
+    if channels % self.partial_channels:
+      raise ValueError(f"partial_channels={self.partial_channels} must divide the supernet's "
+                       f"channels={channels} (PC-DARTS runs the ops on C/K channels).")
     return DartsSupernet(self.ops, channels, layers, num_classes, self.nodes,
-                         multiplier=self.nodes)
+                         multiplier=self.nodes, partial_channels=self.partial_channels,
+                         edge_normalization=self.edge_normalization)
 
   def derive(self, mixing: Mapping[str, Any]) -> Genotype:
-    """The DARTS derivation rule on both cells (``none`` excluded, top-2 edges per node)."""
+    """The DARTS derivation rule on both cells (``none`` excluded, top-2 edges per node).
+
+    With edge normalization the rule is applied to alpha ⊙ beta (each edge's row times its beta).
+    """
     check_mixing(mixing, self.arch_shapes(), self.name)
     concat = list(range(2, 2 + self.nodes))
+
+    def cell_weights(cell: str) -> np.ndarray:
+      weights = np.asarray(mixing[cell])
+      if self.edge_normalization:
+        betas = np.concatenate([np.asarray(mixing[cell + "_edges"][str(i)])
+                                for i in range(self.nodes)])
+        weights = weights * betas[:, None]
+      return weights
+
     return Genotype(
-        normal=derive_cell(np.asarray(mixing["normal"]), self.ops, self.nodes),
+        normal=derive_cell(cell_weights("normal"), self.ops, self.nodes),
         normal_concat=concat,
-        reduce=derive_cell(np.asarray(mixing["reduce"]), self.ops, self.nodes),
+        reduce=derive_cell(cell_weights("reduce"), self.ops, self.nodes),
         reduce_concat=concat)
 
   def parse_genotype(self, text: str) -> Genotype:

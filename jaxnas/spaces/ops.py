@@ -245,37 +245,84 @@ def validate_ops(ops: tuple[str, ...], allowed: tuple[str, ...], space: str) -> 
   return ops
 
 
+def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
+  """ShuffleNet's channel shuffle on NHWC ``x`` (PC-DARTS ``model_search.channel_shuffle``).
+
+  PyTorch: ``x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)``, i.e.
+  output channel ``i * groups + g`` is input channel ``g * (c // groups) + i``.
+  """
+  *lead, c = x.shape
+  if c % groups:
+    raise ValueError(f"channel_shuffle: {c} channels are not divisible into {groups} groups.")
+  x = x.reshape(*lead, groups, c // groups)
+  return jnp.swapaxes(x, -1, -2).reshape(*lead, c)
+
+
+def max_pool_2x2_ceil(x: jax.Array) -> jax.Array:
+  """2x2 max pooling, stride 2 (PyTorch ``MaxPool2d(2, 2)``) with ceil-mode output size.
+
+  For even sizes this is exactly PyTorch's; odd sizes get a ``-inf`` row/column at the end, so
+  the output has ``ceil(H/2)`` rows like every stride-2 candidate operation (the reference would
+  fail on odd sizes, where its concat sees mismatched shapes).
+  """
+  pad = ((0, x.shape[1] % 2), (0, x.shape[2] % 2))
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding=pad)
+
+
 class MixedOp(nn.Module):
   """The continuous relaxation of one edge: ``sum_k mixing[k] * op_k(x)``.
 
   ``none`` contributes exactly zero, so it is not computed (its mixing weight still takes part
   in the parametrization, e.g. the softmax, as in the references).
+
+  ``partial_channels = K > 1`` is PC-DARTS' partial channel connection (Xu et al., ICLR 2020,
+  ``model_search.MixedOp``): the ops are built with ``channels // K`` channels and run on the first
+  ``C // K`` input channels only; the other ``C - C // K`` channels pass through untouched (2x2
+  max-pooled when ``stride == 2``), are concatenated after the op output, and the result is
+  ``channel_shuffle``d with ``K`` groups. With ``K = 1`` this is the plain MixedOp (same
+  variables, same output).
   """
   ops: tuple[str, ...]
   channels: int
   stride: int = 1
   affine: bool = False
   pool_bn: bool = False
+  partial_channels: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array, *, train: bool) -> jax.Array:
+    k = self.partial_channels
+    if k < 1 or self.channels % k or x.shape[-1] % k:
+      raise ValueError(f"partial_channels={k} must be a positive divisor of the edge's channel "
+                       f"count (input {x.shape[-1]}, output {self.channels}).")
+    if k > 1 and x.shape[-1] != self.channels:
+      raise ValueError(f"A partial-channel MixedOp keeps the channel count: input has "
+                       f"{x.shape[-1]} channels, output {self.channels}.")
+    part = x.shape[-1] // k
+    active = x[..., :part] if k > 1 else x
     out = None
-    for k, name in enumerate(self.ops):
+    for i, name in enumerate(self.ops):
       if name == "none":
         continue
-      y = make_op(name, self.channels, self.stride, affine=self.affine,
-                  pool_bn=self.pool_bn)(x, train=train)
-      term = mixing[k].astype(y.dtype) * y
+      y = make_op(name, self.channels // k, self.stride, affine=self.affine,
+                  pool_bn=self.pool_bn)(active, train=train)
+      term = mixing[i].astype(y.dtype) * y
       out = term if out is None else out + term
-    return out
+    if k == 1:
+      return out
+    rest = x[..., part:]
+    if self.stride == 2:
+      rest = max_pool_2x2_ceil(rest)
+    return channel_shuffle(jnp.concatenate([out, rest], axis=-1), k)
 
 
 class _ScanEdge(nn.Module):
   """Scan body: one edge of a cell reading and accumulating into a buffer of node states.
 
-  ``xs = (src, dst, mixing_row)``; the carry is the buffer ``(num_nodes, B, H, W, C)``.
-  ``nodes[dst] += MixedOp(nodes[src])``. With ``dst < 0`` the edge's output is emitted as the
-  scan output instead of being accumulated (used for the stride-2 edges of reduction cells).
+  ``xs = (src, dst, mixing_row)`` or ``(src, dst, mixing_row, edge_scale)``; the carry is the
+  buffer ``(num_nodes, B, H, W, C)``. ``nodes[dst] += edge_scale * MixedOp(nodes[src])``. With
+  ``dst < 0`` the edge's output is emitted as the scan output instead of being accumulated (used
+  for the stride-2 edges of reduction cells).
   """
   ops: tuple[str, ...]
   channels: int
@@ -283,13 +330,17 @@ class _ScanEdge(nn.Module):
   pool_bn: bool
   train: bool
   accumulate: bool
+  partial_channels: int = 1
 
   @nn.compact
-  def __call__(self, nodes: jax.Array, xs: tuple[jax.Array, jax.Array, jax.Array]):
-    src, dst, mixing_row = xs
+  def __call__(self, nodes: jax.Array, xs: tuple[jax.Array, ...]):
+    src, dst, mixing_row = xs[:3]
     h = jax.lax.dynamic_index_in_dim(nodes, src, axis=0, keepdims=False)
-    y = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn, name="mixed")(
+    y = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
+                partial_channels=self.partial_channels, name="mixed")(
         h, mixing_row, train=self.train)
+    if len(xs) == 4:  # PC-DARTS edge normalization: beta scales the whole edge output
+      y = xs[3].astype(y.dtype) * y
     if not self.accumulate:
       return nodes, y
     updated = jax.lax.dynamic_index_in_dim(nodes, dst, axis=0, keepdims=False) + y
@@ -298,7 +349,8 @@ class _ScanEdge(nn.Module):
 
 def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
                mixing_rows: jax.Array, *, ops: tuple[str, ...], channels: int, stride: int,
-               pool_bn: bool, train: bool, name: str):
+               pool_bn: bool, train: bool, name: str, partial_channels: int = 1,
+               edge_scales: jax.Array | None = None):
   """Runs a list of same-shaped edges as ONE compiled MixedOp body under ``nn.scan``.
 
   XLA compiles a loop body once, so a cell costs the compile time of one or two MixedOps instead
@@ -306,11 +358,17 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
   it adds its output into ``nodes[targets[e]]`` (edges must be ordered so that every node is
   complete before it is read) and the final buffer is returned; without, the stacked edge
   outputs are returned. The edges' weights are stacked along a leading axis (edge order).
+  ``partial_channels`` is the PC-DARTS channel proportion K of every MixedOp; ``edge_scales``
+  (one scalar per edge, e.g. PC-DARTS' edge-normalization weights beta) multiplies each edge's
+  output.
   """
   accumulate = targets is not None
   body = nn.scan(_ScanEdge, variable_axes={"params": 0, "batch_stats": 0},
                  split_rngs={"params": True}, in_axes=0, length=len(sources))
   xs = (jnp.asarray(sources, jnp.int32),
         jnp.asarray(targets if accumulate else [-1] * len(sources), jnp.int32), mixing_rows)
-  nodes, outputs = body(ops, channels, stride, pool_bn, train, accumulate, name=name)(nodes, xs)
+  if edge_scales is not None:
+    xs = xs + (edge_scales,)
+  nodes, outputs = body(ops, channels, stride, pool_bn, train, accumulate,
+                        partial_channels=partial_channels, name=name)(nodes, xs)
   return nodes if accumulate else outputs
