@@ -59,7 +59,8 @@ def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
   if config.space.ops:
     options["ops"] = tuple(op.strip() for op in config.space.ops.split(",") if op.strip())
   if config.space.name == "darts":
-    options["nodes"] = config.space.nodes
+    options.update(nodes=config.space.nodes, partial_channels=config.space.partial_channels,
+                   edge_normalization=config.space.edge_normalization)
   return spaces.get(config.space.name, **options)
 
 
@@ -68,9 +69,10 @@ def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   """The space's supernet with the sizes from ``config.space``."""
   if config.space.name == "darts":
     return space.supernet(channels=config.space.channels, layers=config.space.layers,
-                          num_classes=num_classes)
+                          num_classes=num_classes, unroll=config.space.unroll)
   return space.supernet(channels=config.space.channels,
-                        cells_per_stage=config.space.cells_per_stage, num_classes=num_classes)
+                        cells_per_stage=config.space.cells_per_stage, num_classes=num_classes,
+                        unroll=config.space.unroll)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
@@ -147,7 +149,7 @@ def fingerprint(search: Search) -> dict[str, Any]:
   """What a checkpoint must agree with to be resumed: space, op set, sizes, method, data."""
   config = search.config
   return {"space": config.space.name, "ops": list(search.space.ops),
-          "arch_shapes": {k: list(v) for k, v in search.space.arch_shapes().items()},
+          "arch_shapes": {k: list(v) for k, v in search.space.flat_arch_shapes().items()},
           "space_sizes": config.space.to_dict(), "method": config.method,
           "hypergrad": config.hypergrad, "parametrization": config.parametrization,
           "arch_every": config.arch_every,

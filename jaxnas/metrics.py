@@ -78,12 +78,18 @@ class Logger:
             eval_metrics: Mapping[str, float]) -> None:
     """Logs the evaluation, the derived genotype and every edge's mixing weights."""
     self.scalars(step, eval_metrics)
-    for key, weights in mixing.items():
-      weights = np.asarray(weights)
-      for edge in range(weights.shape[0]):
-        for k, op in enumerate(self.space.ops):
-          if self.writer is not None:
-            self.writer.add_scalar(f"mixing/{key}/edge_{edge}/{op}", float(weights[edge, k]), step)
+    if self.writer is not None:
+      for path, weights in jax.tree_util.tree_leaves_with_path(mixing):
+        name = "/".join(str(getattr(p, "key", p)) for p in path)
+        weights = np.asarray(weights)
+        if weights.ndim == 2:  # (edges, ops): one scalar per edge and operation
+          for edge in range(weights.shape[0]):
+            for k, op in enumerate(self.space.ops):
+              self.writer.add_scalar(f"mixing/{name}/edge_{edge}/{op}", float(weights[edge, k]),
+                                     step)
+        else:                  # a node's edge weights (PC-DARTS beta)
+          for j, value in enumerate(np.ravel(weights)):
+            self.writer.add_scalar(f"mixing/{name}/input_{j}", float(value), step)
     record = {"step": step, "epoch": epoch, "genotype": str(genotype),
               **{k: float(v) for k, v in eval_metrics.items()}}
     if self.is_writer:

@@ -164,7 +164,7 @@ def test_edge_normalized_partial_cell_equals_hand_computation(reduction):
 def test_pc_darts_supernet_gradients_reach_alpha_and_beta():
   space = jaxnas.spaces.get("darts", ops=("none", "skip_connect", "dil_conv_3x3"), nodes=2,
                             partial_channels=2, edge_normalization=True)
-  module = space.supernet(channels=4, layers=3, num_classes=3)
+  module = space.supernet(channels=4, layers=3, num_classes=3, unroll=False)
   param = jaxnas.parametrize.get("softmax")
   arch = space.init_arch(jax.random.key(0), param)
   x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
@@ -263,7 +263,7 @@ def test_options_are_validated():
   with pytest.raises(ValueError, match="edge_normalization must be a bool"):
     jaxnas.spaces.get("darts", edge_normalization="yes")
   # A plain (flat) mixing dict is rejected by the edge-normalized supernet with a clear message.
-  module = space.supernet(channels=4, layers=1, num_classes=2)
+  module = space.supernet(channels=4, layers=1, num_classes=2, unroll=False)
   with pytest.raises(ValueError, match="expects architecture keys"):
     module.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)),
                 {"normal": jnp.zeros((14, 8)), "reduce": jnp.zeros((14, 8))}, train=False)

@@ -29,9 +29,9 @@ def test_parameter_counts_equal_reference(space_name, sizes, expected):
   assert abstract_num_params(jaxnas.spaces.get(space_name), **sizes) == expected
 
 
-TINY = {
-    "nb201": (dict(channels=4, cells_per_stage=1, num_classes=3), (2, 8, 8, 3)),
-    "darts": (dict(channels=4, layers=3, num_classes=3), (2, 8, 8, 3)),
+TINY = {  # rolled loops: these tests compile many programs, and compile time dominates
+    "nb201": (dict(channels=4, cells_per_stage=1, num_classes=3, unroll=False), (2, 8, 8, 3)),
+    "darts": (dict(channels=4, layers=3, num_classes=3, unroll=False), (2, 8, 8, 3)),
 }
 
 
@@ -87,6 +87,24 @@ def test_supernet_is_pure_and_traced_once(space_name):
   _, state_eval = supernet.apply(module, weights, model_state, x, param.activate(arch),
                                  train=False)
   assert state_eval is model_state
+
+
+@pytest.mark.parametrize("space_name,sizes", [
+    ("nb201", dict(channels=4, cells_per_stage=2, num_classes=3)),
+    ("darts", dict(channels=4, layers=2, num_classes=3))])
+def test_unrolled_and_rolled_supernets_compute_the_same_function(space_name, sizes):
+  space = jaxnas.spaces.get(space_name, **({"nodes": 2} if space_name == "darts" else {}))
+  param = jaxnas.parametrize.get("softmax")
+  mixing = param.activate(space.init_arch(jax.random.key(0), param))
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  rolled, unrolled = space.supernet(**sizes, unroll=False), space.supernet(**sizes, unroll=True)
+  variables = rolled.init(jax.random.key(2), x, mixing, train=False)
+  assert jax.tree.structure(variables) == jax.tree.structure(
+      jax.eval_shape(lambda: unrolled.init(jax.random.key(2), x, mixing, train=False)))
+  run = lambda m: m.apply(variables, x, mixing, train=True, mutable=["batch_stats"])
+  (out_r, st_r), (out_u, st_u) = jax.jit(lambda: run(rolled))(), jax.jit(lambda: run(unrolled))()
+  np.testing.assert_allclose(out_r, out_u, rtol=1e-5, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), st_r, st_u)
 
 
 def one_hot_rows(op_indices, num_ops):

@@ -129,6 +129,7 @@ class DartsSearchCell(nn.Module):
   nodes: int = 4
   multiplier: int = 4
   partial_channels: int = 1
+  unroll: bool = False  # unroll the edge scans in the compiled program (see ops.scan_edges)
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array,
@@ -141,7 +142,7 @@ class DartsSearchCell(nn.Module):
     s1 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train=train)
     groups = edge_groups(self.nodes)
     common = dict(ops=self.ops, channels=c, pool_bn=True, train=train,
-                  partial_channels=self.partial_channels)
+                  partial_channels=self.partial_channels, unroll=self.unroll)
 
     def scales(edges):
       if edge_weights is None:
@@ -183,6 +184,7 @@ class DartsSupernet(nn.Module):
   stem_multiplier: int = 3
   partial_channels: int = 1
   edge_normalization: bool = False
+  unroll: bool = False  # unroll the edge scans: slower compile, much faster on CPU
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
@@ -195,7 +197,7 @@ class DartsSupernet(nn.Module):
       width = width * 2 if reduction else width
       cell = DartsSearchCell(self.ops, width, reduction, reduction_prev, self.nodes,
                              self.multiplier, partial_channels=self.partial_channels,
-                             name=f"cell_{layer}")
+                             unroll=self.unroll, name=f"cell_{layer}")
       kind = "reduce" if reduction else "normal"
       betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
                if self.edge_normalization else None)
@@ -296,8 +298,12 @@ class DartsSpace(SearchSpace):
     return arch_shapes(self.nodes, len(self.ops), self.edge_normalization)
 
   def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
-               **unused: Any) -> DartsSupernet:
-    """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS)."""
+               unroll: bool = True, **unused: Any) -> DartsSupernet:
+    """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS).
+
+    ``unroll=False`` keeps the per-cell edge loops rolled: a much shorter compile (tests, smoke
+    runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
+    """
     self._reject_unused(unused)
     if layers < 1:
       raise ValueError(f"The DARTS supernet needs at least one layer, got layers={layers}.")
@@ -306,7 +312,7 @@ class DartsSpace(SearchSpace):
                        f"channels={channels} (PC-DARTS runs the ops on C/K channels).")
     return DartsSupernet(self.ops, channels, layers, num_classes, self.nodes,
                          multiplier=self.nodes, partial_channels=self.partial_channels,
-                         edge_normalization=self.edge_normalization)
+                         edge_normalization=self.edge_normalization, unroll=unroll)
 
   def derive(self, mixing: Mapping[str, Any]) -> Genotype:
     """The DARTS derivation rule on both cells (``none`` excluded, top-2 edges per node).

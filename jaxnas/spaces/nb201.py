@@ -130,6 +130,7 @@ class NB201SearchCell(nn.Module):
   ops: tuple[str, ...]
   channels: int
   train: bool
+  unroll: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array):
@@ -137,7 +138,7 @@ class NB201SearchCell(nn.Module):
     nodes = jax.lax.dynamic_update_index_in_dim(nodes, x, 0, axis=0)
     nodes = ops_lib.scan_edges(nodes, [i for _, i in EDGES], [j for j, _ in EDGES], mixing,
                                ops=self.ops, channels=self.channels, stride=1, pool_bn=False,
-                               train=self.train, name="edges")
+                               train=self.train, name="edges", unroll=self.unroll)
     return nodes[-1], None
 
 
@@ -153,6 +154,7 @@ class NB201Supernet(nn.Module):
   channels: int = 16
   cells_per_stage: int = 5
   num_classes: int = 10
+  unroll: bool = False  # unroll the cell and edge scans: slower compile, much faster on CPU
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
@@ -166,8 +168,9 @@ class NB201Supernet(nn.Module):
         x = ops_lib.ResNetBasicBlock(width, 2, name=f"reduce_{stage}")(x, train=train)
       cells = nn.scan(NB201SearchCell, variable_axes={"params": 0, "batch_stats": 0},
                       split_rngs={"params": True}, in_axes=nn.broadcast,
-                      length=self.cells_per_stage)
-      x, _ = cells(self.ops, width, train, name=f"stage_{stage}")(x, cell_mixing)
+                      length=self.cells_per_stage,
+                      unroll=self.cells_per_stage if self.unroll else 1)
+      x, _ = cells(self.ops, width, train, self.unroll, name=f"stage_{stage}")(x, cell_mixing)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -183,10 +186,14 @@ class NB201Space(SearchSpace):
     return {"cell": (NUM_EDGES, len(self.ops))}
 
   def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
-               **unused: Any) -> NB201Supernet:
-    """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24)."""
+               unroll: bool = True, **unused: Any) -> NB201Supernet:
+    """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24).
+
+    ``unroll=False`` keeps the cell and edge loops rolled: a much shorter compile (tests, smoke
+    runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
+    """
     self._reject_unused(unused)
-    return NB201Supernet(self.ops, channels, cells_per_stage, num_classes)
+    return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll)
 
   def derive(self, mixing: Mapping[str, Any]) -> NB201Genotype:
     """Per-edge argmax over all ops in the op set (``none`` included when present)."""
