@@ -3,6 +3,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
@@ -10,8 +11,8 @@ from jaxnas import loop
 from test_loop import ROOT, load_config
 
 
-def gaea_smoke(**overrides):
-  config = load_config(os.path.join(ROOT, "configs", "gaea_nb201.py"))
+def gaea_smoke(config_file="gaea_nb201.py", **overrides):
+  config = load_config(os.path.join(ROOT, "configs", config_file))
   for k, v in overrides.items():
     config[k] = v
   return config
@@ -41,22 +42,27 @@ def test_erm_alpha_stream_is_independent_of_the_weight_stream_and_deterministic(
                                 search.splits.arch.labels[indices(1, loop.ARCH_STREAM)])
 
 
-def test_gaea_alpha_stays_on_the_simplex_and_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("config_file", ["gaea_nb201.py", "gaea_pcdarts_cifar10.py"])
+def test_gaea_alpha_stays_on_the_simplex_and_resumes_exactly(config_file, tmp_path):
   straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
-  loop.train_and_evaluate(gaea_smoke(max_steps=3), straight)
-  loop.train_and_evaluate(gaea_smoke(max_steps=2), resumed)
-  loop.train_and_evaluate(gaea_smoke(max_steps=3), resumed)
+  loop.train_and_evaluate(gaea_smoke(config_file, max_steps=3), straight)
+  loop.train_and_evaluate(gaea_smoke(config_file, max_steps=2), resumed)
+  loop.train_and_evaluate(gaea_smoke(config_file, max_steps=3), resumed)
   states = []
   for workdir in (straight, resumed):
-    search = loop.build_search(gaea_smoke(max_steps=3))
+    search = loop.build_search(gaea_smoke(config_file, max_steps=3))
     abstract = jax.eval_shape(lambda: loop.init_state(search))
     with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
                                           fingerprint=loop.fingerprint(search)) as manager:
       states.append(manager.restore(abstract))
   jax.tree.map(np.testing.assert_array_equal, states[0], states[1])
-  cell = np.asarray(states[0].arch["cell"])
-  np.testing.assert_allclose(cell.sum(axis=-1), 1.0, rtol=1e-5)
-  assert (cell > 0).all() and not np.allclose(cell, 0.25)
+  initial = loop.init_state(search).arch
+  for leaf, leaf0 in zip(jax.tree.leaves(states[0].arch), jax.tree.leaves(initial)):
+    leaf = np.asarray(leaf)
+    np.testing.assert_allclose(leaf.sum(axis=-1), 1.0, rtol=1e-5)
+    assert (leaf > 0).all()
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(states[0].arch),
+                                                    jax.tree.leaves(initial)))
 
 
 def test_simplex_optimizer_requires_simplex_parametrization(tmp_path):
