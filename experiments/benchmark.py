@@ -1,0 +1,259 @@
+"""Benchmark of the jitted search step: step time, images/s, compile time, peak memory.
+
+Builds the search exactly as ``jaxnas.loop`` does (``configs/default.py`` on synthetic CIFAR-shaped
+data), compiles each measured program ahead of time (``jit(...).lower(...).compile()``, so tracing
+and compilation are timed apart from running), runs warm-up steps, then times ``--steps`` steps with
+``jax.block_until_ready`` and reports the median. Programs (``--what``), always run in this order:
+
+  forward  training-mode forward + loss (BatchNorm on batch statistics), no gradient;
+  weights  augmentation + weight step only (``steps.weights_update``: fwd+bwd+clip+SGD);
+  search   the whole ``steps.search_step`` = alpha step + weight step (two fwd+bwd passes).
+
+images/s is ``batch_size / median step time`` (training images per step; the search step also
+processes an alpha batch of the same size). Peak RSS is the process's ``ru_maxrss`` after the
+program was compiled and run: it never goes down, so a later program's figure includes the earlier
+ones (run one ``--what`` per process for isolated figures). Device memory statistics are added when
+the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer assignment of
+each program (``compiled.memory_analysis()``: temporaries, arguments) is recorded too.
+
+Usage (from the repository root):
+  .venv/bin/python experiments/benchmark.py --space=nb201 --channels=16 --cells_per_stage=5 \
+      --batch_size=64 --steps=10 --what=forward,weights,search --json=nb201.json
+  .venv/bin/python experiments/benchmark.py --space=darts --channels=16 --layers=8 \
+      --batch_size=64 --steps=3 --json=darts.json
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importable
+  sys.path.insert(0, ROOT)
+
+from configs import default as default_config  # noqa: E402
+from jaxnas import loop  # noqa: E402
+from jaxnas import steps  # noqa: E402
+from jaxnas import supernet  # noqa: E402
+
+PROGRAMS = ("forward", "weights", "search")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--space", choices=("darts", "nb201"), default="nb201")
+  parser.add_argument("--channels", type=int, default=16)
+  parser.add_argument("--layers", type=int, default=8, help="DARTS: number of cells")
+  parser.add_argument("--cells_per_stage", type=int, default=5, help="NB201: cells per stage N")
+  parser.add_argument("--batch_size", type=int, default=64)
+  parser.add_argument("--image_size", type=int, default=32)
+  parser.add_argument("--steps", type=int, default=10, help="timed steps per program")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+  parser.add_argument("--method", default="darts")
+  parser.add_argument("--hypergrad", default="first_order")
+  parser.add_argument("--what", default="search,weights,forward",
+                      help=f"comma-separated subset of {','.join(PROGRAMS)}")
+  parser.add_argument("--json", default="", help="write the results to this JSON file")
+  parser.add_argument("--compiler_options", default="",
+                      help="XLA options for the measured programs, e.g. "
+                           "'xla_backend_optimization_level=0' (comma-separated key=value)")
+  args = parser.parse_args(argv)
+  args.what = [p.strip() for p in args.what.split(",") if p.strip()]
+  unknown = sorted(set(args.what) - set(PROGRAMS))
+  if unknown or not args.what:
+    parser.error(f"--what={unknown or 'empty'}: choose from {', '.join(PROGRAMS)}")
+  if args.steps < 1 or args.warmup < 0:
+    parser.error("--steps must be >= 1 and --warmup >= 0")
+  args.compiler_options = dict(_option(item) for item in args.compiler_options.split(",")
+                               if item.strip())
+  return args
+
+
+def _option(item: str) -> tuple[str, Any]:
+  """``key=value`` with the value parsed as bool or int where it looks like one."""
+  key, _, value = item.strip().partition("=")
+  if value.lower() in ("true", "false"):
+    return key, value.lower() == "true"
+  return key, int(value) if value.lstrip("-").isdigit() else value
+
+
+def make_config(args: argparse.Namespace):
+  """The default config with the benchmark's space, sizes, batch and synthetic data."""
+  config = default_config.get_config()
+  config.space.name = args.space
+  config.space.channels = args.channels
+  config.space.layers = args.layers
+  config.space.cells_per_stage = args.cells_per_stage
+  config.method = args.method
+  config.hypergrad = args.hypergrad
+  config.batch_size = args.batch_size
+  config.data.name = "synthetic"
+  config.data.synthetic_image_size = args.image_size
+  config.data.synthetic_num_train = 2 * args.batch_size  # 'darts' split: half w, half alpha
+  config.data.crop_padding = min(config.data.crop_padding, max(1, args.image_size // 8))  # 4 at 32
+  return config
+
+
+def weights_program(state, batches, *, components):
+  """Augmentation + weight step only (the PyTorch 'weight' row)."""
+  key, key_train = jax.random.split(jax.random.wrap_key_data(state.key))
+  images, labels = batches["train"]
+  state, metrics = steps.weights_update(components, state,
+                                        steps.augment(components, key_train, images), labels)
+  return state.replace(step=state.step + 1, key=jax.random.key_data(key)), metrics
+
+
+def forward_program(state, batches, *, components):
+  """Training-mode forward and loss, no gradient (the PyTorch 'forward only' row)."""
+  images, labels = batches["train"]
+  x = steps.augment(components, jax.random.wrap_key_data(state.key), images)
+  loss, (_, acc) = steps.supernet_loss(components, state.weights, state.arch, state.model_state,
+                                       x, labels)
+  return loss, acc
+
+
+def peak_rss_mb() -> float:
+  """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def device_memory() -> dict[str, float]:
+  """Device memory statistics in MB where the backend has them (GPU/TPU), else {}."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  return {f"device_{k}_mb": v / 2**20 for k, v in stats.items()
+          if k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")}
+
+
+def compiled_stats(compiled) -> dict[str, float]:
+  """XLA's buffer sizes of a compiled program, when the backend reports them.
+
+  (XLA's ``cost_analysis()`` FLOP count is not used: it counts a scanned loop body once.)
+  """
+  try:
+    mem = compiled.memory_analysis()
+    return {"xla_temp_mb": mem.temp_size_in_bytes / 2**20,
+            "xla_argument_mb": mem.argument_size_in_bytes / 2**20}
+  except Exception:  # noqa: BLE001 - optional diagnostics, absent on some backends
+    return {}
+
+
+def measure(name: str, search: loop.Search, batches: list, args: argparse.Namespace
+            ) -> dict[str, Any]:
+  """Compiles one program ahead of time, warms up, times ``args.steps`` steps."""
+  components = search.components
+  if name == "forward":
+    fn, donate = forward_program, ()
+  elif name == "weights":
+    fn, donate = weights_program, (0,)
+  else:
+    fn, donate = steps.search_step, (0,)
+  jitted = jax.jit(functools.partial(fn, components=components), donate_argnums=donate)
+  state = loop.init_state(search)
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  lowered = jitted.lower(state, batches[0])
+  lower_s = time.perf_counter() - start
+  start = time.perf_counter()
+  compiled = lowered.compile(args.compiler_options or None)
+  compile_s = time.perf_counter() - start
+  print(f"  {name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s", flush=True)
+  times = []
+  for i in range(args.warmup + args.steps):
+    start = time.perf_counter()
+    out = compiled(state, batches[i % len(batches)])
+    if donate:
+      state, out = out
+    jax.block_until_ready((state, out))
+    elapsed = time.perf_counter() - start
+    if i >= args.warmup:
+      times.append(elapsed)
+    print(f"  {name}: step {i + 1}/{args.warmup + args.steps} {elapsed:.3f} s"
+          f"{' (warm-up)' if i < args.warmup else ''}", flush=True)
+  median = statistics.median(times)
+  result = {"median_step_s": median, "min_step_s": min(times), "step_times_s": times,
+            "images_per_s": args.batch_size / median, "lower_s": lower_s,
+            "compile_s": compile_s, "peak_rss_mb": peak_rss_mb(),
+            "loadavg_1m": os.getloadavg()[0], **device_memory(), **compiled_stats(compiled)}
+  del compiled, lowered, state
+  return result
+
+
+def machine_info() -> dict[str, Any]:
+  device = jax.local_devices()[0]
+  return {"jax_version": jax.__version__, "backend": jax.default_backend(),
+          "device_kind": device.device_kind, "device_count": jax.device_count(),
+          "cpu_count": os.cpu_count(), "platform": platform.platform(),
+          "python": platform.python_version(), "processor": _cpu_model(),
+          "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+          "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def print_table(report: dict[str, Any]) -> None:
+  cols = ("program", "median s/step", "min s/step", "images/s", "lower s", "compile s",
+          "peak RSS MB", "XLA temp MB")
+  print(" | ".join(cols))
+  for name, r in report["results"].items():
+    temp = f"{r['xla_temp_mb']:.0f}" if "xla_temp_mb" in r else "-"
+    print(" | ".join((name, f"{r['median_step_s']:.3f}", f"{r['min_step_s']:.3f}",
+                      f"{r['images_per_s']:.1f}", f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}",
+                      f"{r['peak_rss_mb']:.0f}", temp)))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the benchmark described by ``argv`` (command-line flags); returns the report."""
+  args = parse_args(argv)
+  config = make_config(args)
+  start = time.perf_counter()
+  search = loop.build_search(config)
+  probe = loop.init_state(search)
+  jax.block_until_ready(probe)
+  setup_s = time.perf_counter() - start
+  sizes = ({"channels": args.channels, "layers": args.layers} if args.space == "darts" else
+           {"channels": args.channels, "cells_per_stage": args.cells_per_stage})
+  report: dict[str, Any] = {
+      "machine": machine_info(),
+      "setup": {"space": args.space, **sizes, "batch_size": args.batch_size,
+                "image_size": args.image_size, "method": args.method,
+                "hypergrad": args.hypergrad, "step_order": config.step_order,
+                "compiler_options": args.compiler_options, "timed_steps": args.steps,
+                "warmup_steps": args.warmup,
+                "params": supernet.num_params(probe.weights), "setup_s": setup_s},
+      "results": {}}
+  del probe
+  batches = [loop.step_batches(search, step) for step in range(min(4, args.warmup + args.steps))]
+  print(f"{args.space} {sizes} batch={args.batch_size} image={args.image_size} "
+        f"params={report['setup']['params']:,} backend={jax.default_backend()}", flush=True)
+  for name in PROGRAMS:  # fixed order, so that cumulative peak RSS grows with the programs
+    if name in args.what:
+      report["results"][name] = measure(name, search, batches, args)
+      if args.json:  # after every program, so that a run stopped later keeps what it measured
+        with open(args.json, "w") as f:
+          json.dump(report, f, indent=2)
+  print_table(report)
+  return report
+
+
+if __name__ == "__main__":
+  main()
