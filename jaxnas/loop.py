@@ -126,7 +126,7 @@ def build_arch_optimizer(aopt: ml_collections.ConfigDict):
     tx = optim.adam_l2(aopt.learning_rate, b1=aopt.b1, b2=aopt.b2, weight_decay=aopt.weight_decay)
   else:
     mirror_map = "entropic" if aopt.name == "exponentiated_gradient" else "euclidean"
-    tx = optim.mirror_descent(aopt.learning_rate, mirror_map, floor=aopt.floor)
+    tx = optim.mirror_descent.mirror_descent(aopt.learning_rate, mirror_map, floor=aopt.floor)
   if aopt.clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(aopt.clip_norm), tx)
   return tx

@@ -20,7 +20,6 @@ import optax
 
 from jaxnas.optim.mirror_descent import entropy_regularizer as entropy_regularizer
 from jaxnas.optim.mirror_descent import exponentiated_gradient as exponentiated_gradient
-from jaxnas.optim.mirror_descent import mirror_descent as mirror_descent
 from jaxnas.optim.mirror_descent import project_to_simplex as project_to_simplex
 
 
