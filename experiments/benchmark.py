@@ -16,11 +16,12 @@ ones (run one ``--what`` per process for isolated figures). Device memory statis
 the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer assignment of
 each program (``compiled.memory_analysis()``: temporaries, arguments) is recorded too.
 
-Usage (from the repository root):
+Usage (from the repository root; recorded figures and their commands: experiments/README.md):
   .venv/bin/python experiments/benchmark.py --space=nb201 --channels=16 --cells_per_stage=5 \
-      --batch_size=64 --steps=10 --what=forward,weights,search --json=nb201.json
+      --batch_size=64 --steps=5 --warmup=1 --what=search --json=nb201_search.json
   .venv/bin/python experiments/benchmark.py --space=darts --channels=16 --layers=8 \
-      --batch_size=64 --steps=3 --json=darts.json
+      --batch_size=64 --steps=2 --warmup=1 --what=weights --unroll=true --json=darts_weights.json
+  --unroll=false: rolled loops (fast compile); --compiler_options=xla_backend_optimization_level=0
 """
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--cells_per_stage", type=int, default=5, help="NB201: cells per stage N")
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--image_size", type=int, default=32)
+  parser.add_argument("--unroll", choices=("true", "false"), default="true",
+                      help="config.space.unroll: unrolled cell/edge loops (fast steps on CPU, "
+                           "slow compile) or rolled scans")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per program")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
   parser.add_argument("--method", default="darts")
@@ -94,6 +98,7 @@ def make_config(args: argparse.Namespace):
   config.space.channels = args.channels
   config.space.layers = args.layers
   config.space.cells_per_stage = args.cells_per_stage
+  config.space.unroll = args.unroll == "true"
   config.method = args.method
   config.hypergrad = args.hypergrad
   config.batch_size = args.batch_size
@@ -202,12 +207,9 @@ def machine_info() -> dict[str, Any]:
 def _cpu_model() -> str:
   try:
     with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return platform.processor()
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -235,15 +237,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   report: dict[str, Any] = {
       "machine": machine_info(),
       "setup": {"space": args.space, **sizes, "batch_size": args.batch_size,
-                "image_size": args.image_size, "method": args.method,
-                "hypergrad": args.hypergrad, "step_order": config.step_order,
-                "compiler_options": args.compiler_options, "timed_steps": args.steps,
-                "warmup_steps": args.warmup,
+                "image_size": args.image_size, "unroll": config.space.unroll,
+                "method": args.method, "hypergrad": args.hypergrad,
+                "step_order": config.step_order, "compiler_options": args.compiler_options,
+                "timed_steps": args.steps, "warmup_steps": args.warmup,
                 "params": supernet.num_params(probe.weights), "setup_s": setup_s},
       "results": {}}
   del probe
   batches = [loop.step_batches(search, step) for step in range(min(4, args.warmup + args.steps))]
   print(f"{args.space} {sizes} batch={args.batch_size} image={args.image_size} "
+        f"unroll={config.space.unroll} "
         f"params={report['setup']['params']:,} backend={jax.default_backend()}", flush=True)
   for name in PROGRAMS:  # fixed order, so that cumulative peak RSS grows with the programs
     if name in args.what:
