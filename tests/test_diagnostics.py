@@ -2,7 +2,7 @@
 
 * Hessian spectrum: L(α) = ½ αᵀ Q diag(λ) Qᵀ α with a chosen λ and random orthogonal Q, α a dict
   pytree split across two leaves, so ∇²L = Q diag(λ) Qᵀ exactly.
-* Hypergradient error: the quadratic bilevel problem of test_hypergrad.py (re-created here),
+* Hypergradient error: the quadratic bilevel problem ``jaxnas.testing.quadratic_bilevel``,
     L_in(w, α; b) = ½ wᵀ A w − wᵀ B α + wᵀ b,   L_out(w, α; c) = ½ ‖w − c‖² + ½ αᵀ D α,
   whose true hypergradient at w* = A⁻¹(Bα − b) is Bᵀ A⁻¹ (w* − c) + D α, while FirstOrder gives Dα.
 """
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import diagnostics, hypergrad
+from jaxnas import diagnostics, hypergrad, testing
 
 
 @pytest.fixture(autouse=True)
@@ -133,44 +133,18 @@ def test_lanczos_extreme_ritz_values_converge_first():
 # --------------------------------------------------------------------------- hypergradient error
 
 
-N_W, N_A = 5, 3
-RNG = np.random.default_rng(0)
-A = (lambda q: (q * RNG.uniform(1.0, 3.0, size=N_W)) @ q.T)(_orthogonal(RNG, N_W))
-B = RNG.normal(size=(N_W, N_A))
-D = (lambda q: (q * RNG.uniform(0.5, 1.5, size=N_A)) @ q.T)(_orthogonal(RNG, N_A))
-C = RNG.normal(size=N_W)
-BIAS = RNG.normal(size=N_W)
-ALPHA = RNG.normal(size=N_A)
-W_STAR = np.linalg.solve(A, B @ ALPHA - BIAS)
-TRUE = B.T @ np.linalg.solve(A, W_STAR - C) + D @ ALPHA
-
-
-def _w_vec(weights):
-  return jnp.concatenate([weights["a"], weights["b"].reshape(-1)])
-
-
-def _weights(vec):
-  vec = jnp.asarray(vec, jnp.float64)
-  return {"a": vec[:2], "b": vec[2:].reshape(3, 1)}
-
-
-def _inner(weights, arch, batch):
-  w, a = _w_vec(weights), _a_vec(arch)
-  return 0.5 * w @ jnp.asarray(A) @ w - w @ jnp.asarray(B) @ a + w @ batch
-
-
-def _outer(weights, arch, batch):
-  w, a = _w_vec(weights), _a_vec(arch)
-  return 0.5 * jnp.sum(jnp.square(w - batch)) + 0.5 * a @ jnp.asarray(D) @ a
-
-
-PROBLEM = hypergrad.BilevelProblem(_inner, _outer)
+# The hypergradient-error tests use the shared quadratic bilevel problem.
+QUAD = testing.quadratic_bilevel(seed=0)
+A, B, D, C, BIAS, ALPHA = QUAD.A, QUAD.B, QUAD.D, QUAD.C, QUAD.BIAS, QUAD.ALPHA
+PROBLEM = QUAD.problem
+W_STAR = QUAD.w_star()
+TRUE = QUAD.true_hypergradient()
 
 
 def _error(est, reference=None, w=W_STAR):
   fn = jax.jit(functools.partial(diagnostics.hypergradient_error, PROBLEM, est,
                                  reference=reference))
-  out = fn(_weights(w), _arch(ALPHA), jnp.asarray(BIAS), jnp.asarray(C))
+  out = fn(QUAD.weights(w), QUAD.arch(ALPHA), jnp.asarray(BIAS), jnp.asarray(C))
   assert set(out) == {"cosine_similarity", "relative_error", "norm", "reference_norm"}
   return {k: float(v) for k, v in out.items()}
 

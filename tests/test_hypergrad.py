@@ -1,6 +1,7 @@
 """Closed-form oracles for jaxnas.hypergrad, in float64.
 
-Quadratic bilevel problem (weights and arch are dict pytrees, flattened to w ∈ R^5, α ∈ R^3):
+Quadratic bilevel problem (``jaxnas.testing.quadratic_bilevel``; weights and arch are dict pytrees,
+flattened to w ∈ R^5, α ∈ R^3):
   L_in(w, α; b)  = ½ wᵀ A w − wᵀ B α + wᵀ b          (A SPD ⇒ w*(α) = A⁻¹(Bα − b))
   L_out(w, α; c) = ½ ‖w − c‖² + ½ αᵀ D α
 True hypergradient: d/dα L_out(w*(α), α) = Bᵀ A⁻¹ (w* − c) + D α.
@@ -15,8 +16,13 @@ import optax
 import pytest
 
 from jaxnas import hypergrad
+from jaxnas import testing
 
-N_W, N_A = 5, 3
+QUAD = testing.quadratic_bilevel(seed=0)
+N_W, N_A = QUAD.n_w, QUAD.n_a
+A, B, D, C, BIAS, ALPHA = QUAD.A, QUAD.B, QUAD.D, QUAD.C, QUAD.BIAS, QUAD.ALPHA
+_w_vec, _a_vec, _weights, _arch = QUAD.w_vec, QUAD.a_vec, QUAD.weights, QUAD.arch
+_inner, _outer = QUAD.inner, QUAD.outer
 
 
 @pytest.fixture(autouse=True)
@@ -25,51 +31,9 @@ def _x64():
     yield
 
 
-def _spd(rng, n, lo, hi):
-  q, _ = np.linalg.qr(rng.normal(size=(n, n)))
-  return (q * rng.uniform(lo, hi, size=n)) @ q.T
-
-
-RNG = np.random.default_rng(0)
-A = _spd(RNG, N_W, 1.0, 3.0)          # eigenvalues in [1, 3]: γ, lr = 0.3 < 2/3 converge
-B = RNG.normal(size=(N_W, N_A))
-D = _spd(RNG, N_A, 0.5, 1.5)
-C = RNG.normal(size=N_W)              # outer batch (the target c)
-BIAS = RNG.normal(size=N_W)           # inner batch (the linear term b)
-ALPHA = RNG.normal(size=N_A)
-
-
-def _w_vec(weights):
-  return jnp.concatenate([weights["a"], weights["b"].reshape(-1)])
-
-
-def _a_vec(arch):
-  return jnp.concatenate([arch["x"], arch["y"]])
-
-
-def _weights(vec):
-  vec = jnp.asarray(vec, jnp.float64)
-  return {"a": vec[:2], "b": vec[2:].reshape(3, 1)}
-
-
-def _arch(vec):
-  vec = jnp.asarray(vec, jnp.float64)
-  return {"x": vec[:2], "y": vec[2:]}
-
-
-def _inner(weights, arch, batch):
-  w, a = _w_vec(weights), _a_vec(arch)
-  return 0.5 * w @ jnp.asarray(A) @ w - w @ jnp.asarray(B) @ a + w @ batch
-
-
-def _outer(weights, arch, batch):
-  w, a = _w_vec(weights), _a_vec(arch)
-  return 0.5 * jnp.sum(jnp.square(w - batch)) + 0.5 * a @ jnp.asarray(D) @ a
-
-
-PROBLEM = hypergrad.BilevelProblem(_inner, _outer)
-W_STAR = np.linalg.solve(A, B @ ALPHA - BIAS)
-TRUE = B.T @ np.linalg.solve(A, W_STAR - C) + D @ ALPHA
+PROBLEM = QUAD.problem
+W_STAR = QUAD.w_star()
+TRUE = QUAD.true_hypergradient()
 
 
 def _run(est, w_vec, inner_batch=None, problem=PROBLEM):
