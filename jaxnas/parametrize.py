@@ -7,6 +7,11 @@ a whole arch pytree). Adding one is a one-file change: a class here and a line i
 * ``softmax`` (DARTS, MiLeNAS, iDARTS, RARTS): alpha ~ 1e-3 N(0, 1), mixing = softmax(alpha) per edge.
 * ``simplex`` (GAEA): alpha lives on the product of simplices (uniform init 1/n per edge) and is
   used directly as mixing weights; exponentiated gradient keeps it there.
+* ``clamp`` (Maile et al., "On Constrained Optimization in Differentiable NAS", arXiv 2106.11655,
+  the "CRB" activation of k8lion/DARTS-PRIME ``model_admm_hard_statebn.py``): alpha ~ 1/n +
+  1e-4 N(0, 1), mixing = clip(alpha, 0, 1) elementwise (no normalisation within an edge, so edges
+  are comparable). Meant for an op set without ``none``; DARTS-PRIME's permanent pruning mask
+  (alpha <= 0 after a weight step) lives in the method (``jaxnas.methods.darts_prime``).
 """
 from __future__ import annotations
 
@@ -63,9 +68,27 @@ class Simplex(Parametrization):
     return alpha
 
 
+@dataclasses.dataclass(frozen=True)
+class Clamp(Parametrization):
+  """Maile et al.: ``alpha ~ 1/n + init_scale * N(0, 1)``; ``mixing = clip(alpha, 0, 1)``.
+
+  The clip has zero gradient outside [0, 1]: an alpha above 1 gets no loss gradient (only the
+  optimizer's L2 decay pulls it back), as ``torch.clamp`` in the reference.
+  """
+  name: str = "clamp"
+  init_scale: float = 1e-4
+
+  def init_leaf(self, key, shape, dtype):
+    return 1.0 / shape[-1] + self.init_scale * jax.random.normal(key, shape, dtype)
+
+  def activate_leaf(self, alpha):
+    return jnp.clip(alpha, 0.0, 1.0)
+
+
 PARAMETRIZATIONS: dict[str, Parametrization] = {
     "softmax": Softmax(),
     "simplex": Simplex(),
+    "clamp": Clamp(),
 }
 
 

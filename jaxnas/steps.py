@@ -52,6 +52,7 @@ class SearchComponents:
   arch_gradient: Any = None  # a methods.estimators.ArchGradient; None = first order
   arch_every: int = 1        # an alpha step every k steps (iDARTS: T weight steps per alpha step)
   entropy_reg: float = 0.0   # GAEA: lambda * sum(alpha log(alpha n)) added to the alpha objective
+  steps_per_epoch: int = 0   # for methods whose schedules count epochs (DARTS-PRIME's prox ramp)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -72,12 +73,16 @@ def supernet_loss(components: SearchComponents, weights, arch, model_state, imag
   return cross_entropy(logits, labels), (new_model_state, accuracy(logits, labels))
 
 
-def arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch, lr):
+def arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch, lr,
+                arch_regularizer: Callable[[Any], jax.Array] | None = None):
   """Alpha step: ``alpha <- ArchOpt(alpha, g_alpha)`` with the configured hypergradient.
 
   The first-order gradient comes with the validation forward's BN statistics and metrics from one
   pass; other estimators get the bilevel problem (inner = training loss on the step's training
   batch, outer = validation loss) and the metrics come from one extra validation forward.
+  ``arch_regularizer(arch) -> scalar`` (optional, e.g. DARTS-PRIME's prox / ADMM terms) is added
+  to the alpha objective: its gradient joins ``g_alpha`` and its value is reported as
+  ``'arch/regularizer'``.
   """
   val_loss = lambda arch: supernet_loss(components, state.weights, arch, state.model_state,
                                         *val_batch)
@@ -94,10 +99,15 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
   if components.entropy_reg:
     g_reg = jax.grad(entropy_regularizer)(state.arch)
     g_arch = jax.tree.map(lambda g, r: g + components.entropy_reg * r, g_arch, g_reg)
+  metrics = {"val/loss": loss, "val/accuracy": acc}
+  if arch_regularizer is not None:
+    reg, g_reg = jax.value_and_grad(arch_regularizer)(state.arch)
+    g_arch = jax.tree.map(jnp.add, g_arch, g_reg)
+    metrics["arch/regularizer"] = reg
   updates, arch_opt_state = components.arch_tx.update(g_arch, state.arch_opt_state, state.arch)
   state = state.replace(arch=optax.apply_updates(state.arch, updates),
                         arch_opt_state=arch_opt_state, model_state=model_state)
-  return state, {"val/loss": loss, "val/accuracy": acc}
+  return state, metrics
 
 
 def maybe_arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch,

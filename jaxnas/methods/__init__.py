@@ -1,4 +1,11 @@
-"""Method-specific pieces that live outside the search step (selection rules, bookkeeping)."""
+"""Search methods (``base.SearchMethod`` and its registry) and method-specific pieces that live
+outside the search step (selection rules, bookkeeping). Importing a method's module registers it."""
+from jaxnas.methods.base import SearchMethod as SearchMethod
+from jaxnas.methods.base import build_method as build_method
+from jaxnas.methods.base import method_names as method_names
+from jaxnas.methods.base import register as register
 from jaxnas.methods.milenas import SizeBuckets as SizeBuckets
 from jaxnas.methods.milenas import conv_counts as conv_counts
 from jaxnas.methods.milenas import should_stop_early as should_stop_early
+from jaxnas.methods import rarts as rarts  # registers 'rarts'
+from jaxnas.methods import darts_prime as darts_prime  # registers 'darts_prime'

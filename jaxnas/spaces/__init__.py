@@ -12,10 +12,14 @@ from jaxnas.spaces.darts import parse_darts_genotype as parse_darts_genotype
 from jaxnas.spaces.nb201 import NB201_OPS as NB201_OPS
 from jaxnas.spaces.nb201 import NB201Genotype as NB201Genotype
 from jaxnas.spaces.nb201 import NB201Space as NB201Space
+from jaxnas.spaces.width import WIDTH_OPS as WIDTH_OPS
+from jaxnas.spaces.width import WidthGenotype as WidthGenotype
+from jaxnas.spaces.width import WidthSpace as WidthSpace
 
 SPACES: dict[str, Callable[..., SearchSpace]] = {
     "darts": DartsSpace,
     "nb201": NB201Space,
+    "width": WidthSpace,
 }
 
 

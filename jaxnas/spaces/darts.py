@@ -36,6 +36,13 @@ PC-DARTS (Xu et al., ICLR 2020; yuhuixu1993/PC-DARTS ``model_search.py``, GAEA's
 
   Derivation applies the DARTS rule to alpha ⊙ beta (each edge's op weights times its beta), as
   PC-DARTS and GAEA do.
+
+Maile et al. / DARTS-PRIME (k8lion/DARTS-PRIME ``model_admm_hard_statebn.py``, the ``_bns`` of its
+cell): ``node_batchnorm=True`` passes every intermediate node through a BatchNorm without scale or
+bias before later edges and the output concat read it (node i = BN_i(sum_j MixedOp_ij(state j))),
+which the clamped activation needs because its op weights do not sum to one. The inner edges then
+run node by node (one scan group ``inner_{i}`` per target node i >= 1, see ``edge_groups``), so
+this option compiles a larger program; off, the layout and values are the plain DARTS ones.
 """
 from __future__ import annotations
 
@@ -87,22 +94,28 @@ def edge_weight_vector(node_weights: Mapping[str, Any], nodes: int) -> jax.Array
   return jnp.concatenate([jnp.asarray(node_weights[str(i)]) for i in range(nodes)])
 
 
-def edge_groups(nodes: int) -> dict[str, list[tuple[int, int, int]]]:
-  """The cell's edges as ``(edge_index, input_state, node)`` triples in two scan groups.
+def edge_groups(nodes: int, per_node: bool = False) -> dict[str, list[tuple[int, int, int]]]:
+  """The cell's edges as ``(edge_index, input_state, node)`` triples in scan groups.
 
   ``front``: the 2 edges of every node from the cell inputs s0/s1 (stride 2 in reduction cells);
-  ``inner``: the edges between intermediate nodes (stride 1), ordered by target node.
+  ``inner``: the edges between intermediate nodes (stride 1), ordered by target node. With
+  ``per_node`` (the ``node_batchnorm`` cell) the inner edges form one group ``inner_{i}`` per target
+  node i >= 1 instead.
   """
   ranges = node_edge_ranges(nodes)
   front = [(ranges[i][j], j, i) for i in range(nodes) for j in (0, 1)]
+  if per_node:
+    return {"front": front, **{f"inner_{i}": [(ranges[i][j], j, i) for j in range(2, 2 + i)]
+                               for i in range(1, nodes)}}
   inner = [(ranges[i][j], j, i) for i in range(nodes) for j in range(2, 2 + i)]
   return {"front": front, "inner": inner}
 
 
-def edge_variables(cell_variables: Mapping[str, Any], edge: int, nodes: int = 4
-                   ) -> dict[str, Any]:
-  """The variables of one edge's MixedOp, sliced out of a cell's stacked edge variables."""
-  for group, edges in edge_groups(nodes).items():
+def edge_variables(cell_variables: Mapping[str, Any], edge: int, nodes: int = 4,
+                   per_node: bool = False) -> dict[str, Any]:
+  """The variables of one edge's MixedOp, sliced out of a cell's stacked edge variables
+  (``per_node``: the layout of a ``node_batchnorm`` cell)."""
+  for group, edges in edge_groups(nodes, per_node).items():
     positions = [e for e, _, _ in edges]
     if edge in positions:
       pos = positions.index(edge)
@@ -121,6 +134,8 @@ class DartsSearchCell(nn.Module):
 
   ``partial_channels``: PC-DARTS' channel proportion K of every MixedOp. ``edge_weights``: an
   optional (edges,) vector (PC-DARTS' beta, in edge order) scaling each edge's output.
+  ``node_batchnorm``: DARTS-PRIME's BatchNorm (no affine) on every intermediate node (module
+  docstring); the inner edges then run as one scan group per target node.
   """
   ops: tuple[str, ...]
   channels: int
@@ -130,6 +145,7 @@ class DartsSearchCell(nn.Module):
   multiplier: int = 4
   partial_channels: int = 1
   unroll: bool = False  # unroll the edge scans in the compiled program (see ops.scan_edges)
+  node_batchnorm: bool = False
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array,
@@ -140,7 +156,7 @@ class DartsSearchCell(nn.Module):
     else:
       s0 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train=train)
     s1 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train=train)
-    groups = edge_groups(self.nodes)
+    groups = edge_groups(self.nodes, per_node=self.node_batchnorm)
     common = dict(ops=self.ops, channels=c, pool_bn=True, train=train,
                   partial_channels=self.partial_channels, unroll=self.unroll)
 
@@ -155,6 +171,17 @@ class DartsSearchCell(nn.Module):
         mixing[jnp.array([e for e, _, _ in front])], stride=2 if self.reduction else 1,
         name="front", **scales(front), **common)
     states = outputs[0::2] + outputs[1::2]  # (nodes, B, H, W, C): each node's s0 + s1 terms
+    if self.node_batchnorm:
+      for i in range(self.nodes):  # node i is complete (and normalised) before node i+1 reads it
+        if i > 0:
+          inner = groups[f"inner_{i}"]
+          states = ops_lib.scan_edges(
+              states, [j - 2 for _, j, _ in inner], [i] * len(inner),
+              mixing[jnp.array([e for e, _, _ in inner])], stride=1, name=f"inner_{i}",
+              **scales(inner), **common)
+        node = ops_lib.batch_norm(train, affine=False, name=f"node_bn_{i}")(states[i])
+        states = states.at[i].set(node)
+      return jnp.concatenate(list(states[-self.multiplier:]), axis=-1)
     inner = groups["inner"]
     if inner:
       states = ops_lib.scan_edges(
@@ -185,6 +212,7 @@ class DartsSupernet(nn.Module):
   partial_channels: int = 1
   edge_normalization: bool = False
   unroll: bool = False  # unroll the edge scans: slower compile, much faster on CPU
+  node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
@@ -197,7 +225,8 @@ class DartsSupernet(nn.Module):
       width = width * 2 if reduction else width
       cell = DartsSearchCell(self.ops, width, reduction, reduction_prev, self.nodes,
                              self.multiplier, partial_channels=self.partial_channels,
-                             unroll=self.unroll, name=f"cell_{layer}")
+                             unroll=self.unroll, node_batchnorm=self.node_batchnorm,
+                             name=f"cell_{layer}")
       kind = "reduce" if reduction else "normal"
       betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
                if self.edge_normalization else None)
@@ -298,11 +327,12 @@ class DartsSpace(SearchSpace):
     return arch_shapes(self.nodes, len(self.ops), self.edge_normalization)
 
   def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
-               unroll: bool = True, **unused: Any) -> DartsSupernet:
+               unroll: bool = True, node_batchnorm: bool = False, **unused: Any) -> DartsSupernet:
     """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS).
 
     ``unroll=False`` keeps the per-cell edge loops rolled: a much shorter compile (tests, smoke
     runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
+    ``node_batchnorm=True``: DARTS-PRIME's BatchNorm (no affine) after every intermediate node.
     """
     self._reject_unused(unused)
     if layers < 1:
@@ -312,7 +342,8 @@ class DartsSpace(SearchSpace):
                        f"channels={channels} (PC-DARTS runs the ops on C/K channels).")
     return DartsSupernet(self.ops, channels, layers, num_classes, self.nodes,
                          multiplier=self.nodes, partial_channels=self.partial_channels,
-                         edge_normalization=self.edge_normalization, unroll=unroll)
+                         edge_normalization=self.edge_normalization, unroll=unroll,
+                         node_batchnorm=bool(node_batchnorm))
 
   def derive(self, mixing: Mapping[str, Any]) -> Genotype:
     """The DARTS derivation rule on both cells (``none`` excluded, top-2 edges per node).

@@ -12,6 +12,10 @@ stride 2) -> N cells @2C -> ResNet block (2C->4C) -> N cells @4C -> BN + ReLU ->
 run under ``nn.scan`` (one compiled cell body per stage), which keeps compile time small; their
 weights are stacked along a leading axis of length N.
 
+``node_batchnorm=True`` (DARTS-PRIME's clamped activation, Maile et al.): nodes 1..3 each pass
+through a BatchNorm without scale or bias before they are read; the edges then run as one scan
+group ``edges_{j}`` per target node j (a larger compiled cell); off, the plain layout above.
+
 Derivation: per-edge argmax over all operations (including ``none`` when it is in the op set).
 Genotypes print as NB201 architecture strings ``|nor_conv_3x3~0|+|...~0|...~1|+|...|`` and parse back;
 ``NB201Genotype.code`` is the op-index code used by benchmark tables (e.g. ``334131``).
@@ -131,11 +135,22 @@ class NB201SearchCell(nn.Module):
   channels: int
   train: bool
   unroll: bool = False
+  node_batchnorm: bool = False  # BatchNorm (no affine) on nodes 1..3; one scan group per node
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array):
     nodes = jnp.zeros((MAX_NODES,) + x.shape, x.dtype)
     nodes = jax.lax.dynamic_update_index_in_dim(nodes, x, 0, axis=0)
+    if self.node_batchnorm:
+      for j in range(1, MAX_NODES):
+        edges = [e for e, (t, _) in enumerate(EDGES) if t == j]
+        nodes = ops_lib.scan_edges(nodes, [EDGES[e][1] for e in edges], [j] * len(edges),
+                                   mixing[edges[0]:edges[-1] + 1], ops=self.ops,
+                                   channels=self.channels, stride=1, pool_bn=False,
+                                   train=self.train, name=f"edges_{j}", unroll=self.unroll)
+        node = ops_lib.batch_norm(self.train, affine=False, name=f"node_bn_{j}")(nodes[j])
+        nodes = nodes.at[j].set(node)
+      return nodes[-1], None
     nodes = ops_lib.scan_edges(nodes, [i for _, i in EDGES], [j for j, _ in EDGES], mixing,
                                ops=self.ops, channels=self.channels, stride=1, pool_bn=False,
                                train=self.train, name="edges", unroll=self.unroll)
@@ -155,6 +170,7 @@ class NB201Supernet(nn.Module):
   cells_per_stage: int = 5
   num_classes: int = 10
   unroll: bool = False  # unroll the cell and edge scans: slower compile, much faster on CPU
+  node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
@@ -170,7 +186,8 @@ class NB201Supernet(nn.Module):
                       split_rngs={"params": True}, in_axes=nn.broadcast,
                       length=self.cells_per_stage,
                       unroll=self.cells_per_stage if self.unroll else 1)
-      x, _ = cells(self.ops, width, train, self.unroll, name=f"stage_{stage}")(x, cell_mixing)
+      x, _ = cells(self.ops, width, train, self.unroll, self.node_batchnorm,
+                   name=f"stage_{stage}")(x, cell_mixing)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -186,14 +203,16 @@ class NB201Space(SearchSpace):
     return {"cell": (NUM_EDGES, len(self.ops))}
 
   def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
-               unroll: bool = True, **unused: Any) -> NB201Supernet:
+               unroll: bool = True, node_batchnorm: bool = False,
+               **unused: Any) -> NB201Supernet:
     """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24).
 
     ``unroll=False`` keeps the cell and edge loops rolled: a much shorter compile (tests, smoke
     runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
     """
     self._reject_unused(unused)
-    return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll)
+    return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll,
+                         bool(node_batchnorm))
 
   def derive(self, mixing: Mapping[str, Any]) -> NB201Genotype:
     """Per-edge argmax over all ops in the op set (``none`` included when present)."""
