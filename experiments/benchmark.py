@@ -7,7 +7,10 @@ and compilation are timed apart from running), runs warm-up steps, then times ``
 
   forward  training-mode forward + loss (BatchNorm on batch statistics), no gradient;
   weights  augmentation + weight step only (``steps.weights_update``: fwd+bwd+clip+SGD);
-  search   the whole ``steps.search_step`` = alpha step + weight step (two fwd+bwd passes).
+  arch     augmentation + alpha step only (``steps.arch_update`` with ``--hypergrad``'s estimator);
+  search   the whole search step of ``--method`` (``jaxnas.methods.build_method(config)``): for
+           'darts' ``steps.search_step`` = alpha step + weight step (two fwd+bwd passes with
+           ``--hypergrad=first_order``); for 'rarts' one Gauss-Seidel pass (w, y, alpha steps).
 
 images/s is ``batch_size / median step time`` (training images per step; the search step also
 processes an alpha batch of the same size). Peak RSS is the process's ``ru_maxrss`` after the
@@ -21,6 +24,12 @@ Usage (from the repository root; recorded figures and their commands: experiment
       --batch_size=64 --steps=5 --warmup=1 --what=search --json=nb201_search.json
   .venv/bin/python experiments/benchmark.py --space=darts --channels=16 --layers=8 \
       --batch_size=64 --steps=2 --warmup=1 --what=weights --unroll=true --json=darts_weights.json
+  RARTS vs DARTS first and second order (same supernet, batch and machine; one process each):
+  .venv/bin/python experiments/benchmark.py --space=darts --what=search --method=rarts
+  .venv/bin/python experiments/benchmark.py --space=darts --what=search --hypergrad=first_order
+  .venv/bin/python experiments/benchmark.py --space=darts --what=search --hypergrad=unrolled
+  (--hypergrad=finite_difference: DARTS' own second order; --rarts_alpha_gradient_at=current:
+  RARTS with the alpha gradient from the network steps' passes)
   --unroll=false: rolled loops (fast compile); --compiler_options=xla_backend_optimization_level=0
 """
 from __future__ import annotations
@@ -47,7 +56,7 @@ from jaxnas import loop  # noqa: E402
 from jaxnas import steps  # noqa: E402
 from jaxnas import supernet  # noqa: E402
 
-PROGRAMS = ("forward", "weights", "search")
+PROGRAMS = ("forward", "weights", "arch", "search")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -65,6 +74,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
   parser.add_argument("--method", default="darts")
   parser.add_argument("--hypergrad", default="first_order")
+  parser.add_argument("--rarts_alpha_gradient_at", choices=("updated", "current"),
+                      default="updated", help="--method=rarts: config.rarts.alpha_gradient_at")
   parser.add_argument("--what", default="search,weights,forward",
                       help=f"comma-separated subset of {','.join(PROGRAMS)}")
   parser.add_argument("--json", default="", help="write the results to this JSON file")
@@ -101,6 +112,7 @@ def make_config(args: argparse.Namespace):
   config.space.unroll = args.unroll == "true"
   config.method = args.method
   config.hypergrad = args.hypergrad
+  config.rarts.alpha_gradient_at = args.rarts_alpha_gradient_at
   config.batch_size = args.batch_size
   config.data.name = "synthetic"
   config.data.synthetic_image_size = args.image_size
@@ -115,6 +127,16 @@ def weights_program(state, batches, *, components):
   images, labels = batches["train"]
   state, metrics = steps.weights_update(components, state,
                                         steps.augment(components, key_train, images), labels)
+  return state.replace(step=state.step + 1, key=jax.random.key_data(key)), metrics
+
+
+def arch_program(state, batches, *, components):
+  """Augmentation + alpha step only, with the configured hypergradient estimator."""
+  key, key_train, key_val = jax.random.split(jax.random.wrap_key_data(state.key), 3)
+  train = (steps.augment(components, key_train, batches["train"][0]), batches["train"][1])
+  val = (steps.augment(components, key_val, batches["val"][0]), batches["val"][1])
+  state, metrics = steps.arch_update(components, state, train, val,
+                                     components.weights_lr(state.step))
   return state.replace(step=state.step + 1, key=jax.random.key_data(key)), metrics
 
 
@@ -161,8 +183,10 @@ def measure(name: str, search: loop.Search, batches: list, args: argparse.Namesp
     fn, donate = forward_program, ()
   elif name == "weights":
     fn, donate = weights_program, (0,)
-  else:
-    fn, donate = steps.search_step, (0,)
+  elif name == "arch":
+    fn, donate = arch_program, (0,)
+  else:  # the configured method's step (--method): DARTS family, RARTS, ...
+    fn, donate = search.method.search_step, (0,)
   jitted = jax.jit(functools.partial(fn, components=components), donate_argnums=donate)
   state = loop.init_state(search)
   jax.block_until_ready(state)
@@ -239,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "setup": {"space": args.space, **sizes, "batch_size": args.batch_size,
                 "image_size": args.image_size, "unroll": config.space.unroll,
                 "method": args.method, "hypergrad": args.hypergrad,
+                **({"rarts": config.rarts.to_dict()} if args.method == "rarts" else {}),
                 "step_order": config.step_order, "compiler_options": args.compiler_options,
                 "timed_steps": args.steps, "warmup_steps": args.warmup,
                 "params": supernet.num_params(probe.weights), "setup_s": setup_s},
