@@ -131,3 +131,56 @@ class Logger:
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+EVAL_LOG = "evaluation.jsonl"
+
+
+class EvalLogger(Logger):
+  """The logger of training a discrete network from scratch (``jaxnas.evaluate``).
+
+  Console lines and TensorBoard scalars as in a search; one JSON line per epoch with the test
+  loss and accuracy in ``evaluation.jsonl``; ``finish`` writes ``result.json``.
+  """
+
+  def __init__(self, workdir: str):
+    super().__init__(workdir, space=None)
+    self.genotype_path = os.path.join(workdir, EVAL_LOG)
+
+  def train(self, step: int, steps_per_epoch: int, metrics: Mapping[str, Any],
+            perf: Mapping[str, float]) -> None:
+    values = {**{k: float(np.asarray(v)) for k, v in metrics.items()}, **perf}
+    self.scalars(step, values)
+    self.info(
+        f"step {step:6d}  epoch {step / steps_per_epoch:6.2f}  train loss "
+        f"{values['train/loss']:.4f} acc {values['train/accuracy']:.3f}  lr "
+        f"{values['lr/weights']:.5f}  drop-path {values['train/drop_path_prob']:.3f}  "
+        f"{values['perf/steps_per_second']:.2f} steps/s  ETA {_duration(values['perf/eta_seconds'])}")
+
+  def test(self, step: int, epoch: int, test_metrics: Mapping[str, float]) -> None:
+    """Logs the per-epoch test loss and accuracy (TensorBoard, console, ``evaluation.jsonl``)."""
+    self.scalars(step, test_metrics)
+    record = {"step": step, "epoch": epoch, **{k: float(v) for k, v in test_metrics.items()}}
+    if self.is_writer:
+      with open(self.genotype_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    self.info(f"epoch {epoch} (step {step}): test loss {test_metrics['test/loss']:.4f} "
+              f"acc {test_metrics['test/accuracy']:.4f}")
+
+  def finish_eval(self, state_step: int, info: Mapping[str, Any]) -> dict[str, Any]:
+    """Prints and writes ``result.json``: final and best test accuracy, plus ``info``."""
+    records = [r for r in self.records() if r["step"] <= state_step]
+    summary: dict[str, Any] = {"step": state_step, **info}
+    if records:
+      final, best = records[-1], max(records, key=lambda r: r["test/accuracy"])
+      summary.update(final_test_accuracy=final["test/accuracy"], final_record=final,
+                     best_test_accuracy=best["test/accuracy"], best_epoch=best["epoch"])
+      self.info(f"Final test accuracy (epoch {final['epoch']}): {final['test/accuracy']:.4f}; "
+                f"best {best['test/accuracy']:.4f} (epoch {best['epoch']}).")
+    if self.is_writer:
+      with open(os.path.join(self.workdir, "result.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if self.writer is not None:
+      self.writer.flush()
+      self.writer.close()
+    return summary

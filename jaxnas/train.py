@@ -1,7 +1,9 @@
 """Entry point: ``python -m jaxnas.train --config=configs/<file>.py[:smoke] --workdir=DIR``.
 
 Rerunning the same command with the same workdir resumes from the latest checkpoint. Any config
-field can be overridden: ``--config.epochs=10 --config.data.data_dir=/data``.
+field can be overridden: ``--config.epochs=10 --config.data.data_dir=/data``. A config with
+``config.mode = 'eval'`` (``configs/eval_*.py``) trains ``config.genotype`` from scratch
+(``jaxnas.evaluate``) instead of searching.
 """
 from absl import app
 from absl import flags
@@ -21,7 +23,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress goes to stdout; --verbosity=0 for absl INFO
-  loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if _CONFIG.value.get("mode", "search") == "eval":
+    from jaxnas import evaluate  # local import: searches do not need it
+    evaluate.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  else:
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,110 @@
+"""Train a found DARTS-space cell from scratch on CIFAR-10: the DARTS evaluation protocol.
+
+  python -m jaxnas.train --config=configs/eval_cifar10.py --workdir=runs/eval_v2 \
+      --config.genotype=DARTS_V2 --config.data.data_dir=/path/with/cifar-10-binary.tar.gz
+
+``--config.genotype``: a registered name (``jaxnas.genotypes.names()``: DARTS_V1, DARTS_V2,
+PC_DARTS_CIFAR, ...), a genotype string (``"Genotype(normal=[...], ...)"``, or an NB201
+``"|op~0|+..."`` string), or the path of a search's workdir / ``genotypes.jsonl`` (its last
+genotype). quark0/darts ``cnn/train.py`` (methods.md §1.3): 20 cells, C=36, auxiliary head
+(weight 0.4), drop-path 0.2 (linear ramp), 600 epochs, batch 96, SGD 0.025 cosine to 0 (momentum
+0.9, epoch-start scheduler step), wd 3e-4, clip 5, crop + flip + cutout 16, seed 0; test accuracy
+every epoch. GAEA's evaluation uses drop-path 0.3: ``--config.drop_path_prob=0.3``.
+
+Variants: ``:smoke`` (a 3-cell C=4 network, 32x32 synthetic data, 2 steps; 32x32 because the
+auxiliary head's 5x5 pooling needs at least 5x5 features after the two reductions) and ``:nb201``
+(an NB201 cell's network, C=16, N=5; NB201 has no auxiliary head or drop-path; the training
+hyperparameters stay DARTS' unless overridden).
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.mode = "eval"                 # train.py: train a discrete network, not a search
+  config.seed = 0
+  config.genotype = "DARTS_V2"         # registry name | genotype string | path of a genotypes.jsonl
+
+  config.network = ml_collections.ConfigDict()
+  config.network.channels = 36         # initial channels C (NB201: 16)
+  config.network.layers = 20           # DARTS: number of cells
+  config.network.cells_per_stage = 5   # NB201: cells per stage N
+  config.network.auxiliary = True      # DARTS: auxiliary head after the second reduction cell
+  config.network.stem = "cifar"        # DARTS: 'cifar' | 'imagenet' (mobile setting)
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "cifar10"
+  config.data.data_dir = ""
+  config.data.max_examples = 0         # cap on train and test sizes (0 = all)
+  config.data.crop_padding = 4
+  config.data.flip = True
+  config.data.cutout = 16
+  config.data.synthetic_image_size = 32
+  config.data.synthetic_num_train = 512
+  config.data.synthetic_num_test = 128
+  config.data.synthetic_num_classes = 10
+
+  config.batch_size = 96
+  config.eval_batch_size = 500         # 10,000 test images = 20 batches
+  config.epochs = 600
+  config.max_steps = 0                 # stop after this many steps (0 = epochs * steps/epoch)
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.schedule = "cosine"     # 'cosine' | 'exponential' (lr * decay_rate**epoch)
+  config.optimizer.learning_rate = 0.025
+  config.optimizer.min_learning_rate = 0.0
+  config.optimizer.decay_rate = 0.97       # exponential only
+  config.optimizer.epoch_offset = 1        # the reference's scheduler.step() at epoch start
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 3e-4
+  config.optimizer.clip_norm = 5.0
+
+  config.auxiliary_weight = 0.4
+  config.label_smoothing = 0.0
+  config.drop_path_prob = 0.2
+
+  config.log_every_steps = 100
+  config.eval_every_epochs = 1
+  config.eval_max_batches = 0
+  config.checkpoint_every_steps = 2000     # also at every epoch end
+  config.keep_checkpoints = 3
+  config.plots = True                      # write genotype.png at the end (needs matplotlib)
+  return apply_variants(config, arg, {"smoke": smoke, "nb201": nb201})
+
+
+def apply_variants(config, arg, variants):
+  """Applies comma-separated variants in order, e.g. ``:nb201,smoke``."""
+  for name in [v.strip() for v in (arg or "").split(",") if v.strip()]:
+    if name not in variants:
+      raise ValueError(f"Unknown config variant {name!r}; valid variants: {', '.join(variants)}.")
+    variants[name](config)
+  return config
+
+
+def smoke(config):
+  """2 steps of a 3-cell C=4 network on 32x32 synthetic data (drop-path and aux head on)."""
+  config.network.channels = 4
+  config.network.layers = 3
+  config.network.cells_per_stage = 1
+  config.data.name = "synthetic"
+  config.data.data_dir = ""
+  config.data.synthetic_num_train = 16
+  config.data.synthetic_num_test = 16
+  config.batch_size = 8
+  config.eval_batch_size = 16
+  config.epochs = 2
+  config.max_steps = 2
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 1
+  return config
+
+
+def nb201(config):
+  """An NB201 cell (default: the best CIFAR-10 cell of the benchmark) in the NB201 network."""
+  config.genotype = "NB201_BEST_CIFAR10"
+  config.network.channels = 16
+  config.network.cells_per_stage = 5
+  config.network.auxiliary = False
+  config.drop_path_prob = 0.0
+  return config

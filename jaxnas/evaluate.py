@@ -1,0 +1,347 @@
+"""Training a found architecture from scratch: ``train_and_evaluate(config, workdir)``.
+
+``python -m jaxnas.train --config=configs/eval_cifar10.py --config.genotype=DARTS_V2 --workdir=DIR``
+(any config with ``config.mode = 'eval'``). ``config.genotype`` is a registered name
+(``jaxnas.genotypes``), a genotype string, or the path of a search's ``genotypes.jsonl`` / workdir
+(its last genotype); the space (DARTS or NB201) follows from the genotype.
+
+The DARTS evaluation protocol (quark0/darts ``cnn/train.py``; ``shared/spec/methods.md`` §1.3):
+the whole training set (50k), batch 96, 600 epochs, SGD momentum 0.9, learning rate 0.025 cosine
+to 0 per epoch (the reference's ``scheduler.step()`` at the start of each epoch: epoch e uses
+lr(e + 1)), L2 weight decay 3e-4 on every weight, gradient-norm clip 5, random crop (pad 4) +
+flip + cutout 16, auxiliary loss weight 0.4, drop-path probability ``0.2 * epoch / epochs``; the
+test set is evaluated (running BatchNorm statistics) after every epoch. ImageNet mobile
+(``train_imagenet.py``): batch 128, 250 epochs, lr 0.1 times 0.97 per epoch, wd 3e-5, label
+smoothing 0.1 (``configs/eval_imagenet.py``).
+
+Differences from the reference, on purpose: batches are a pure function of (seed, step) and the
+last partial batch of an epoch is dropped (the reference keeps it: 521 vs 520 steps per epoch on
+CIFAR-10), so a resumed run sees exactly the data of an uninterrupted one. Checkpoints hold the
+whole ``EvalState`` (weights, BN statistics, optimizer, PRNG key).
+
+Outputs in the workdir: ``config.json``, ``evaluation.jsonl`` (per epoch: test loss/accuracy),
+``result.json`` (genotype, parameters with and without the auxiliary head, multiply-adds, final
+and best test accuracy), ``tensorboard/``, ``checkpoints/``, and with ``config.plots`` the picture
+``genotype.png``.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import json
+import math
+import os
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxnas import checkpoint as checkpoint_lib
+from jaxnas import data as data_lib
+from jaxnas import genotypes as genotypes_lib
+from jaxnas import metrics as metrics_lib
+from jaxnas import optim
+from jaxnas import reports
+from jaxnas.spaces import darts_network
+from jaxnas.spaces import nb201_network
+
+SCHEDULES = ("cosine", "exponential")
+
+
+@flax.struct.dataclass
+class EvalState:
+  """Everything needed to continue training bit for bit (raw PRNG key data in ``key``)."""
+  step: jax.Array
+  weights: Any
+  model_state: Any
+  opt_state: Any
+  key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """The static pieces the jitted steps close over (built once from the config)."""
+  module: nn.Module
+  tx: optax.GradientTransformation
+  lr: Callable[[jax.Array], jax.Array]
+  drop_path: Callable[[jax.Array], jax.Array]
+  aux_weight: float
+  label_smoothing: float
+  num_classes: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  crop_padding: int
+  flip: bool
+  cutout: int
+
+
+def lr_schedule(opt: ml_collections.ConfigDict, epochs: int, steps_per_epoch: int):
+  """Per-epoch learning rate: cosine to ``min_learning_rate`` or ``lr * decay_rate**epoch``.
+
+  ``epoch_offset=1`` reproduces the reference's ``scheduler.step()`` at the start of each epoch.
+  """
+  if opt.schedule == "cosine":
+    return optim.cosine_schedule(opt.learning_rate, opt.min_learning_rate, epochs,
+                                 steps_per_epoch, epoch_offset=opt.epoch_offset)
+
+  def exponential(count):
+    epoch = (count // steps_per_epoch + opt.epoch_offset).astype(jnp.float32)
+    return opt.learning_rate * opt.decay_rate**epoch
+
+  return exponential
+
+
+def drop_path_schedule(prob: float, epochs: int, steps_per_epoch: int):
+  """DARTS' linear ramp: ``prob * epoch / epochs`` during epoch ``epoch`` (0 in the first).
+
+  With ``prob == 0`` the schedule is the Python constant 0.0, so no drop-path masks are drawn.
+  """
+  if not prob:
+    return lambda step: 0.0
+
+  def schedule(step):
+    return prob * (step // steps_per_epoch).astype(jnp.float32) / epochs
+  return schedule
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int,
+                  smoothing: float = 0.0) -> jax.Array:
+  """Per-example softmax cross-entropy, with uniform label smoothing (DARTS ImageNet's)."""
+  if not smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=logits.dtype), smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def loss_fn(trainer: Trainer, weights, model_state, images, labels, key, drop_prob):
+  """Training loss ``CE(logits) + aux_weight * CE(aux_logits)``; aux = (BN state, accuracy)."""
+  (logits, aux_logits), updates = trainer.module.apply(
+      {"params": weights, "batch_stats": model_state}, images, train=True,
+      drop_path_prob=drop_prob, rngs={"drop_path": key}, mutable=["batch_stats"])
+  loss = jnp.mean(cross_entropy(logits, labels, trainer.num_classes, trainer.label_smoothing))
+  if aux_logits is not None and trainer.aux_weight:
+    loss = loss + trainer.aux_weight * jnp.mean(
+        cross_entropy(aux_logits, labels, trainer.num_classes, trainer.label_smoothing))
+  accuracy = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+  return loss, (updates.get("batch_stats", model_state), accuracy)
+
+
+def train_step(state: EvalState, images: jax.Array, labels: jax.Array, *, trainer: Trainer
+               ) -> tuple[EvalState, dict[str, jax.Array]]:
+  """One SGD step on an augmented uint8 batch (augmentation and drop-path keys from the state)."""
+  key = jax.random.wrap_key_data(state.key)
+  key, key_aug, key_drop = jax.random.split(key, 3)
+  x = data_lib.augment(key_aug, images, mean=trainer.mean, std=trainer.std,
+                       crop_padding=trainer.crop_padding, flip=trainer.flip,
+                       cutout=trainer.cutout)
+  drop_prob = trainer.drop_path(state.step)
+  grad_fn = jax.value_and_grad(
+      lambda w: loss_fn(trainer, w, state.model_state, x, labels, key_drop, drop_prob),
+      has_aux=True)
+  (loss, (model_state, acc)), grads = grad_fn(state.weights)
+  updates, opt_state = trainer.tx.update(grads, state.opt_state, state.weights)
+  new = EvalState(step=state.step + 1, weights=optax.apply_updates(state.weights, updates),
+                  model_state=model_state, opt_state=opt_state, key=jax.random.key_data(key))
+  return new, {"train/loss": loss, "train/accuracy": acc, "lr/weights": trainer.lr(state.step),
+               "train/drop_path_prob": drop_prob, "train/grad_norm": optax.tree.norm(grads)}
+
+
+def eval_step(state: EvalState, images: jax.Array, labels: jax.Array, valid: jax.Array, *,
+              trainer: Trainer) -> dict[str, jax.Array]:
+  """Sums of loss and correct predictions (eval mode) over the ``valid`` examples of a batch."""
+  x = data_lib.normalize(images, trainer.mean, trainer.std)
+  logits, _ = trainer.module.apply({"params": state.weights, "batch_stats": state.model_state},
+                                   x, train=False)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return {"loss_sum": jnp.sum(losses * valid), "correct": jnp.sum(correct * valid)}
+
+
+def evaluate(eval_fn, state: EvalState, split: data_lib.Split, batch: int,
+             max_batches: int = 0) -> dict[str, float]:
+  """Test loss and accuracy over the whole split (the last batch padded and masked)."""
+  num_batches = math.ceil(len(split) / batch)
+  if max_batches:
+    num_batches = min(num_batches, max_batches)
+  loss_sum = correct = count = 0.0
+  for b in range(num_batches):
+    idx = np.arange(b * batch, min((b + 1) * batch, len(split)))
+    valid = np.zeros(batch, np.float32)
+    valid[:len(idx)] = 1.0
+    padded = np.concatenate([idx, np.zeros(batch - len(idx), idx.dtype)])
+    out = eval_fn(state, jnp.asarray(split.images[padded]),
+                  jnp.asarray(split.labels[padded], jnp.int32), jnp.asarray(valid))
+    loss_sum += float(out["loss_sum"])
+    correct += float(out["correct"])
+    count += len(idx)
+  return {"test/loss": loss_sum / count, "test/accuracy": correct / count}
+
+
+def build_network(config: ml_collections.ConfigDict, space: str, genotype: Any,
+                  num_classes: int) -> nn.Module:
+  """The discrete network of ``genotype`` with the sizes of ``config.network``."""
+  net = config.network
+  if space == "darts":
+    return darts_network.network(genotype, channels=net.channels, layers=net.layers,
+                                 num_classes=num_classes, auxiliary=net.auxiliary, stem=net.stem)
+  return nb201_network.network(genotype, channels=net.channels,
+                               cells_per_stage=net.cells_per_stage, num_classes=num_classes)
+
+
+def load_data(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
+                                                          data_lib.Split, data_lib.Split]:
+  """The dataset and its (train, test) splits, capped at ``data.max_examples`` if set."""
+  options: dict[str, Any] = {}
+  if config.data.name == "synthetic":
+    options = dict(num_train=config.data.synthetic_num_train,
+                   num_test=config.data.synthetic_num_test,
+                   image_size=config.data.synthetic_image_size,
+                   num_classes=config.data.synthetic_num_classes, seed=config.seed)
+  dataset = data_lib.get_dataset(config.data.name, data_dir=config.data.data_dir or None,
+                                 **options)
+  train = data_lib.Split(dataset.train_images, dataset.train_labels)
+  test = data_lib.Split(dataset.test_images, dataset.test_labels)
+  if config.data.max_examples:
+    cap = slice(0, config.data.max_examples)
+    train, test = train.take(cap), test.take(cap)
+  return dataset, train, test
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Names and ranges of the eval fields; raises ValueError naming the field."""
+  if config.optimizer.schedule not in SCHEDULES:
+    raise ValueError(f"config.optimizer.schedule={config.optimizer.schedule!r} is not valid; "
+                     f"choose one of: {', '.join(SCHEDULES)}.")
+  if config.data.name not in data_lib.DATASETS:
+    raise ValueError(f"config.data.name={config.data.name!r} is not valid; choose one of: "
+                     f"{', '.join(data_lib.DATASETS)}.")
+  for field in ("epochs", "batch_size", "eval_batch_size", "log_every_steps",
+                "checkpoint_every_steps", "eval_every_epochs"):
+    if config[field] < 1:
+      raise ValueError(f"config.{field} must be >= 1, got {config[field]}.")
+  if not 0.0 <= config.drop_path_prob < 1.0:
+    raise ValueError(f"config.drop_path_prob must be in [0, 1), got {config.drop_path_prob}.")
+
+
+def make_trainer(config, module, dataset, steps_per_epoch: int) -> Trainer:
+  """The optimizer chain and schedules of the config (PyTorch SGD after global-norm clipping)."""
+  opt = config.optimizer
+  lr = lr_schedule(opt, config.epochs, steps_per_epoch)
+  tx = optim.sgd_pytorch(lr, momentum=opt.momentum, weight_decay=opt.weight_decay,
+                         clip_norm=opt.clip_norm, nesterov=opt.nesterov)
+  return Trainer(module=module, tx=tx, lr=lr,
+                 drop_path=drop_path_schedule(config.drop_path_prob, config.epochs,
+                                              steps_per_epoch),
+                 aux_weight=config.auxiliary_weight, label_smoothing=config.label_smoothing,
+                 num_classes=dataset.num_classes, mean=tuple(dataset.mean),
+                 std=tuple(dataset.std), crop_padding=config.data.crop_padding,
+                 flip=config.data.flip, cutout=config.data.cutout)
+
+
+def init_state(seed: int, trainer: Trainer, image_shape: tuple[int, ...]) -> EvalState:
+  """Fresh weights, BN statistics and optimizer state from ``seed``."""
+  key_init, key_state = jax.random.split(jax.random.key(seed))
+  x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  variables = trainer.module.init(key_init, x, train=False)
+  weights, model_state = variables["params"], variables.get("batch_stats", {})
+  return EvalState(step=jnp.zeros((), jnp.int32), weights=weights, model_state=model_state,
+                   opt_state=trainer.tx.init(weights), key=jax.random.key_data(key_state))
+
+
+# Fields that change neither the network nor the training computation (resume-time knobs).
+_RUN_FIELDS = ("max_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+               "eval_every_epochs", "eval_max_batches", "plots", "genotype")
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+_COMPILED_MAX = 4
+
+
+def compiled_steps(config, space: str, genotype, dataset, steps_per_epoch: int):
+  """``(trainer, train step, eval step, init)``, jitted, for the config; reused within a process.
+
+  Rerunning the same computation in one process (a resumed run in a notebook or a test) then
+  skips tracing and compiling again. The key is the config without the run-length and logging
+  fields, plus the resolved genotype and the epoch length.
+  """
+  fields = {k: v for k, v in config.to_dict().items() if k not in _RUN_FIELDS}
+  key = json.dumps([fields, space, str(genotype), steps_per_epoch], sort_keys=True, default=str)
+  if key not in _COMPILED:
+    module = build_network(config, space, genotype, dataset.num_classes)
+    trainer = make_trainer(config, module, dataset, steps_per_epoch)
+    _COMPILED[key] = (trainer,
+                      jax.jit(functools.partial(train_step, trainer=trainer), donate_argnums=0),
+                      jax.jit(functools.partial(eval_step, trainer=trainer)),
+                      jax.jit(functools.partial(init_state, config.seed, trainer),
+                              static_argnums=0))
+    while len(_COMPILED) > _COMPILED_MAX:
+      _COMPILED.popitem(last=False)
+  _COMPILED.move_to_end(key)
+  return _COMPILED[key]
+
+
+def fingerprint(config, space: str, genotype) -> dict[str, Any]:
+  """What a checkpoint must agree with to be resumed."""
+  return {"mode": "eval", "space": space, "genotype": str(genotype),
+          "network": config.network.to_dict(), "dataset": config.data.name,
+          "batch_size": config.batch_size, "seed": config.seed}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) ``config.genotype`` from scratch in ``workdir``; returns the summary."""
+  # ---------------------------------------------------------------- build (fails fast)
+  validate(config)
+  space, genotype = genotypes_lib.resolve(config.genotype)
+  if config.plots:
+    reports.pyplot()  # fail now, not after training, if matplotlib is missing
+  dataset, train, test = load_data(config)
+  spe = data_lib.steps_per_epoch(len(train), config.batch_size)
+  total = config.max_steps or config.epochs * spe
+  trainer, step_fn, eval_fn, init_fn = compiled_steps(config, space, genotype, dataset, spe)
+  module = trainer.module
+  os.makedirs(workdir, exist_ok=True)
+  metrics_lib.write_config(workdir, config)
+  logger = metrics_lib.EvalLogger(workdir)
+  # ---------------------------------------------------------------- state: fresh or resumed
+  image_shape = tuple(train.images.shape[1:])
+  manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                             keep=config.keep_checkpoints,
+                                             fingerprint=fingerprint(config, space, genotype))
+  if manager.latest_step() is not None:  # restore into the abstract state: no init computed
+    state = manager.restore(jax.eval_shape(lambda: init_fn(image_shape)))
+    logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
+  else:  # committed like a restored state, so a resumed run in this process reuses the compile
+    state = jax.device_put(init_fn(image_shape), jax.local_devices()[0])
+  info = {"genotype": str(genotype), "space": space,
+          "params": reports.num_params(state.weights),
+          "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
+          "macs": reports.count_macs(module, image_shape)}
+  logger.info(f"genotype = {genotype}\nparams {info['params']:,} (with auxiliary head "
+              f"{info['params_with_auxiliary']:,})  multiply-adds {info['macs']:,}  "
+              f"steps/epoch={spe} total_steps={total}")
+  # ---------------------------------------------------------------- the loop
+  timer = metrics_lib.StepTimer(int(state.step), total)
+  for step in range(int(state.step), total):
+    idx = data_lib.batch_indices(config.seed, step, len(train), config.batch_size, stream=0,
+                                 with_replacement=False)
+    state, step_metrics = step_fn(state, jnp.asarray(train.images[idx]),
+                                  jnp.asarray(train.labels[idx], jnp.int32))
+    done = step + 1
+    if done % config.log_every_steps == 0 or done == total:
+      logger.train(done, spe, jax.device_get(step_metrics), timer.tick(done))
+    epoch_end = done % spe == 0 or done == total
+    epoch = math.ceil(done / spe)
+    if epoch_end and (epoch % config.eval_every_epochs == 0 or done == total):
+      logger.test(done, epoch, evaluate(eval_fn, state, test, config.eval_batch_size,
+                                        config.eval_max_batches))
+    if done % config.checkpoint_every_steps == 0 or epoch_end:
+      manager.save(done, state)
+  # ---------------------------------------------------------------- the result
+  manager.close()
+  if config.plots and jax.process_index() == 0:
+    info["genotype_plot"] = reports.plot_genotype(genotype, os.path.join(workdir, "genotype.png"))
+  return logger.finish_eval(int(state.step), info)
