@@ -7,6 +7,12 @@ x64 is enabled only inside the tests that need it (hypergradient oracles), via `
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Test programs are tiny and compile-bound: LLVM's optimisation level 0 roughly halves the suite's
+# time on 2 cores (compiles ~10x faster, tiny steps run a little slower). Results are unchanged at
+# the tolerances tested (the golden values included). Set XLA_FLAGS yourself to override.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 
@@ -15,13 +21,18 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Many tests compile the same small programs (e.g. the quickstart smoke step): share them through
-# JAX's persistent compilation cache, in a fresh directory per test session.
+# JAX's persistent compilation cache, in a fresh directory per test session. Under pytest-xdist
+# the controller creates it and the workers inherit it through the environment (the cache is safe
+# for concurrent processes); only its creator deletes it.
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
-_CACHE_DIR = tempfile.mkdtemp(prefix="jaxnas_test_xla_cache_")
-atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+_CACHE_ENV = "JAXNAS_TEST_XLA_CACHE"
+if not os.environ.get(_CACHE_ENV):
+  os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="jaxnas_test_xla_cache_")
+  atexit.register(shutil.rmtree, os.environ[_CACHE_ENV], ignore_errors=True)
+_CACHE_DIR = os.environ[_CACHE_ENV]
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
