@@ -17,6 +17,7 @@ from jaxnas import evaluate
 from jaxnas import genotypes
 from jaxnas import metrics as metrics_lib
 from jaxnas import reports
+from jaxnas import spaces
 from jaxnas.spaces import darts
 from jaxnas.spaces import darts_network
 from jaxnas.spaces import nb201_network
@@ -49,7 +50,7 @@ def weights_of(module, size):
     ("DARTS_V1", 3_169_414, 3_645_840),
 ])
 def test_darts_cifar_parameter_counts_equal_the_reference(name, without_aux, with_aux):
-  weights = weights_of(darts_network.network(genotypes.get(name).genotype), 32)
+  weights = weights_of(spaces.get("darts").network(genotypes.get(name).genotype), 32)
   assert reports.num_params(weights) == without_aux
   assert reports.num_params(weights, auxiliary=True) == with_aux
 
@@ -76,7 +77,7 @@ def test_darts_v2_mobile_setting_size():
     ("|avg_pool_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|skip_connect~2|", 73_306),
 ])
 def test_nb201_parameter_counts_equal_the_benchmark(arch, params):
-  assert reports.num_params(weights_of(nb201_network.network(arch), 32)) == params
+  assert reports.num_params(weights_of(spaces.get("nb201").network(arch), 32)) == params
 
 
 def test_count_macs_by_hand():

@@ -345,6 +345,12 @@ class DartsSpace(SearchSpace):
                          edge_normalization=self.edge_normalization, unroll=unroll,
                          node_batchnorm=bool(node_batchnorm))
 
+  def network(self, genotype: Genotype, **sizes: Any) -> nn.Module:
+    """The discrete evaluation network of ``genotype`` (``darts_network.network``: C=36, 20
+    cells, auxiliary head by default; ``stem='imagenet'`` for the mobile setting)."""
+    from jaxnas.spaces import darts_network  # local import: darts_network imports this module
+    return darts_network.network(genotype, **sizes)
+
   def derive(self, mixing: Mapping[str, Any]) -> Genotype:
     """The DARTS derivation rule on both cells (``none`` excluded, top-2 edges per node).
 

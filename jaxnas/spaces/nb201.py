@@ -214,6 +214,11 @@ class NB201Space(SearchSpace):
     return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll,
                          bool(node_batchnorm))
 
+  def network(self, genotype: NB201Genotype | str, **sizes: Any) -> nn.Module:
+    """The discrete NAS-Bench-201 network of ``genotype`` (``nb201_network.network``: C=16, N=5)."""
+    from jaxnas.spaces import nb201_network  # local import: nb201_network imports this module
+    return nb201_network.network(genotype, **sizes)
+
   def derive(self, mixing: Mapping[str, Any]) -> NB201Genotype:
     """Per-edge argmax over all ops in the op set (``none`` included when present)."""
     weights = np.asarray(check_mixing(mixing, self.arch_shapes(), self.name)["cell"])
