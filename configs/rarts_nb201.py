@@ -14,21 +14,13 @@ the benchmark lookup logs each epoch's genotype's ground truth.
 
 Variants: ``:current_alpha``, ``:coupled_w`` (see configs/rarts_cifar10.py) and ``smoke``.
 """
+from configs import darts_nb201
 from configs import default
 from configs import rarts_cifar10
 
 
 def get_config(arg=None):
-  config = default.get_config()
-  config.space.name = "nb201"
-  config.space.channels = 16
-  config.space.cells_per_stage = 5
-  config.data.name = "cifar10"
-  config.data.split = "nb201"
-  config.weights_optimizer.nesterov = True
-  config.weights_optimizer.weight_decay = 5e-4
-  config.weights_optimizer.per_step_schedule = True
-  config.weights_optimizer.epoch_offset = 0
+  config = darts_nb201.get_config()  # AutoDL's DARTS-V1 setup; RARTS' own step ignores step_order
   config.method = "rarts"
   config.hypergrad = "first_order"
   return default.maybe_smoke(config, arg, rarts_cifar10.VARIANTS)

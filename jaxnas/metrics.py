@@ -107,6 +107,17 @@ class Logger:
     with open(self.genotype_path) as f:
       return [json.loads(line) for line in f if line.strip()]
 
+  def _write_result_and_close(self, summary: dict[str, Any], write: bool = True
+                              ) -> dict[str, Any]:
+    """Writes ``summary`` to ``result.json`` (process 0; when ``write``), closes TensorBoard."""
+    if write and self.is_writer:
+      with open(os.path.join(self.workdir, "result.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    if self.writer is not None:
+      self.writer.flush()
+      self.writer.close()
+    return summary
+
   def finish(self, state_step: int) -> dict[str, Any]:
     """Prints and returns the final genotype and the best one by eval accuracy."""
     records = [r for r in self.records() if r["step"] <= state_step]
@@ -119,13 +130,7 @@ class Logger:
       self.info(f"Final genotype (step {final['step']}): {final['genotype']}\n"
                 f"Best genotype by eval accuracy (step {best['step']}, "
                 f"{best['eval/accuracy']:.3f}): {best['genotype']}")
-      if self.is_writer:
-        with open(os.path.join(self.workdir, "result.json"), "w") as f:
-          json.dump(summary, f, indent=2)
-    if self.writer is not None:
-      self.writer.flush()
-      self.writer.close()
-    return summary
+    return self._write_result_and_close(summary, write=bool(records))
 
 
 def _duration(seconds: float) -> str:
@@ -177,10 +182,4 @@ class EvalLogger(Logger):
                      best_test_accuracy=best["test/accuracy"], best_epoch=best["epoch"])
       self.info(f"Final test accuracy (epoch {final['epoch']}): {final['test/accuracy']:.4f}; "
                 f"best {best['test/accuracy']:.4f} (epoch {best['epoch']}).")
-    if self.is_writer:
-      with open(os.path.join(self.workdir, "result.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    if self.writer is not None:
-      self.writer.flush()
-      self.writer.close()
-    return summary
+    return self._write_result_and_close(summary)

@@ -22,14 +22,7 @@ NB201_NO_NONE = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 
 def prime_config(config_file="darts_prime_nb201.py", variants="smoke", **overrides):
-  config = load_config(os.path.join(ROOT, "configs", config_file), variants)
-  for dotted, value in overrides.items():
-    target = config
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return config
+  return load_config(os.path.join(ROOT, "configs", config_file), variants, **overrides)
 
 
 def bare_components(parametrization="clamp", steps_per_epoch=10):

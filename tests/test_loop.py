@@ -22,16 +22,12 @@ CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py")
                       and not os.path.basename(p).startswith("eval_"))
 
 
-def load_config(path, arg="smoke"):
+def load_config(path, arg="smoke", **overrides):
+  """``get_config(arg)`` of a config file, then dotted overrides (``{'space.channels': 6}``)."""
   spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
-def quickstart_smoke(**overrides):
-  """The quickstart supernet with DARTS first order (the reference the hand-written step checks)."""
-  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "darts,smoke")
+  config = module.get_config(arg)
   for dotted, value in overrides.items():
     target = config
     *parents, leaf = dotted.split(".")
@@ -39,6 +35,11 @@ def quickstart_smoke(**overrides):
       target = target[p]
     target[leaf] = value
   return config
+
+
+def quickstart_smoke(**overrides):
+  """The quickstart supernet with DARTS first order (the reference the hand-written step checks)."""
+  return load_config(os.path.join(ROOT, "configs", "quickstart.py"), "darts,smoke", **overrides)
 
 
 def restore_final_state(workdir, config):

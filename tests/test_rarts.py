@@ -198,14 +198,7 @@ TINY = {"space.layers": 1, "space.nodes": 1, "space.channels": 4, "data.crop_pad
 
 
 def rarts_config(name="rarts_cifar10.py", arg="smoke", **overrides):
-  config = load_config(os.path.join(ROOT, "configs", name), arg)
-  for dotted, value in overrides.items():
-    target = config
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return config
+  return load_config(os.path.join(ROOT, "configs", name), arg, **overrides)
 
 
 def test_config_validation_names_the_field():
