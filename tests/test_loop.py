@@ -16,10 +16,11 @@ from jaxnas import steps
 from jaxnas import supernet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Every search config (evaluation configs, eval_*.py, have their own smoke test in test_evaluation).
+# Every gradient-search config (evaluation configs, eval_*.py, have their own smoke test in
+# test_evaluation; NAO-V2's, nao_v2_*.py, in test_nao_search).
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
                       if not p.endswith("__init__.py")
-                      and not os.path.basename(p).startswith("eval_"))
+                      and not os.path.basename(p).startswith(("eval_", "nao_v2_")))
 
 
 def load_config(path, arg="smoke", **overrides):
