@@ -34,6 +34,14 @@ class StepTimer:
     return {"perf/steps_per_second": rate, "perf/eta_seconds": (self.total - step) / max(rate, 1e-9)}
 
 
+# Method metrics shown on the console line when a method reports them (all go to TensorBoard).
+SCHEDULE_FIELDS = {
+    "prime/arch_steps": "  alpha steps {:.0f}",          # DARTS-PRIME: alpha steps so far
+    "prime/fisher_ewma": "  fisher {:.3g}",              # ... the dynamic schedule's statistic
+    "prime/threshold": " / threshold {:.3g}",            # ... and the threshold it is compared with
+}
+
+
 class Logger:
   """Writes console lines, TensorBoard events and ``genotypes.jsonl`` (one JSON line per epoch)."""
 
@@ -61,10 +69,12 @@ class Logger:
     values = {**{k: float(np.asarray(v)) for k, v in metrics.items()}, **perf}
     self.scalars(step, values)
     epoch = step / steps_per_epoch
+    schedule = "".join(fmt.format(values[key]) for key, fmt in SCHEDULE_FIELDS.items()
+                       if key in values)
     self.info(
         f"step {step:6d}  epoch {epoch:6.2f}  train loss {values['train/loss']:.4f} "
         f"acc {values['train/accuracy']:.3f}  val loss {values['val/loss']:.4f} "
-        f"acc {values['val/accuracy']:.3f}  lr {values['lr/weights']:.5f}  "
+        f"acc {values['val/accuracy']:.3f}  lr {values['lr/weights']:.5f}{schedule}  "
         f"{values['perf/steps_per_second']:.2f} steps/s  ETA {_duration(values['perf/eta_seconds'])}")
 
   def diagnostics(self, step: int, values: Mapping[str, Any]) -> None:
