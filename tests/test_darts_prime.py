@@ -359,3 +359,18 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
   assert float(eval_fn(unmasked, images, labels)["loss_sum"]) != float(base["loss_sum"])
   mixing = search.method.mixing(search.components, moved)
   assert float(mixing["cell"][edge, op]) == 0.0
+
+
+def test_console_line_shows_the_schedule(tmp_path, capsys):
+  """The progress line carries the alpha-step count and the dynamic schedule's statistic."""
+  from jaxnas import metrics as metrics_lib
+  logger = metrics_lib.Logger(str(tmp_path), space=None)
+  base = {"train/loss": 1.0, "train/accuracy": 0.5, "val/loss": 1.1, "val/accuracy": 0.4,
+          "lr/weights": 0.025}
+  perf = {"perf/steps_per_second": 2.0, "perf/eta_seconds": 10.0}
+  logger.train(10, 100, {**base, "prime/arch_steps": 3.0, "prime/fisher_ewma": 0.25,
+                         "prime/threshold": 1.05}, perf)
+  logger.train(11, 100, base, perf)  # a method without a schedule: no schedule fields
+  first, second = capsys.readouterr().out.strip().splitlines()
+  assert "alpha steps 3" in first and "fisher 0.25 / threshold 1.05" in first
+  assert "alpha steps" not in second
