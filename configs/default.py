@@ -141,7 +141,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.nao.child_epochs = 50             # supernet epochs per iteration (cosine restarted every iteration)
   config.nao.score_batch_size = 500        # validation images per architecture score (BatchNorm in train mode)
   config.nao.drop_path_keep_prob = 0.9     # 'nao' space: scheduled drop-path target keep probability (1 = off)
-  config.nao.update_unused = False         # False: weights with exactly zero gradient keep value and momentum (PyTorch)
+  config.nao.update_unused = True          # True: decay + momentum move every weight every step (the reference under PyTorch 1.x,
+                                           # whose zero_grad() zeroes grads); False: exactly-zero-gradient weights are left alone
+                                           # (PyTorch >= 2.0's set_to_none: unused ops/inputs untouched)
   config.nao.rerank_top = 5                # top architectures re-ranked at the end ...
   config.nao.rerank_epochs = 10            # ... by this many epochs of stand-alone training (0 = rank by supernet score)
   config.nao.controller = ml_collections.ConfigDict()

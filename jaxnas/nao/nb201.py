@@ -8,9 +8,9 @@ of supernet scores vs. trained accuracy is higher with size-proportional samplin
 
 The one-shot supernet is NB201's DARTS-style supernet (``jaxnas.spaces.nb201``) with one-hot
 mixing weights, so the sampled cell's output is exact: the other ops' terms are multiplied by 0.0,
-and their weights receive exactly zero gradient (the NAO driver then leaves them untouched, as
-PyTorch does for parameters without gradient). It computes every op of every edge; that costs
-time, not correctness.
+and their weights receive exactly zero gradient (``nao.update_unused`` decides whether weight decay
+and momentum still move them). It computes every op of every edge; that costs time, not
+correctness.
 """
 from __future__ import annotations
 

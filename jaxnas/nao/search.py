@@ -27,10 +27,13 @@ architecture sampled at each step and every host-side random choice are pure fun
 (seed, iteration, step), so a resumed search equals an uninterrupted one.
 
 Differences from the reference code (each a documented choice):
-* Parameters an update does not touch: PyTorch's SGD skips parameters whose gradient is ``None``
-  (no weight decay, no momentum). JAX gradients are dense, so ``nao.update_unused=False`` (default,
-  faithful) leaves every weight whose gradient is exactly zero untouched, momentum included. This
-  is elementwise; PyTorch's granularity is a whole parameter tensor.
+* Weights the sampled architecture does not use get exactly zero gradient. The reference ran on
+  PyTorch 1.x, whose ``zero_grad()`` zeroes gradients, so once used a weight keeps receiving weight
+  decay and momentum on every later step; ``nao.update_unused=True`` (default) does that for every
+  weight from the first step (in a real search every weight is used early, so they agree).
+  ``update_unused=False`` is PyTorch >= 2.0's behaviour (gradients set to ``None``, such
+  parameters skipped): weights with an exactly-zero gradient keep value and momentum. This is
+  elementwise; PyTorch's granularity is a whole parameter tensor.
 * The pools live in fixed-size arrays (``seed_archs + (iterations-1) * new_archs`` rows) so that
   one compiled step serves every iteration.
 """
@@ -296,8 +299,9 @@ def masked_sgd(params, momentum, grads, lr, *, momentum_coef: float, weight_deca
   """PyTorch SGD with L2: ``d = g + wd w; m <- mu m + d; w <- w - lr m``.
 
   With ``update_unused=False`` entries whose gradient is exactly zero (weights of ops and inputs the
-  sampled architecture does not use) keep their value and momentum, as PyTorch leaves parameters
-  without a gradient untouched.
+  sampled architecture does not use) keep their value and momentum, as PyTorch >= 2.0 leaves
+  parameters without a gradient untouched; ``True`` updates every entry (PyTorch 1.x after a
+  parameter's first use, the reference's behaviour).
   """
   def one(w, m, g):
     new_m = momentum_coef * m + g + weight_decay * w
