@@ -30,6 +30,9 @@ Usage (from the repository root; recorded figures and their commands: experiment
   .venv/bin/python experiments/benchmark.py --space=darts --what=search --hypergrad=unrolled
   (--hypergrad=finite_difference: DARTS' own second order; --rarts_alpha_gradient_at=current:
   RARTS with the alpha gradient from the network steps' passes)
+  NAO-V2's supernet step (one sampled architecture per batch) on NAO's cells or NB201:
+  .venv/bin/python experiments/benchmark.py --method=nao_v2 --space=nao --channels=20 \
+      --cells_per_stage=3 --unroll=false --steps=2 --warmup=1
   --unroll=false: rolled loops (fast compile); --compiler_options=xla_backend_optimization_level=0
 """
 from __future__ import annotations
@@ -46,6 +49,7 @@ import time
 from typing import Any, Sequence
 
 import jax
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importable
@@ -61,10 +65,12 @@ PROGRAMS = ("forward", "weights", "arch", "search")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--space", choices=("darts", "nb201"), default="nb201")
+  parser.add_argument("--space", choices=("darts", "nb201", "nao"), default="nb201",
+                      help="'nao' only with --method=nao_v2")
   parser.add_argument("--channels", type=int, default=16)
   parser.add_argument("--layers", type=int, default=8, help="DARTS: number of cells")
-  parser.add_argument("--cells_per_stage", type=int, default=5, help="NB201: cells per stage N")
+  parser.add_argument("--cells_per_stage", type=int, default=5,
+                      help="NB201 and NAO: cells per stage N")
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--image_size", type=int, default=32)
   parser.add_argument("--unroll", choices=("true", "false"), default="true",
@@ -188,7 +194,13 @@ def measure(name: str, search: loop.Search, batches: list, args: argparse.Namesp
   else:  # the configured method's step (--method): DARTS family, RARTS, ...
     fn, donate = search.method.search_step, (0,)
   jitted = jax.jit(functools.partial(fn, components=components), donate_argnums=donate)
-  state = loop.init_state(search)
+  return compile_and_time(name, jitted, loop.init_state(search), batches, args,
+                          donate=bool(donate))
+
+
+def compile_and_time(name: str, jitted, state, batches: list, args: argparse.Namespace, *,
+                     donate: bool) -> dict[str, Any]:
+  """Lowers and compiles ``jitted(state, batch)`` ahead of time, warms up, times the steps."""
   jax.block_until_ready(state)
   start = time.perf_counter()
   lowered = jitted.lower(state, batches[0])
@@ -216,6 +228,54 @@ def measure(name: str, search: loop.Search, batches: list, args: argparse.Namesp
             "loadavg_1m": os.getloadavg()[0], **device_memory(), **compiled_stats(compiled)}
   del compiled, lowered, state
   return result
+
+
+def nao_main(args: argparse.Namespace) -> dict[str, Any]:
+  """NAO-V2's supernet step (``jaxnas.nao.search.child_step``: sample an architecture of the
+  child pool, augmentation, fwd+bwd, clip, SGD) on the 'nao' or 'nb201' token space."""
+  from configs import nao_v2_cifar10
+  from jaxnas.nao import search as nao_search
+  config = nao_v2_cifar10.get_config()
+  config.space.name = args.space
+  config.space.ops = ""
+  config.space.channels = args.channels
+  config.space.cells_per_stage = args.cells_per_stage
+  config.space.unroll = args.unroll == "true"
+  config.batch_size = args.batch_size
+  config.data.name = "synthetic"
+  config.data.synthetic_image_size = args.image_size
+  config.data.synthetic_num_train = 4 * args.batch_size
+  config.data.train_portion = 0.5
+  config.nao.seed_archs = 100
+  config.nao.score_batch_size = args.batch_size
+  start = time.perf_counter()
+  search = nao_search.build(config)
+  state = nao_search.init_state(search)
+  jax.block_until_ready(state)
+  setup_s = time.perf_counter() - start
+  params = sum(int(x.size) for x in jax.tree.leaves(state.weights))
+  report: dict[str, Any] = {
+      "machine": machine_info(),
+      "setup": {"space": args.space, "channels": args.channels,
+                "cells_per_stage": args.cells_per_stage, "batch_size": args.batch_size,
+                "image_size": args.image_size, "unroll": config.space.unroll,
+                "method": "nao_v2", "compiler_options": args.compiler_options,
+                "timed_steps": args.steps, "warmup_steps": args.warmup, "params": params,
+                "setup_s": setup_s}, "results": {}}
+  split = search.splits.weights
+  batches = [nao_search.gather(split, np.arange(i * args.batch_size, (i + 1) * args.batch_size)
+                               % len(split)) for i in range(2)]
+  print(f"nao_v2 {args.space} C={args.channels} N={args.cells_per_stage} batch={args.batch_size} "
+        f"params={params:,} backend={jax.default_backend()}", flush=True)
+  jitted = jax.jit(lambda st, batch: nao_search.child_step(st, *batch, search=search),
+                   donate_argnums=0)
+  report["results"]["search"] = compile_and_time("search", jitted, state, batches, args,
+                                                 donate=True)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(report, f, indent=2)
+  print_table(report)
+  return report
 
 
 def machine_info() -> dict[str, Any]:
@@ -250,6 +310,8 @@ def print_table(report: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark described by ``argv`` (command-line flags); returns the report."""
   args = parse_args(argv)
+  if args.method == "nao_v2":
+    return nao_main(args)
   config = make_config(args)
   start = time.perf_counter()
   search = loop.build_search(config)

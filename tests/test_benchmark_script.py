@@ -40,6 +40,21 @@ def test_tiny_nb201_benchmark_writes_positive_figures(tmp_path):
   assert machine["backend"] == "cpu" and machine["cpu_count"] >= 1 and machine["jax_version"]
 
 
+def test_tiny_nao_v2_benchmark_times_the_supernet_step(tmp_path):
+  benchmark = load_benchmark_module()
+  out = tmp_path / "nao.json"
+  report = benchmark.main(["--method=nao_v2", "--space=nb201", "--channels=4",
+                           "--cells_per_stage=1", "--batch_size=8", "--image_size=8",
+                           "--unroll=false", "--steps=2", "--warmup=1", f"--json={out}",
+                           "--compiler_options=xla_backend_optimization_level=0"])
+  saved = json.loads(out.read_text())
+  assert saved == json.loads(json.dumps(report))
+  assert saved["setup"]["method"] == "nao_v2" and saved["setup"]["params"] > 0
+  result = saved["results"]["search"]
+  assert len(result["step_times_s"]) == 2 and result["compile_s"] > 0
+  assert result["images_per_s"] == pytest.approx(8 / result["median_step_s"])
+
+
 def test_parses_programs_and_compiler_options():
   benchmark = load_benchmark_module()
   args = benchmark.parse_args(["--what=forward, search", "--compiler_options="

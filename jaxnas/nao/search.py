@@ -182,7 +182,7 @@ def build_supernet(config: ml_collections.ConfigDict, space, num_classes: int):
   """The one-shot supernet module of ``space`` at the config's sizes."""
   if space.name == "nao":
     return space.supernet(channels=config.space.channels, layers=config.space.cells_per_stage,
-                          num_classes=num_classes)
+                          num_classes=num_classes, unroll=config.space.unroll)
   return space.supernet(unroll=config.space.unroll)
 
 
