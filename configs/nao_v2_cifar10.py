@@ -46,7 +46,7 @@ def uniform(config):
 
 
 def smoke(config):
-  """The whole driver at toy sizes: 2 iterations, 6 archs, 2 supernet steps each, tiny controller."""
+  """The whole driver at toy sizes: 2 iterations, 6 + 3 archs, 4 supernet steps each."""
   default.smoke(config)
   config.space.channels = 4
   config.space.cells_per_stage = 1

@@ -37,7 +37,7 @@ def get_config(arg=None):
 
 
 def cpu(config):
-  """CPU scale: C=8, N=2, 5000 training and 5000 scoring images, 10 supernet epochs per iteration."""
+  """CPU scale: C=8, N=2, 5000 training and 5000 scoring images, 10 supernet epochs an iteration."""
   config.space.channels = 8
   config.space.cells_per_stage = 2
   config.data.train_portion = 0.5

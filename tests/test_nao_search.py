@@ -112,7 +112,8 @@ def test_nb201_token_space_round_trip_and_param_counts():
     space.to_string(np.array([0, 1, 2, 3, 4, 5]))
   # Parameter counts are the stand-alone network's (only conv edges carry parameters).
   for text in ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-               "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"):
+               "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+"
+               "|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"):
     net = nb201_network.network(text, channels=4, cells_per_stage=1, num_classes=10)
     variables = net.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), train=False)
     expected = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
@@ -145,7 +146,8 @@ def test_nb201_token_supernet_trains_only_the_sampled_ops():
     np.testing.assert_array_equal(mixed["nor_conv_1x1"]["conv"]["kernel"], 0.0)  # not in the cell
     per_edge = jnp.abs(mixed["nor_conv_3x3"]["conv"]["kernel"]).sum(axis=(0, 2, 3, 4, 5))
     used = np.asarray(per_edge) > 0
-    np.testing.assert_array_equal(used, [True, False, False, False, False, True])  # edges 1<-0, 3<-2
+    # Only edges 1<-0 and 3<-2 hold nor_conv_3x3.
+    np.testing.assert_array_equal(used, [True, False, False, False, False, True])
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -222,7 +224,8 @@ def test_resume_mid_iteration_equals_uninterrupted(tmp_path, monkeypatch):
   resumed = nao_search.train_and_evaluate(config, str(tmp_path / "resumed"))
   _check_outputs(config, str(tmp_path / "full"), full)
   assert resumed == full
-  a, b = _final_state(config, str(tmp_path / "full")), _final_state(config, str(tmp_path / "resumed"))
+  a = _final_state(config, str(tmp_path / "full"))
+  b = _final_state(config, str(tmp_path / "resumed"))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 

@@ -1,4 +1,4 @@
-"""The NAO-V2 search driver: ``train_and_evaluate(config, workdir)`` when ``config.method == 'nao_v2'``.
+"""NAO-V2's search driver: ``train_and_evaluate(config, workdir)``, for ``config.method='nao_v2'``.
 
 NAO-V2 (Luo, Qin, Chen, "Balanced One-shot Neural Architecture Optimization", arXiv 1909.10815;
 ``renqianluo/NAO_pytorch`` ``NAO_V2/train_search.py``; ``shared/spec/methods.md`` §5). Not a
@@ -466,7 +466,8 @@ def train_supernet(search: NAOSearch, state: NAOState, step_fn, manager, logger)
       values = {k: float(v) for k, v in jax.device_get(metrics).items()}
       perf = timer.tick(done)
       logger.scalars(global_step + 1, {**values, **perf})
-      logger.info(f"iteration {iteration} step {done:6d}/{total} epoch {done / search.steps_per_epoch:6.2f}"
+      epoch = done / search.steps_per_epoch
+      logger.info(f"iteration {iteration} step {done:6d}/{total} epoch {epoch:6.2f}"
                   f"  train loss {values['train/loss']:.4f} acc {values['train/accuracy']:.3f}"
                   f"  lr {values['lr/weights']:.5f}  {perf['perf/steps_per_second']:.2f} steps/s"
                   f"  ETA {metrics_lib._duration(perf['perf/eta_seconds'])}")
