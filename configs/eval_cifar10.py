@@ -4,17 +4,19 @@
       --config.genotype=DARTS_V2 --config.data.data_dir=/path/with/cifar-10-binary.tar.gz
 
 ``--config.genotype``: a registered name (``jaxnas.genotypes.names()``: DARTS_V1, DARTS_V2,
-PC_DARTS_CIFAR, ...), a genotype string (``"Genotype(normal=[...], ...)"``, or an NB201
-``"|op~0|+..."`` string), or the path of a search's workdir / ``genotypes.jsonl`` (its last
-genotype). quark0/darts ``cnn/train.py`` (methods.md §1.3): 20 cells, C=36, auxiliary head
-(weight 0.4), drop-path 0.2 (linear ramp), 600 epochs, batch 96, SGD 0.025 cosine to 0 (momentum
-0.9, epoch-start scheduler step), wd 3e-4, clip 5, crop + flip + cutout 16, seed 0; test accuracy
-every epoch. GAEA's evaluation uses drop-path 0.3: ``--config.drop_path_prob=0.3``.
+PC_DARTS_CIFAR, NAONET_V2, ...), a genotype string (``"Genotype(normal=[...], ...)"``, an NB201
+``"|op~0|+..."`` string, or a NAO arch ``"nao:1 1 0 1 ..."``), or the path of a search's workdir /
+``genotypes.jsonl`` (its last genotype). quark0/darts ``cnn/train.py`` (methods.md §1.3): 20 cells,
+C=36, auxiliary head (weight 0.4), drop-path 0.2 (linear ramp), 600 epochs, batch 96, SGD 0.025
+cosine to 0 (momentum 0.9, epoch-start scheduler step), wd 3e-4, clip 5, crop + flip + cutout 16,
+seed 0; test accuracy every epoch. GAEA's evaluation uses drop-path 0.3:
+``--config.drop_path_prob=0.3``.
 
 Variants: ``:smoke`` (a 3-cell C=4 network, 32x32 synthetic data, 2 steps; 32x32 because the
-auxiliary head's 5x5 pooling needs at least 5x5 features after the two reductions) and ``:nb201``
+auxiliary head's 5x5 pooling needs at least 5x5 features after the two reductions), ``:nb201``
 (an NB201 cell's network, C=16, N=5; NB201 has no auxiliary head or drop-path; the training
-hyperparameters stay DARTS' unless overridden).
+hyperparameters stay DARTS' unless overridden) and ``:naonet`` (NAO-V2's recipe for NAONet-V2, see
+``naonet``). Put ``smoke`` last: ``:nb201,smoke``, ``:naonet,smoke``.
 """
 import ml_collections
 
@@ -28,7 +30,7 @@ def get_config(arg=None):
   config.network = ml_collections.ConfigDict()
   config.network.channels = 36         # initial channels C (NB201: 16)
   config.network.layers = 20           # DARTS: number of cells
-  config.network.cells_per_stage = 5   # NB201: cells per stage N
+  config.network.cells_per_stage = 5   # NB201, NAO: cells per stage N (NAO: 3N+2 cells)
   config.network.auxiliary = True      # DARTS: auxiliary head after the second reduction cell
   config.network.stem = "cifar"        # DARTS: 'cifar' | 'imagenet' (mobile setting)
 
@@ -63,6 +65,8 @@ def get_config(arg=None):
   config.auxiliary_weight = 0.4
   config.label_smoothing = 0.0
   config.drop_path_prob = 0.2
+  config.drop_path_ramp = "epoch"      # 'epoch': p * epoch / epochs (DARTS) | 'step': NAO's
+  config.dropout_prob = 0.0            # NAO only: dropout before the classifier (1 - keep_prob)
 
   config.log_every_steps = 100
   config.eval_every_epochs = 1
@@ -70,7 +74,7 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 2000     # also at every epoch end
   config.keep_checkpoints = 3
   config.plots = True                      # write genotype.png at the end (needs matplotlib)
-  return apply_variants(config, arg, {"smoke": smoke, "nb201": nb201})
+  return apply_variants(config, arg, {"smoke": smoke, "nb201": nb201, "naonet": naonet})
 
 
 def apply_variants(config, arg, variants):
@@ -107,4 +111,44 @@ def nb201(config):
   config.network.cells_per_stage = 5
   config.network.auxiliary = False
   config.drop_path_prob = 0.0
+  return config
+
+
+def naonet(config):
+  """NAONet-V2 trained as ``renqianluo/NAO_pytorch`` ``NAO_V2/train_NAONet_V2_36_cifar10.sh``
+  (@418ff71) with ``NAO_V2/train_cifar.py``'s defaults; NAO_V2/README.md reports 2.57 % error.
+
+  Matched: the arch (``NAONET_V2``, small op set), C=36, N=6 (20 cells), auxiliary head (weight
+  0.4), 600 epochs, batch 128, SGD momentum 0.9, lr 0.025 cosine to 0 with the scheduler stepped
+  at each epoch start, L2 5e-4 on every weight (``--l2_reg``), gradient-norm clip 5
+  (``--grad_bound``), dropout keep 0.6 before the classifier (``--keep_prob``), drop-path keep 0.8
+  (``--drop_path_keep_prob``) ramped per step and per cell, crop (pad 4) + flip + cutout 16, test
+  batch 500, seed 0. Differs: the last partial batch of an epoch is dropped (390 steps per epoch,
+  the reference 391), so the drop-path ramp spans 600 x 390 steps instead of 600 x 391; data
+  order and augmentation draws are jaxnas' (``jaxnas.evaluate``'s module docstring).
+  """
+  config.genotype = "NAONET_V2"
+  config.network.channels = 36
+  config.network.cells_per_stage = 6
+  config.network.layers = 20           # not used by NAO networks (3N+2 = 20 cells)
+  config.network.auxiliary = True
+  config.network.stem = "cifar"
+  config.batch_size = 128
+  config.eval_batch_size = 500
+  config.epochs = 600
+  config.optimizer.schedule = "cosine"
+  config.optimizer.learning_rate = 0.025
+  config.optimizer.min_learning_rate = 0.0
+  config.optimizer.epoch_offset = 1
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.clip_norm = 5.0
+  config.auxiliary_weight = 0.4
+  config.drop_path_prob = 0.2
+  config.drop_path_ramp = "step"
+  config.dropout_prob = 0.4
+  config.data.crop_padding = 4
+  config.data.flip = True
+  config.data.cutout = 16
   return config

@@ -3,7 +3,7 @@
 ``python -m jaxnas.train --config=configs/eval_cifar10.py --config.genotype=DARTS_V2 --workdir=DIR``
 (any config with ``config.mode = 'eval'``). ``config.genotype`` is a registered name
 (``jaxnas.genotypes``), a genotype string, or the path of a search's ``genotypes.jsonl`` / workdir
-(its last genotype); the space (DARTS or NB201) follows from the genotype.
+(its last genotype); the space (DARTS, NB201 or NAO) follows from the genotype.
 
 The DARTS evaluation protocol (quark0/darts ``cnn/train.py``; ``shared/spec/methods.md`` §1.3):
 the whole training set (50k), batch 96, 600 epochs, SGD momentum 0.9, learning rate 0.025 cosine
@@ -14,6 +14,18 @@ test set is evaluated (running BatchNorm statistics) after every epoch. ImageNet
 (``train_imagenet.py``): batch 128, 250 epochs, lr 0.1 times 0.97 per epoch, wd 3e-5, label
 smoothing 0.1 (``configs/eval_imagenet.py``).
 
+NAO architectures (space ``'nao'``: ``NAONET_V2``, ``"nao:1 1 0 1 ..."``;
+``configs/eval_cifar10.py:naonet`` is NAO-V2's ``train_NAONet_V2_36_cifar10.sh``) train
+``model.NASNetworkCIFAR`` of ``renqianluo/NAO_pytorch`` (``jaxnas.spaces.nao.NAONetwork``, cells
+concatenated): C = ``network.channels``, N = ``network.cells_per_stage`` (3N+2 cells;
+``network.layers`` is not used), the auxiliary head with ``network.auxiliary``, dropout before the
+classifier with probability ``config.dropout_prob`` (the reference's ``keep_prob = 1 -
+dropout_prob``; only NAO networks have it). Drop-path keep probability ``1 - p`` for the ramped
+``p`` below, times NAO's per-cell ramp (cell k of K keeps ``1 - (k+1)/K * p``), on every node input
+including identities, as the reference does. ``config.drop_path_ramp``: ``'epoch'`` (DARTS: ``p =
+drop_path_prob * epoch / epochs``) or ``'step'`` (NAO: ``p = drop_path_prob * (step + 1) /
+total_steps``, total = epochs x steps per epoch).
+
 Differences from the reference, on purpose: batches are a pure function of (seed, step) and the
 last partial batch of an epoch is dropped (the reference keeps it: 521 vs 520 steps per epoch on
 CIFAR-10), so a resumed run sees exactly the data of an uninterrupted one. Checkpoints hold the
@@ -22,7 +34,9 @@ whole ``EvalState`` (weights, BN statistics, optimizer, PRNG key).
 Outputs in the workdir: ``config.json``, ``evaluation.jsonl`` (per epoch: test loss/accuracy),
 ``result.json`` (genotype, parameters with and without the auxiliary head, multiply-adds, final
 and best test accuracy), ``tensorboard/``, ``checkpoints/``, and with ``config.plots`` the picture
-``genotype.png``.
+``genotype.png`` (DARTS and NB201 cells; NAO archs are not drawn). Multiply-adds: convolution and
+dense layers of the eval-mode forward (``reports.count_macs``; for NAO networks, whose layers are
+plain ``lax`` calls, the same count read off the forward's jaxpr, ``jaxpr_macs``).
 """
 from __future__ import annotations
 
@@ -49,9 +63,11 @@ from jaxnas import metrics as metrics_lib
 from jaxnas import optim
 from jaxnas import reports
 from jaxnas.spaces import darts_network
+from jaxnas.spaces import nao as nao_lib
 from jaxnas.spaces import nb201_network
 
 SCHEDULES = ("cosine", "exponential")
+DROP_PATH_RAMPS = ("epoch", "step")
 
 
 @flax.struct.dataclass
@@ -97,13 +113,18 @@ def lr_schedule(opt: ml_collections.ConfigDict, epochs: int, steps_per_epoch: in
   return exponential
 
 
-def drop_path_schedule(prob: float, epochs: int, steps_per_epoch: int):
-  """DARTS' linear ramp: ``prob * epoch / epochs`` during epoch ``epoch`` (0 in the first).
+def drop_path_schedule(prob: float, epochs: int, steps_per_epoch: int, ramp: str = "epoch"):
+  """The drop-path probability at a step: ``ramp='epoch'`` is DARTS' ``prob * epoch / epochs``
+  during epoch ``epoch`` (0 in the first); ``ramp='step'`` is NAO's per-step ramp
+  ``prob * (step + 1) / (epochs * steps_per_epoch)`` (``apply_drop_path``'s ``step_ratio``).
 
   With ``prob == 0`` the schedule is the Python constant 0.0, so no drop-path masks are drawn.
   """
   if not prob:
     return lambda step: 0.0
+  if ramp == "step":
+    total = epochs * steps_per_epoch
+    return lambda step: prob * (step + 1).astype(jnp.float32) / total
 
   def schedule(step):
     return prob * (step // steps_per_epoch).astype(jnp.float32) / epochs
@@ -120,10 +141,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, num_classes: int,
 
 
 def loss_fn(trainer: Trainer, weights, model_state, images, labels, key, drop_prob):
-  """Training loss ``CE(logits) + aux_weight * CE(aux_logits)``; aux = (BN state, accuracy)."""
+  """Training loss ``CE(logits) + aux_weight * CE(aux_logits)``; aux = (BN state, accuracy).
+
+  One key serves two RNG stream names: DARTS networks draw drop-path masks from ``drop_path``,
+  NAO networks drop-path and dropout masks from ``dropout``; no network reads both.
+  """
   (logits, aux_logits), updates = trainer.module.apply(
       {"params": weights, "batch_stats": model_state}, images, train=True,
-      drop_path_prob=drop_prob, rngs={"drop_path": key}, mutable=["batch_stats"])
+      drop_path_prob=drop_prob, rngs={"drop_path": key, "dropout": key},
+      mutable=["batch_stats"])
   loss = jnp.mean(cross_entropy(logits, labels, trainer.num_classes, trainer.label_smoothing))
   if aux_logits is not None and trainer.aux_weight:
     loss = loss + trainer.aux_weight * jnp.mean(
@@ -183,10 +209,41 @@ def evaluate(eval_fn, state: EvalState, split: data_lib.Split, batch: int,
   return {"test/loss": loss_sum / count, "test/accuracy": correct / count}
 
 
+class NAOEvalNetwork(nao_lib.NAONetwork):
+  """``NAONetwork`` under the evaluation contract ``(x, *, train, drop_path_prob) -> (logits,
+  aux_logits)``: drop-path keep probability ``1 - drop_path_prob`` (the network applies NAO's
+  per-cell ramp on top). Same fields and parameter tree as ``NAONetwork``."""
+
+  def __call__(self, x, *, train: bool, drop_path_prob: Any = 0.0):
+    return super().__call__(x, train=train, drop_path_keep_prob=1.0 - drop_path_prob)
+
+
+def check_space_fields(config: ml_collections.ConfigDict, space: str) -> None:
+  """Fields only some spaces support; raises ValueError naming the field."""
+  if space != "nao" and config.get("dropout_prob", 0.0):
+    raise ValueError(f"config.dropout_prob={config.dropout_prob} is only used by NAO networks; "
+                     f"the {space} network has no dropout (set it to 0).")
+  if space == "nao" and config.network.stem != "cifar":
+    raise ValueError(f"config.network.stem={config.network.stem!r}: NAO networks have only the "
+                     "CIFAR stem (NAO's ImageNet network is not implemented).")
+
+
 def build_network(config: ml_collections.ConfigDict, space: str, genotype: Any,
                   num_classes: int) -> nn.Module:
-  """The discrete network of ``genotype`` with the sizes of ``config.network``."""
+  """The discrete network of ``genotype`` with the sizes of ``config.network``.
+
+  NAO: C = ``network.channels``, N = ``network.cells_per_stage``, aux head with
+  ``network.auxiliary``, classifier dropout ``config.dropout_prob`` (``NAOEvalNetwork``).
+  """
+  check_space_fields(config, space)
   net = config.network
+  if space == "nao":
+    base = genotype.space.network(genotype.tokens(), channels=net.channels,
+                                  layers=net.cells_per_stage, num_classes=num_classes,
+                                  use_aux_head=net.auxiliary,
+                                  keep_prob=1.0 - config.get("dropout_prob", 0.0))
+    return NAOEvalNetwork(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)
+                             if f.name not in ("parent", "name")})
   if space == "darts":
     return darts_network.network(genotype, channels=net.channels, layers=net.layers,
                                  num_classes=num_classes, auxiliary=net.auxiliary, stem=net.stem)
@@ -227,6 +284,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{field} must be >= 1, got {config[field]}.")
   if not 0.0 <= config.drop_path_prob < 1.0:
     raise ValueError(f"config.drop_path_prob must be in [0, 1), got {config.drop_path_prob}.")
+  if not 0.0 <= config.get("dropout_prob", 0.0) < 1.0:
+    raise ValueError(f"config.dropout_prob must be in [0, 1), got {config.dropout_prob}.")
+  ramp = config.get("drop_path_ramp", "epoch")
+  if ramp not in DROP_PATH_RAMPS:
+    raise ValueError(f"config.drop_path_ramp={ramp!r} is not valid; choose one of: "
+                     f"{', '.join(DROP_PATH_RAMPS)}.")
 
 
 def make_trainer(config, module, dataset, steps_per_epoch: int) -> Trainer:
@@ -237,7 +300,8 @@ def make_trainer(config, module, dataset, steps_per_epoch: int) -> Trainer:
                          clip_norm=opt.clip_norm, nesterov=opt.nesterov)
   return Trainer(module=module, tx=tx, lr=lr,
                  drop_path=drop_path_schedule(config.drop_path_prob, config.epochs,
-                                              steps_per_epoch),
+                                              steps_per_epoch,
+                                              config.get("drop_path_ramp", "epoch")),
                  aux_weight=config.auxiliary_weight, label_smoothing=config.label_smoothing,
                  num_classes=dataset.num_classes, mean=tuple(dataset.mean),
                  std=tuple(dataset.std), crop_padding=config.data.crop_padding,
@@ -252,6 +316,43 @@ def init_state(seed: int, trainer: Trainer, image_shape: tuple[int, ...]) -> Eva
   weights, model_state = variables["params"], variables.get("batch_stats", {})
   return EvalState(step=jnp.zeros((), jnp.int32), weights=weights, model_state=model_state,
                    opt_state=trainer.tx.init(weights), key=jax.random.key_data(key_state))
+
+
+def _jaxpr_eqn_macs(eqn) -> int:
+  name = eqn.primitive.name
+  out = eqn.outvars[0].aval
+  if name == "conv_general_dilated":
+    rhs = eqn.invars[1].aval
+    out_features = rhs.shape[eqn.params["dimension_numbers"].rhs_spec[0]]
+    return int(np.prod(out.shape)) * int(np.prod(rhs.shape)) // out_features
+  if name == "dot_general":
+    (contracting, _), _ = eqn.params["dimension_numbers"]
+    lhs = eqn.invars[0].aval
+    return int(np.prod(out.shape)) * int(np.prod([lhs.shape[d] for d in contracting]))
+  return 0
+
+
+def _jaxpr_count(jaxpr) -> int:
+  """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest)."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    total += _jaxpr_eqn_macs(eqn)
+    for value in eqn.params.values():
+      subs = value if isinstance(value, (list, tuple)) else [value]
+      subs = [getattr(v, "jaxpr", v) for v in subs]
+      subs = [v for v in subs if hasattr(v, "eqns")]
+      if subs:
+        total += max(_jaxpr_count(v) for v in subs) * int(eqn.params.get("length", 1))
+  return total
+
+
+def jaxpr_macs(module: nn.Module, image_shape: tuple[int, ...]) -> int:
+  """Multiply-accumulates of one eval-mode forward of one image, read off its jaxpr: every
+  convolution (``outputs x kernel volume / groups``) and matrix product; ``reports.count_macs``'
+  convention, for networks built from ``lax`` calls rather than ``nn.Conv``/``nn.Dense``."""
+  x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
+  return _jaxpr_count(jax.make_jaxpr(lambda v: module.apply(v, x, train=False))(variables).jaxpr)
 
 
 # Fields that change neither the network nor the training computation (resume-time knobs).
@@ -296,6 +397,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- build (fails fast)
   validate(config)
   space, genotype = genotypes_lib.resolve(config.genotype)
+  check_space_fields(config, space)
   if config.plots:
     reports.pyplot()  # fail now, not after training, if matplotlib is missing
   dataset, train, test = load_data(config)
@@ -319,7 +421,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   info = {"genotype": str(genotype), "space": space,
           "params": reports.num_params(state.weights),
           "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
-          "macs": reports.count_macs(module, image_shape)}
+          "macs": (jaxpr_macs if space == "nao" else reports.count_macs)(module, image_shape)}
   logger.info(f"genotype = {genotype}\nparams {info['params']:,} (with auxiliary head "
               f"{info['params_with_auxiliary']:,})  multiply-adds {info['macs']:,}  "
               f"steps/epoch={spe} total_steps={total}")
@@ -342,6 +444,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       manager.save(done, state)
   # ---------------------------------------------------------------- the result
   manager.close()
-  if config.plots and jax.process_index() == 0:
+  if config.plots and space != "nao" and jax.process_index() == 0:
     info["genotype_plot"] = reports.plot_genotype(genotype, os.path.join(workdir, "genotype.png"))
   return logger.finish_eval(int(state.step), info)

@@ -6,22 +6,36 @@ reference figure exists, checked by a test (``tests/test_evaluation.py``: DARTS 
 counts at C=36, 20 cells equal the reference code's 3,169,414 / 3,349,342).
 
 ``resolve(spec)`` turns a config value into ``(space_name, genotype)``: a registry name, a genotype
-string (DARTS ``Genotype(...)`` or an NB201 ``|op~0|+...`` string), or the path of a search's
-``genotypes.jsonl`` (the genotype of its last line) or of a text file holding a genotype string.
+string (DARTS ``Genotype(...)``, an NB201 ``|op~0|+...`` string, or a NAO arch, below), or the
+path of a search's ``genotypes.jsonl`` (the genotype of its last line) or of a text file holding a
+genotype string.
+
+NAO architectures (space ``'nao'``, ``jaxnas.spaces.nao``) are ``NAOArch``: the reference's raw
+``fixed_arc``, ``[x_id, x_op, y_id, y_op]`` per node (5 nodes), conv cell then reduction cell,
+40 ints, op indices into the reference's op set (``OPERATIONS_small`` unless said otherwise).
+As a string: ``"nao:1 1 0 1 ..."`` (the small op set, NAO-V2's default ``--search_space``),
+``"nao:middle:0 2 ..."`` (the middle op set), or the bare ints ``"1 1 0 1 ..."`` as pasted from a
+``train_*.sh`` or an ``arch_pool`` file (always the small op set: the ints alone do not say which
+set they index). ``str(NAOArch)`` is the prefixed form, which parses back to the same arch.
 
 Not in the registry, because no primary source could be verified (never reconstructed from
 memory): the MiLeNAS paper cells (``chaoyanghe/MiLeNAS search_space/genotypes.py`` holds dozens of
 run genotypes but does not say which one the paper reports), the GAEA PC-DARTS cell (not in
-``liamcli/gaea_release``), the DARTS-PRIME cells (``k8lion/DARTS-PRIME src/genotypes.py`` names
-none as the paper's), and NAONet-V2 (the NAO space does not exist in jaxnas yet).
+``liamcli/gaea_release``), and the DARTS-PRIME cells (``k8lion/DARTS-PRIME src/genotypes.py``
+names none as the paper's). Not in the registry because jaxnas cannot build it: NAONet-A
+(``renqianluo/NAO_pytorch NAO_V1/train_NAONet_A_36_cifar10.sh`` @418ff71), whose op indices up to
+15 refer to NAO-V1's large op set (1x1/3x3/1x7-7x1 convs, 2x2/5x5 pools: ``NAO_V1/model.py``), not
+to the NAO space's small/middle sets.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 from typing import Any
 
+from jaxnas.spaces import nao as nao_lib
 from jaxnas.spaces.darts import Genotype, parse_darts_genotype
 from jaxnas.spaces.nb201 import NB201Genotype
 
@@ -34,6 +48,50 @@ class Entry:
   source: str
 
 
+@dataclasses.dataclass(frozen=True)
+class NAOArch:
+  """A NAO architecture: the raw arch (``fixed_arc`` ints) and the op set its op indices refer to.
+
+  ``ops``: a name of ``jaxnas.spaces.nao.OP_SETS`` (``'small'``, ``'middle'``); the number of
+  nodes is ``len(arch) // 8``. Validated on construction (ValueError names the bad node).
+  """
+  arch: tuple[int, ...]
+  ops: str = "small"
+
+  def __post_init__(self):
+    object.__setattr__(self, "arch", tuple(int(v) for v in self.arch))
+    if self.ops not in nao_lib.OP_SETS:
+      raise ValueError(f"Unknown NAO op set {self.ops!r}; valid: {', '.join(nao_lib.OP_SETS)}.")
+    if not self.arch or len(self.arch) % 8:
+      raise ValueError(f"Malformed NAO arch {' '.join(map(str, self.arch))!r}: expected 8 "
+                       "integers per node ([x_id, x_op, y_id, y_op] x nodes x 2 cells), got "
+                       f"{len(self.arch)}.")
+    self.tokens()  # validates ids and ops
+
+  @classmethod
+  def from_string(cls, text: str, ops: str = "small") -> "NAOArch":
+    """From whitespace-separated ints (the reference's ``fixed_arc``)."""
+    try:
+      return cls(tuple(int(v) for v in text.split()), ops)
+    except ValueError as e:
+      if "NAO" in str(e):
+        raise
+      raise ValueError(f"Malformed NAO arch {text!r}: expected whitespace-separated "
+                       "integers.") from None
+
+  @property
+  def space(self) -> nao_lib.NAOSpace:
+    return nao_lib.NAOSpace(self.ops, num_nodes=len(self.arch) // 8)
+
+  def tokens(self):
+    """The arch's token sequence in ``self.space`` (``NAOSpace.arch_to_tokens``)."""
+    return self.space.arch_to_tokens(list(self.arch))
+
+  def __str__(self) -> str:
+    prefix = "nao:" if self.ops == "small" else f"nao:{self.ops}:"
+    return prefix + " ".join(str(v) for v in self.arch)
+
+
 def _darts(normal, reduce, concat=(2, 3, 4, 5)) -> Genotype:
   return Genotype(normal=list(normal), normal_concat=list(concat), reduce=list(reduce),
                   reduce_concat=list(concat))
@@ -44,6 +102,7 @@ _QUARK0 = ("quark0/darts cnn/genotypes.py; identical copies in chaoyanghe/MiLeNA
            "cnn/search_spaces/darts/genotypes.py @36d1299")
 _PCDARTS = ("PC-DARTS (Xu et al., ICLR 2020), as copied into liamcli/gaea_release "
             "cnn/search_spaces/darts/genotypes.py @36d1299")
+_NAO_PYTORCH = "renqianluo/NAO_pytorch @418ff717e6a6e9b22ec163fd4d21f2f8013f03c5"
 _NATS = ("/work/shared/data/nb201/nats_bench.csv (NATS-Bench topology results, 200 epochs): "
          "the cell with the highest CIFAR-10 test accuracy, 94.37")
 
@@ -78,6 +137,17 @@ REGISTRY: dict[str, Entry] = {
         reduce=[("sep_conv_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 2),
                 ("max_pool_3x3", 1), ("sep_conv_3x3", 2), ("sep_conv_3x3", 1),
                 ("sep_conv_5x5", 0), ("sep_conv_3x3", 3)]), _PCDARTS + " (PC_DARTS_image)"),
+    # NAO-V2 (Luo et al., arXiv 1909.10815), small op set: NAO_V2/README.md reports 2.57 % test
+    # error on CIFAR-10 (C=36, N=6, train_NAONet_V2_36_cifar10.sh) and no parameter count.
+    "NAONET_V2": Entry("nao", NAOArch.from_string(
+        "1 1 0 1 2 4 0 0 0 0 2 1 0 0 0 2 0 3 0 0 0 2 0 2 2 2 1 0 0 0 0 1 0 0 0 3 0 0 0 1"),
+        _NAO_PYTORCH + " NAO_V2/train_NAONet_V2_36_cifar10.sh (fixed_arc)"),
+    # NAO-WS (Luo et al., NeurIPS 2018), NAO-V1's ops 0-4 = the small op set (NAO_V1/model.py
+    # builds them as NAO-V2's OPERATIONS_small): NAO_V1/README.md reports 2.93 % test error
+    # (C=36, N=6) and no parameter count.
+    "NAONET_B": Entry("nao", NAOArch.from_string(
+        "0 1 0 2 0 1 2 2 1 3 0 2 4 0 1 3 2 1 0 3 1 1 1 0 2 1 2 4 1 0 2 3 3 1 2 2 0 2 0 2"),
+        _NAO_PYTORCH + " NAO_V1/train_NAONet_B_36_cifar10.sh (fixed_arc)"),
     # NB201: the best cell on CIFAR-10 and the all-skip cell DARTS collapses to (methods.md §2(f)).
     "NB201_BEST_CIFAR10": Entry("nb201", NB201Genotype.from_string(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
@@ -102,15 +172,23 @@ def get(name: str) -> Entry:
 
 
 def parse(text: str) -> tuple[str, Any]:
-  """``(space, genotype)`` of a genotype string (DARTS ``Genotype(...)`` or NB201 ``|...|``)."""
+  """``(space, genotype)`` of a genotype string: DARTS ``Genotype(...)``, NB201 ``|...|``, or a
+  NAO arch (``nao:<ints>``, ``nao:<op set>:<ints>`` or bare ints; see the module docstring)."""
   text = text.strip()
   if text.startswith("Genotype("):
     return "darts", parse_darts_genotype(text)
   if text.startswith("|"):
     return "nb201", NB201Genotype.from_string(text)
+  if text.startswith("nao:"):
+    body, ops = text[len("nao:"):], "small"
+    if ":" in body:
+      ops, body = (part.strip() for part in body.split(":", 1))
+    return "nao", NAOArch.from_string(body, ops)
+  if re.fullmatch(r"[0-9\s]+", text):
+    return "nao", NAOArch.from_string(text)
   raise ValueError(f"Not a genotype: {text[:80]!r}. Give a registered name ({', '.join(names())}), "
-                   "a DARTS 'Genotype(normal=...)' or NB201 '|op~0|+...' string, or the path of "
-                   "a search's genotypes.jsonl.")
+                   "a DARTS 'Genotype(normal=...)' or NB201 '|op~0|+...' string, a NAO arch "
+                   "('nao:1 1 0 1 ...', 40 ints), or the path of a search's genotypes.jsonl.")
 
 
 def from_log(path: str) -> str:
