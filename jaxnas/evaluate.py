@@ -36,7 +36,7 @@ Outputs in the workdir: ``config.json``, ``evaluation.jsonl`` (per epoch: test l
 and best test accuracy), ``tensorboard/``, ``checkpoints/``, and with ``config.plots`` the picture
 ``genotype.png`` (DARTS and NB201 cells; NAO archs are not drawn). Multiply-adds: convolution and
 dense layers of the eval-mode forward (``reports.count_macs``; for NAO networks, whose layers are
-plain ``lax`` calls, the same count read off the forward's jaxpr, ``jaxpr_macs``).
+plain ``lax`` calls, the same count read off the forward's jaxpr, ``reports.jaxpr_macs``).
 """
 from __future__ import annotations
 
@@ -318,43 +318,6 @@ def init_state(seed: int, trainer: Trainer, image_shape: tuple[int, ...]) -> Eva
                    opt_state=trainer.tx.init(weights), key=jax.random.key_data(key_state))
 
 
-def _jaxpr_eqn_macs(eqn) -> int:
-  name = eqn.primitive.name
-  out = eqn.outvars[0].aval
-  if name == "conv_general_dilated":
-    rhs = eqn.invars[1].aval
-    out_features = rhs.shape[eqn.params["dimension_numbers"].rhs_spec[0]]
-    return int(np.prod(out.shape)) * int(np.prod(rhs.shape)) // out_features
-  if name == "dot_general":
-    (contracting, _), _ = eqn.params["dimension_numbers"]
-    lhs = eqn.invars[0].aval
-    return int(np.prod(out.shape)) * int(np.prod([lhs.shape[d] for d in contracting]))
-  return 0
-
-
-def _jaxpr_count(jaxpr) -> int:
-  """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest)."""
-  total = 0
-  for eqn in jaxpr.eqns:
-    total += _jaxpr_eqn_macs(eqn)
-    for value in eqn.params.values():
-      subs = value if isinstance(value, (list, tuple)) else [value]
-      subs = [getattr(v, "jaxpr", v) for v in subs]
-      subs = [v for v in subs if hasattr(v, "eqns")]
-      if subs:
-        total += max(_jaxpr_count(v) for v in subs) * int(eqn.params.get("length", 1))
-  return total
-
-
-def jaxpr_macs(module: nn.Module, image_shape: tuple[int, ...]) -> int:
-  """Multiply-accumulates of one eval-mode forward of one image, read off its jaxpr: every
-  convolution (``outputs x kernel volume / groups``) and matrix product; ``reports.count_macs``'
-  convention, for networks built from ``lax`` calls rather than ``nn.Conv``/``nn.Dense``."""
-  x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
-  variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
-  return _jaxpr_count(jax.make_jaxpr(lambda v: module.apply(v, x, train=False))(variables).jaxpr)
-
-
 # Fields that change neither the network nor the training computation (resume-time knobs).
 _RUN_FIELDS = ("max_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                "eval_every_epochs", "eval_max_batches", "plots", "genotype")
@@ -421,7 +384,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   info = {"genotype": str(genotype), "space": space,
           "params": reports.num_params(state.weights),
           "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
-          "macs": (jaxpr_macs if space == "nao" else reports.count_macs)(module, image_shape)}
+          "macs": (reports.jaxpr_macs if space == "nao" else reports.count_macs)(
+              module, image_shape)}
   logger.info(f"genotype = {genotype}\nparams {info['params']:,} (with auxiliary head "
               f"{info['params_with_auxiliary']:,})  multiply-adds {info['macs']:,}  "
               f"steps/epoch={spe} total_steps={total}")

@@ -251,21 +251,64 @@ def plot_mixing_history(workdir: str, path: str) -> str:
   return path
 
 
+def _jaxpr_eqn_macs(eqn) -> int:
+  name = eqn.primitive.name
+  out = eqn.outvars[0].aval
+  if name == "conv_general_dilated":
+    rhs = eqn.invars[1].aval
+    out_features = rhs.shape[eqn.params["dimension_numbers"].rhs_spec[0]]
+    return int(np.prod(out.shape)) * int(np.prod(rhs.shape)) // out_features
+  if name == "dot_general":
+    (contracting, _), _ = eqn.params["dimension_numbers"]
+    lhs = eqn.invars[0].aval
+    return int(np.prod(out.shape)) * int(np.prod([lhs.shape[d] for d in contracting]))
+  return 0
+
+
+def _jaxpr_count(jaxpr) -> int:
+  """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest)."""
+  total = 0
+  for eqn in jaxpr.eqns:
+    total += _jaxpr_eqn_macs(eqn)
+    for value in eqn.params.values():
+      subs = value if isinstance(value, (list, tuple)) else [value]
+      subs = [getattr(v, "jaxpr", v) for v in subs]
+      subs = [v for v in subs if hasattr(v, "eqns")]
+      if subs:
+        total += max(_jaxpr_count(v) for v in subs) * int(eqn.params.get("length", 1))
+  return total
+
+
+def jaxpr_macs(module: nn.Module, image_shape: tuple[int, ...]) -> int:
+  """Multiply-accumulates of one eval-mode forward of one image, read off its jaxpr: every
+  convolution (``outputs x kernel volume / groups``) and matrix product; ``reports.count_macs``'
+  convention, for networks built from ``lax`` calls rather than ``nn.Conv``/``nn.Dense``."""
+  x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
+  return _jaxpr_count(jax.make_jaxpr(lambda v: module.apply(v, x, train=False))(variables).jaxpr)
+
+
 def network_summary(genotype_spec: str, setting: str = "cifar10") -> dict[str, Any]:
   """Parameters (with and without the auxiliary head) and multiply-adds of a genotype's network.
 
-  ``setting``: ``'cifar10'`` (DARTS: C=36, 20 cells, 32x32; NB201: C=16, N=5) or ``'imagenet'``
-  (the DARTS mobile setting: C=48, 14 cells, 1000 classes, 224x224; ``within_mobile_limit`` says
-  whether it stays under 600M multiply-adds).
+  ``setting``: ``'cifar10'`` (DARTS: C=36, 20 cells, 32x32; NB201: C=16, N=5; NAO: C=36, N=6,
+  32x32) or ``'imagenet'`` (the DARTS mobile setting: C=48, 14 cells, 1000 classes, 224x224;
+  ``within_mobile_limit`` says whether it stays under 600M multiply-adds).
   """
   from jaxnas import genotypes as genotypes_lib  # local import: genotypes imports spaces only
   from jaxnas.spaces import darts_network, nb201_network
   space, genotype = genotypes_lib.resolve(genotype_spec)
   if setting not in ("cifar10", "imagenet"):
     raise ValueError(f"Unknown setting {setting!r}; valid: cifar10, imagenet.")
+  if space in ("nb201", "nao") and setting != "cifar10":
+    raise ValueError(f"{space} networks have only the CIFAR setting.")
+  if space == "nao":  # NAONet's evaluation size (train_NAONet_V2_36_cifar10.sh): C=36, N=6, aux
+    module = genotype.space.network(genotype.tokens(), channels=36, layers=6, use_aux_head=True)
+    weights = abstract_weights(module, (32, 32, 3))
+    return {"genotype": str(genotype), "setting": setting, "params": num_params(weights),
+            "params_with_auxiliary": num_params(weights, auxiliary=True),
+            "macs": jaxpr_macs(module, (32, 32, 3))}
   if space == "nb201":
-    if setting != "cifar10":
-      raise ValueError("NB201 networks have only the CIFAR setting.")
     module, shape = nb201_network.network(genotype), (32, 32, 3)
   elif setting == "imagenet":
     module = darts_network.network(genotype, channels=48, layers=14, num_classes=1000,

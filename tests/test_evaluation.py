@@ -90,9 +90,18 @@ def test_naonet_parameter_counts_at_the_reference_size(name, without_aux, with_a
   assert reports.num_params(weights, auxiliary=True) == with_aux
 
 
+def test_network_summary_of_a_nao_architecture():
+  """``python -m jaxnas.reports size NAONET_V2``: the evaluation size's parameters and MACs."""
+  summary = reports.network_summary("NAONET_V2")
+  assert (summary["params"], summary["params_with_auxiliary"]) == (4_387_654, 4_864_080)
+  assert summary["macs"] == 684_238_464  # regression value (no reference figure exists)
+  with pytest.raises(ValueError, match="only the CIFAR setting"):
+    reports.network_summary("NAONET_V2", "imagenet")
+
+
 def test_jaxpr_macs_agree_with_the_layer_count():
   module = tiny_network(layers=3)
-  assert evaluate.jaxpr_macs(module, (32, 32, 3)) == reports.count_macs(module, (32, 32, 3))
+  assert reports.jaxpr_macs(module, (32, 32, 3)) == reports.count_macs(module, (32, 32, 3))
 
 
 # NAS-Bench-201 (C=16, N=5, CIFAR-10): /work/shared/data/nb201/constrained_tpe_metric_vals.pkl
