@@ -255,26 +255,41 @@ def milenas_bookkeeping(config, workdir, buckets, genotype, eval_metrics, step, 
   return False
 
 
+def open_workdir(config: ml_collections.ConfigDict, workdir: str, space) -> metrics_lib.Logger:
+  """Creates ``workdir``, writes ``config.json`` and opens the run's logger."""
+  os.makedirs(workdir, exist_ok=True)
+  metrics_lib.write_config(workdir, config)
+  return metrics_lib.Logger(workdir, space)
+
+
+def restore_or_start(config: ml_collections.ConfigDict, workdir: str, state: Any,
+                     run_fingerprint: dict[str, Any]):
+  """``(state, manager, resumed)``: the latest checkpoint in ``workdir/checkpoints`` if there is
+  one (its structure that of the fresh ``state``), else ``state``.
+
+  The state is committed to the first local device in both cases: a restored state is committed,
+  a fresh one is not, and jit keys its cache on that, so a resume would otherwise recompile.
+  """
+  manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                             keep=config.keep_checkpoints,
+                                             fingerprint=run_fingerprint)
+  resumed = manager.latest_step() is not None
+  if resumed:
+    state = manager.restore(jax.eval_shape(lambda: state))
+  return jax.device_put(state, jax.local_devices()[0]), manager, resumed
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs (or resumes) a search in ``workdir``; returns the final and best genotypes and metrics."""
   # ---------------------------------------------------------------- build (fails fast, no compile)
   search = build_search(config)
   table = load_benchmark(config)
-  os.makedirs(workdir, exist_ok=True)
-  metrics_lib.write_config(workdir, config)
-  logger = metrics_lib.Logger(workdir, search.space)
+  logger = open_workdir(config, workdir, search.space)
   # ---------------------------------------------------------------- state: fresh or resumed
-  state = init_state(search)
-  manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                             keep=config.keep_checkpoints,
-                                             fingerprint=fingerprint(search))
-  if manager.latest_step() is not None:
-    abstract = jax.eval_shape(lambda: state)
-    state = manager.restore(abstract)
+  state, manager, resumed = restore_or_start(config, workdir, init_state(search),
+                                             fingerprint(search))
+  if resumed:
     logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
-  # Commit the state to the device in both cases: a restored state is committed, a fresh one is
-  # not, and jit keys its cache on that, so a resume would otherwise recompile the step.
-  state = jax.device_put(state, jax.local_devices()[0])
   start = int(state.step)
   logger.info(f"space={config.space.name} ops={search.space.ops} params="
               f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "

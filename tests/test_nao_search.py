@@ -1,6 +1,5 @@
 """NAO-V2's search driver: balanced sampling, ranking statistics, the SGD rule, the NB201 token
 space, and the whole driver end to end with resume (``jaxnas.nao.search``)."""
-import importlib.util
 import json
 import os
 
@@ -14,23 +13,12 @@ from jaxnas import checkpoint as checkpoint_lib
 from jaxnas.nao import nb201 as nao_nb201
 from jaxnas.nao import search as nao_search
 from jaxnas.spaces import nb201_network
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import test_loop
+from test_loop import ROOT
 
 
 def load_config(name, arg="smoke", **overrides):
-  path = os.path.join(ROOT, "configs", name)
-  spec = importlib.util.spec_from_file_location(name[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  for dotted, value in overrides.items():
-    target = config
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return config
+  return test_loop.load_config(os.path.join(ROOT, "configs", name), arg, **overrides)
 
 
 # ------------------------------------------------------------------------------ balanced sampling

@@ -44,7 +44,7 @@ import functools
 import json
 import math
 import os
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -54,7 +54,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
@@ -719,19 +718,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   from jaxnas import loop  # local import: loop imports the gradient methods
   search = build(config)
   table = loop.load_benchmark(config)
-  os.makedirs(workdir, exist_ok=True)
-  metrics_lib.write_config(workdir, config)
-  logger = metrics_lib.Logger(workdir, search.space)
-  state = init_state(search)
-  manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                             keep=config.keep_checkpoints,
-                                             fingerprint=fingerprint(search))
-  if manager.latest_step() is not None:
-    state = manager.restore(jax.eval_shape(lambda: state))
+  logger = loop.open_workdir(config, workdir, search.space)
+  state, manager, resumed = loop.restore_or_start(config, workdir, init_state(search),
+                                                  fingerprint(search))
+  if resumed:
     logger.info(f"Resumed in {workdir}: iteration {int(state.iteration)}, stage "
                 f"'{PHASE_NAMES[int(state.phase)]}', supernet step {int(state.child_step)}.")
   device = jax.local_devices()[0]
-  state = jax.device_put(state, device)
   logger.info(f"NAO-V2 on the {search.space.name!r} space: supernet params "
               f"{sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.weights)):,}, "
               f"{config.nao.iterations} iterations x {search.steps_per_iteration} steps, "
