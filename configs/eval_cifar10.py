@@ -20,6 +20,8 @@ hyperparameters stay DARTS' unless overridden) and ``:naonet`` (NAO-V2's recipe 
 """
 import ml_collections
 
+from configs import default
+
 
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
@@ -73,6 +75,7 @@ def get_config(arg=None):
   config.eval_max_batches = 0
   config.checkpoint_every_steps = 2000     # also at every epoch end
   config.keep_checkpoints = 3
+  default.add_scale_fields(config)  # config.mesh, config.distributed (as in search)
   config.plots = True                      # write genotype.png at the end (needs matplotlib)
   return apply_variants(config, arg, {"smoke": smoke, "nb201": nb201, "naonet": naonet})
 

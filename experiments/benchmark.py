@@ -34,6 +34,11 @@ Usage (from the repository root; recorded figures and their commands: experiment
   .venv/bin/python experiments/benchmark.py --method=nao_v2 --space=nao --channels=20 \
       --cells_per_stage=3 --unroll=false --steps=2 --warmup=1
   --unroll=false: rolled loops (fast compile); --compiler_options=xla_backend_optimization_level=0
+  Memory options (one process each, compare peak RSS and XLA temp MB):
+  .venv/bin/python experiments/benchmark.py --what=weights --unroll=false --remat=true
+  .venv/bin/python experiments/benchmark.py --what=weights --unroll=false --compute_dtype=bfloat16
+  (--remat: config.space.remat, nn.remat on every cell; --compute_dtype: config.compute_dtype,
+  the forward in bfloat16 on float32 master weights; not for --method=nao_v2)
 """
 from __future__ import annotations
 
@@ -76,6 +81,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--unroll", choices=("true", "false"), default="true",
                       help="config.space.unroll: unrolled cell/edge loops (fast steps on CPU, "
                            "slow compile) or rolled scans")
+  parser.add_argument("--remat", choices=("true", "false"), default="false",
+                      help="config.space.remat: nn.remat on every cell (recompute activations "
+                           "in the backward pass: less memory, more compute)")
+  parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"), default="float32",
+                      help="config.compute_dtype: the forward's dtype (float32 master weights, "
+                           "BN statistics and logits either way)")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per program")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
   parser.add_argument("--method", default="darts")
@@ -95,6 +106,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.error(f"--what={unknown or 'empty'}: choose from {', '.join(PROGRAMS)}")
   if args.steps < 1 or args.warmup < 0:
     parser.error("--steps must be >= 1 and --warmup >= 0")
+  if args.method == "nao_v2" and (args.remat == "true" or args.compute_dtype != "float32"):
+    parser.error("--remat / --compute_dtype are not wired into NAO-V2's driver")
   args.compiler_options = dict(_option(item) for item in args.compiler_options.split(",")
                                if item.strip())
   return args
@@ -116,6 +129,8 @@ def make_config(args: argparse.Namespace):
   config.space.layers = args.layers
   config.space.cells_per_stage = args.cells_per_stage
   config.space.unroll = args.unroll == "true"
+  config.space.remat = args.remat == "true"
+  config.compute_dtype = args.compute_dtype
   config.method = args.method
   config.hypergrad = args.hypergrad
   config.rarts.alpha_gradient_at = args.rarts_alpha_gradient_at
@@ -263,8 +278,9 @@ def nao_main(args: argparse.Namespace) -> dict[str, Any]:
                 "timed_steps": args.steps, "warmup_steps": args.warmup, "params": params,
                 "setup_s": setup_s}, "results": {}}
   split = search.splits.weights
-  batches = [nao_search.gather(split, np.arange(i * args.batch_size, (i + 1) * args.batch_size)
-                               % len(split)) for i in range(2)]
+  batches = [search.parallel.put_examples(
+      split, np.arange(i * args.batch_size, (i + 1) * args.batch_size) % len(split))
+      for i in range(2)]
   print(f"nao_v2 {args.space} C={args.channels} N={args.cells_per_stage} batch={args.batch_size} "
         f"params={params:,} backend={jax.default_backend()}", flush=True)
   jitted = jax.jit(lambda st, batch: nao_search.child_step(st, *batch, search=search),
@@ -324,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "machine": machine_info(),
       "setup": {"space": args.space, **sizes, "batch_size": args.batch_size,
                 "image_size": args.image_size, "unroll": config.space.unroll,
+                "remat": config.space.remat, "compute_dtype": config.compute_dtype,
                 "method": args.method, "hypergrad": args.hypergrad,
                 **({"rarts": config.rarts.to_dict()} if args.method == "rarts" else {}),
                 "step_order": config.step_order, "compiler_options": args.compiler_options,
@@ -333,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   del probe
   batches = [loop.step_batches(search, step) for step in range(min(4, args.warmup + args.steps))]
   print(f"{args.space} {sizes} batch={args.batch_size} image={args.image_size} "
-        f"unroll={config.space.unroll} "
+        f"unroll={config.space.unroll} remat={config.space.remat} "
+        f"compute_dtype={config.compute_dtype} "
         f"params={report['setup']['params']:,} backend={jax.default_backend()}", flush=True)
   for name in PROGRAMS:  # fixed order, so that cumulative peak RSS grows with the programs
     if name in args.what:

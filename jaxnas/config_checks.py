@@ -7,6 +7,7 @@ from jaxnas import data as data_lib
 from jaxnas import parametrize
 from jaxnas import spaces
 from jaxnas import steps
+from jaxnas import supernet
 from jaxnas import methods
 from jaxnas.methods import estimators
 
@@ -33,6 +34,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.hypergrad, HYPERGRADS, "hypergrad")
   _choice(config.parametrization, list(parametrize.PARAMETRIZATIONS), "parametrization")
   _choice(config.step_order, steps.STEP_ORDERS, "step_order")
+  _choice(config.compute_dtype, supernet.COMPUTE_DTYPES, "compute_dtype")
+  if not isinstance(config.space.remat, bool):
+    raise ValueError(f"config.space.remat must be True or False, got {config.space.remat!r}.")
   _choice(config.data.name, list(data_lib.DATASETS), "data.name")
   _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
   _choice(config.arch_optimizer.name, ARCH_OPTIMIZERS, "arch_optimizer.name")
@@ -46,10 +50,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.milenas.size_buckets / early_stopping count the convolutions of DARTS "
                      f"genotypes; the {config.space.name!r} space has none. Turn them off.")
   for field in ("batch_size", "eval_batch_size", "space.channels", "log_every_steps",
-                "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints"):
+                "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints", "num_seeds"):
     _positive(_get(config, field), field)
   for field in ("arch_batch_size", "max_steps", "data.max_examples", "eval_max_batches",
-                "data.crop_padding", "data.cutout", "diagnostics.every_steps"):
+                "data.crop_padding", "data.cutout", "diagnostics.every_steps", "mesh.data"):
     _positive(_get(config, field), field, allow_zero=True)
   simplex_opt = config.arch_optimizer.name in SIMPLEX_OPTIMIZERS
   if simplex_opt != (config.parametrization == "simplex"):

@@ -62,6 +62,7 @@ from jaxnas import genotypes as genotypes_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
 from jaxnas import reports
+from jaxnas import sharding
 from jaxnas.spaces import darts_network
 from jaxnas.spaces import nao as nao_lib
 from jaxnas.spaces import nb201_network
@@ -190,7 +191,7 @@ def eval_step(state: EvalState, images: jax.Array, labels: jax.Array, valid: jax
 
 
 def evaluate(eval_fn, state: EvalState, split: data_lib.Split, batch: int,
-             max_batches: int = 0) -> dict[str, float]:
+             parallel: sharding.DataParallel, max_batches: int = 0) -> dict[str, float]:
   """Test loss and accuracy over the whole split (the last batch padded and masked)."""
   num_batches = math.ceil(len(split) / batch)
   if max_batches:
@@ -201,8 +202,10 @@ def evaluate(eval_fn, state: EvalState, split: data_lib.Split, batch: int,
     valid = np.zeros(batch, np.float32)
     valid[:len(idx)] = 1.0
     padded = np.concatenate([idx, np.zeros(batch - len(idx), idx.dtype)])
-    out = eval_fn(state, jnp.asarray(split.images[padded]),
-                  jnp.asarray(split.labels[padded], jnp.int32), jnp.asarray(valid))
+    # Split over the mesh like a training batch (the padding makes every batch full).
+    out = eval_fn(state, *parallel.put_batch(
+        lambda rows: (split.images[padded[rows]], split.labels[padded[rows]].astype(np.int32),
+                      valid[rows]), np.arange(batch)))
     loss_sum += float(out["loss_sum"])
     correct += float(out["correct"])
     count += len(idx)
@@ -325,7 +328,8 @@ _COMPILED: collections.OrderedDict = collections.OrderedDict()
 _COMPILED_MAX = 4
 
 
-def compiled_steps(config, space: str, genotype, dataset, steps_per_epoch: int):
+def compiled_steps(config, space: str, genotype, dataset, steps_per_epoch: int,
+                   parallel: sharding.DataParallel):
   """``(trainer, train step, eval step, init)``, jitted, for the config; reused within a process.
 
   Rerunning the same computation in one process (a resumed run in a notebook or a test) then
@@ -333,15 +337,19 @@ def compiled_steps(config, space: str, genotype, dataset, steps_per_epoch: int):
   fields, plus the resolved genotype and the epoch length.
   """
   fields = {k: v for k, v in config.to_dict().items() if k not in _RUN_FIELDS}
-  key = json.dumps([fields, space, str(genotype), steps_per_epoch], sort_keys=True, default=str)
+  key = json.dumps([fields, space, str(genotype), steps_per_epoch, str(parallel.mesh)],
+                   sort_keys=True, default=str)
   if key not in _COMPILED:
     module = build_network(config, space, genotype, dataset.num_classes)
     trainer = make_trainer(config, module, dataset, steps_per_epoch)
+    replicated = parallel.replicated  # state and metrics: replicated on the mesh
     _COMPILED[key] = (trainer,
-                      jax.jit(functools.partial(train_step, trainer=trainer), donate_argnums=0),
-                      jax.jit(functools.partial(eval_step, trainer=trainer)),
+                      jax.jit(functools.partial(train_step, trainer=trainer), donate_argnums=0,
+                              out_shardings=replicated),
+                      jax.jit(functools.partial(eval_step, trainer=trainer),
+                              out_shardings=replicated),
                       jax.jit(functools.partial(init_state, config.seed, trainer),
-                              static_argnums=0))
+                              static_argnums=0, out_shardings=replicated))
     while len(_COMPILED) > _COMPILED_MAX:
       _COMPILED.popitem(last=False)
   _COMPILED.move_to_end(key)
@@ -366,7 +374,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   dataset, train, test = load_data(config)
   spe = data_lib.steps_per_epoch(len(train), config.batch_size)
   total = config.max_steps or config.epochs * spe
-  trainer, step_fn, eval_fn, init_fn = compiled_steps(config, space, genotype, dataset, spe)
+  parallel = sharding.from_config(config)
+  for name in ("batch_size", "eval_batch_size"):
+    parallel.check_batch_size(name, config[name])
+  trainer, step_fn, eval_fn, init_fn = compiled_steps(config, space, genotype, dataset, spe,
+                                                      parallel)
   module = trainer.module
   os.makedirs(workdir, exist_ok=True)
   metrics_lib.write_config(workdir, config)
@@ -377,10 +389,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                              keep=config.keep_checkpoints,
                                              fingerprint=fingerprint(config, space, genotype))
   if manager.latest_step() is not None:  # restore into the abstract state: no init computed
-    state = manager.restore(jax.eval_shape(lambda: init_fn(image_shape)))
+    state = manager.restore(parallel.abstract(jax.eval_shape(lambda: init_fn(image_shape))))
     logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
-  else:  # committed like a restored state, so a resumed run in this process reuses the compile
-    state = jax.device_put(init_fn(image_shape), jax.local_devices()[0])
+  else:  # init's output is replicated on the mesh, like a restored state: one compile for both
+    state = init_fn(image_shape)
   info = {"genotype": str(genotype), "space": space,
           "params": reports.num_params(state.weights),
           "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
@@ -394,15 +406,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   for step in range(int(state.step), total):
     idx = data_lib.batch_indices(config.seed, step, len(train), config.batch_size, stream=0,
                                  with_replacement=False)
-    state, step_metrics = step_fn(state, jnp.asarray(train.images[idx]),
-                                  jnp.asarray(train.labels[idx], jnp.int32))
+    state, step_metrics = step_fn(state, *parallel.put_examples(train, idx))
     done = step + 1
     if done % config.log_every_steps == 0 or done == total:
       logger.train(done, spe, jax.device_get(step_metrics), timer.tick(done))
     epoch_end = done % spe == 0 or done == total
     epoch = math.ceil(done / spe)
     if epoch_end and (epoch % config.eval_every_epochs == 0 or done == total):
-      logger.test(done, epoch, evaluate(eval_fn, state, test, config.eval_batch_size,
+      logger.test(done, epoch, evaluate(eval_fn, state, test, config.eval_batch_size, parallel,
                                         config.eval_max_batches))
     if done % config.checkpoint_every_steps == 0 or epoch_end:
       manager.save(done, state)

@@ -29,6 +29,7 @@ from jaxnas import data as data_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
 from jaxnas import parametrize
+from jaxnas import sharding
 from jaxnas import spaces
 from jaxnas import steps
 from jaxnas import supernet
@@ -51,6 +52,7 @@ class Search:
   steps_per_epoch: int
   total_steps: int
   arch_batch_size: int
+  parallel: sharding.DataParallel
 
 
 def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
@@ -73,14 +75,16 @@ def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   if config.space.name == "darts":
     return space.supernet(channels=config.space.channels, layers=config.space.layers,
                           num_classes=num_classes, unroll=config.space.unroll,
-                          node_batchnorm=config.space.node_batchnorm)
+                          node_batchnorm=config.space.node_batchnorm, remat=config.space.remat)
   elif config.space.name == "width":
     return space.supernet(channels=config.space.channels,
                           blocks_per_stage=config.space.blocks_per_stage,
-                          num_classes=num_classes, unroll=config.space.unroll)
+                          num_classes=num_classes, unroll=config.space.unroll,
+                          remat=config.space.remat)
   return space.supernet(channels=config.space.channels,
                         cells_per_stage=config.space.cells_per_stage, num_classes=num_classes,
-                        unroll=config.space.unroll, node_batchnorm=config.space.node_batchnorm)
+                        unroll=config.space.unroll, node_batchnorm=config.space.node_batchnorm,
+                        remat=config.space.remat)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
@@ -90,7 +94,8 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDatase
   if config.data.name == "synthetic":
     options = dict(num_train=config.data.synthetic_num_train,
                    image_size=config.data.synthetic_image_size,
-                   num_classes=config.data.synthetic_num_classes, seed=config.seed)
+                   num_classes=config.data.synthetic_num_classes,
+                   seed=config.data.split_seed)  # a fixed dataset: the same for every run seed
   dataset = data_lib.get_dataset(config.data.name, data_dir=config.data.data_dir or None,
                                  **options)
   splits = data_lib.make_search_splits(dataset, config.data.split,
@@ -108,6 +113,10 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   module = build_supernet(config, space, dataset.num_classes)
   arch_batch = config.arch_batch_size or config.batch_size
   config_checks.check_batch_sizes(config, len(splits.weights), len(splits.arch), arch_batch)
+  parallel = sharding.from_config(config)
+  for name, size in (("batch_size", config.batch_size), ("arch_batch_size", arch_batch),
+                     ("eval_batch_size", config.eval_batch_size)):
+    parallel.check_batch_size(name, size)
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   total = config.max_steps or config.epochs * per_epoch
   wopt = config.weights_optimizer
@@ -125,9 +134,10 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
       std=tuple(dataset.std), crop_padding=config.data.crop_padding, flip=config.data.flip,
       cutout=config.data.cutout, step_order=config.step_order, arch_gradient=arch_gradient,
       arch_every=config.arch_every, entropy_reg=config.arch_optimizer.entropy_reg,
-      steps_per_epoch=per_epoch)
+      steps_per_epoch=per_epoch, compute_dtype=config.compute_dtype)
   method = methods.build_method(config)
-  return Search(config, space, splits, components, method, per_epoch, total, arch_batch)
+  return Search(config, space, splits, components, method, per_epoch, total, arch_batch,
+                parallel)
 
 
 def build_arch_optimizer(aopt: ml_collections.ConfigDict):
@@ -164,7 +174,9 @@ def fingerprint(search: Search) -> dict[str, Any]:
   config = search.config
   return {"space": config.space.name, "ops": list(search.space.ops),
           "arch_shapes": {k: list(v) for k, v in search.space.flat_arch_shapes().items()},
-          "space_sizes": config.space.to_dict(), "method": config.method,
+          # remat changes how a step computes, not the state: resumable either way.
+          "space_sizes": {k: v for k, v in config.space.to_dict().items() if k != "remat"},
+          "method": config.method,
           "hypergrad": config.hypergrad, "parametrization": config.parametrization,
           "arch_every": config.arch_every,
           "dataset": config.data.name, "split": config.data.split,
@@ -175,11 +187,6 @@ def fingerprint(search: Search) -> dict[str, Any]:
           **({"rarts": config.rarts.to_dict()} if config.method == "rarts" else {})}
 
 
-def gather_batch(split: data_lib.Split, indices: np.ndarray) -> tuple[jax.Array, jax.Array]:
-  """Host uint8 images and int32 labels of ``indices``, moved to the device."""
-  return jnp.asarray(split.images[indices]), jnp.asarray(split.labels[indices], jnp.int32)
-
-
 def step_batches(search: Search, step: int) -> dict[str, tuple[jax.Array, jax.Array]]:
   """The training and validation batches of ``step``: a pure function of (seed, step)."""
   config, splits = search.config, search.splits
@@ -188,12 +195,13 @@ def step_batches(search: Search, step: int) -> dict[str, tuple[jax.Array, jax.Ar
   val_idx = data_lib.batch_indices(config.seed, step, len(splits.arch), search.arch_batch_size,
                                    stream=ARCH_STREAM,
                                    with_replacement=config.data.arch_with_replacement)
-  return {"train": gather_batch(splits.weights, train_idx),
-          "val": gather_batch(splits.arch, val_idx)}
+  return {"train": search.parallel.put_examples(splits.weights, train_idx),
+          "val": search.parallel.put_examples(splits.arch, val_idx)}
 
 
-def evaluate(search: Search, eval_fn, state: SearchState) -> dict[str, float]:
-  """Loss and accuracy of the supernet (running BN statistics) on the eval split."""
+def evaluate(search: Search, eval_fn, state: SearchState) -> dict[str, Any]:
+  """Loss and accuracy of the supernet (running BN statistics) on the eval split: floats, or
+  arrays of one value per seed for a vmapped ``eval_fn`` (``jaxnas.seeds``)."""
   split, batch = search.splits.eval, search.config.eval_batch_size
   num_batches = max(1, len(split) // batch) if len(split) >= batch else 1
   if search.config.eval_max_batches:
@@ -201,12 +209,12 @@ def evaluate(search: Search, eval_fn, state: SearchState) -> dict[str, float]:
   loss_sum = correct = count = 0.0
   for b in range(num_batches):
     idx = np.arange(b * batch, min((b + 1) * batch, len(split)))
-    images, labels = gather_batch(split, idx)
-    out = eval_fn(state, images, labels)
-    loss_sum += float(out["loss_sum"])
-    correct += float(out["correct"])
+    images, labels = search.parallel.put_examples(split, idx)
+    out = jax.device_get(eval_fn(state, images, labels))
+    loss_sum += np.asarray(out["loss_sum"], np.float64)
+    correct += np.asarray(out["correct"], np.float64)
     count += len(idx)
-  return {"eval/loss": loss_sum / count, "eval/accuracy": correct / count}
+  return {"eval/loss": (loss_sum / count).tolist(), "eval/accuracy": (correct / count).tolist()}
 
 
 def load_benchmark(config: ml_collections.ConfigDict):
@@ -263,45 +271,71 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str, space) -> metr
 
 
 def restore_or_start(config: ml_collections.ConfigDict, workdir: str, state: Any,
-                     run_fingerprint: dict[str, Any]):
+                     run_fingerprint: dict[str, Any], parallel: sharding.DataParallel):
   """``(state, manager, resumed)``: the latest checkpoint in ``workdir/checkpoints`` if there is
   one (its structure that of the fresh ``state``), else ``state``.
 
-  The state is committed to the first local device in both cases: a restored state is committed,
-  a fresh one is not, and jit keys its cache on that, so a resume would otherwise recompile.
+  The state is committed replicated to the mesh of ``parallel`` in both cases (restored arrays go
+  there directly): the first step then compiles once for that placement, and a resumed run
+  compiles the same program as a fresh one.
   """
   manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
                                              keep=config.keep_checkpoints,
                                              fingerprint=run_fingerprint)
   resumed = manager.latest_step() is not None
   if resumed:
-    state = manager.restore(jax.eval_shape(lambda: state))
-  return jax.device_put(state, jax.local_devices()[0]), manager, resumed
+    return manager.restore(parallel.abstract(state)), manager, resumed
+  return parallel.replicate(state), manager, resumed
+
+
+def jit_search_step(search: Search):
+  """The method's search step, jitted once: ``(state, batches) -> (state, metrics)``.
+
+  The state's buffers are donated (updated in place), and the new state and the metrics are
+  pinned replicated on the mesh (batches arrive split over it), so the step's output placement
+  equals its input placement and the program never recompiles.
+  """
+  return jax.jit(functools.partial(search.method.search_step, components=search.components),
+                 donate_argnums=0, out_shardings=search.parallel.replicated)
+
+
+def start_state(search: Search) -> SearchState:
+  """A fresh state, committed replicated on the mesh (what the first step expects)."""
+  return search.parallel.replicate(init_state(search))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs (or resumes) a search in ``workdir``; returns the final and best genotypes and metrics."""
+  """Runs (or resumes) a search in ``workdir``; returns the final and best genotypes and metrics.
+
+  With ``config.num_seeds > 1`` it runs that many seeds as one vmapped program instead
+  (``jaxnas.seeds.train_and_evaluate``, which returns the per-seed summaries and their spread).
+  """
+  if config.num_seeds > 1:
+    from jaxnas import seeds  # local import: seeds builds on this module
+    return seeds.train_and_evaluate(config, workdir)
   # ---------------------------------------------------------------- build (fails fast, no compile)
   search = build_search(config)
   table = load_benchmark(config)
   logger = open_workdir(config, workdir, search.space)
   # ---------------------------------------------------------------- state: fresh or resumed
   state, manager, resumed = restore_or_start(config, workdir, init_state(search),
-                                             fingerprint(search))
+                                             fingerprint(search), search.parallel)
   if resumed:
     logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
   start = int(state.step)
   logger.info(f"space={config.space.name} ops={search.space.ops} params="
               f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "
-              f"total_steps={search.total_steps} devices={jax.device_count()}")
+              f"total_steps={search.total_steps} devices={search.parallel.size} "
+              f"processes={jax.process_count()}")
   # ---------------------------------------------------------------- compiled steps
-  step_fn = jax.jit(functools.partial(search.method.search_step, components=search.components),
-                    donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(search.method.eval_step, components=search.components))
+  step_fn = jit_search_step(search)
+  eval_fn = jax.jit(functools.partial(search.method.eval_step, components=search.components),
+                    out_shardings=search.parallel.replicated)
   diag_fn = jax.jit(functools.partial(
       steps.diagnostics_step, components=search.components,
       cg_maxiter=config.diagnostics.cg_maxiter,
-      eigen_iterations=config.diagnostics.eigen_iterations))
+      eigen_iterations=config.diagnostics.eigen_iterations),
+      out_shardings=search.parallel.replicated)
   # ---------------------------------------------------------------- the loop
   buckets = load_size_buckets(workdir) if config.milenas.size_buckets else None
   timer = metrics_lib.StepTimer(start, search.total_steps)

@@ -45,8 +45,8 @@ SCHEDULE_FIELDS = {
 class Logger:
   """Writes console lines, TensorBoard events and ``genotypes.jsonl`` (one JSON line per epoch)."""
 
-  def __init__(self, workdir: str, space):
-    self.workdir, self.space = workdir, space
+  def __init__(self, workdir: str, space, prefix: str = ""):
+    self.workdir, self.space, self.prefix = workdir, space, prefix
     self.is_writer = jax.process_index() == 0
     self.writer = None
     if self.is_writer:
@@ -56,7 +56,7 @@ class Logger:
 
   def info(self, message: str) -> None:
     if self.is_writer:
-      print(message, flush=True)
+      print(self.prefix + message, flush=True)
 
   def scalars(self, step: int, values: Mapping[str, Any]) -> None:
     if self.writer is not None:

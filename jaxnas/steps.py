@@ -53,6 +53,9 @@ class SearchComponents:
   arch_every: int = 1        # an alpha step every k steps (iDARTS: T weight steps per alpha step)
   entropy_reg: float = 0.0   # GAEA: lambda * sum(alpha log(alpha n)) added to the alpha objective
   steps_per_epoch: int = 0   # for methods whose schedules count epochs (DARTS-PRIME's prox ramp)
+  # The supernet forward's dtype: 'float32' | 'bfloat16' (float32 master weights, BN statistics and
+  # logits; see jaxnas.supernet). Used by supernet_loss (every gradient) and eval_step.
+  compute_dtype: str = "float32"
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -66,10 +69,15 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def supernet_loss(components: SearchComponents, weights, arch, model_state, images, labels):
-  """Training-mode loss ``L(w, alpha; batch)``; aux = (new BN state, accuracy)."""
+  """Training-mode loss ``L(w, alpha; batch)``; aux = (new BN state, accuracy).
+
+  The forward runs in ``components.compute_dtype``; the loss, its gradients and the BN state are
+  float32 in every case.
+  """
   mixing = components.parametrization.activate(arch)
   logits, new_model_state = supernet.apply(components.module, weights, model_state, images,
-                                           mixing, train=True)
+                                           mixing, train=True,
+                                           compute_dtype=components.compute_dtype)
   return cross_entropy(logits, labels), (new_model_state, accuracy(logits, labels))
 
 
@@ -170,7 +178,7 @@ def eval_step(state: SearchState, images: jax.Array, labels: jax.Array, *,
   x = data_lib.normalize(images, components.mean, components.std)
   mixing = components.parametrization.activate(state.arch)
   logits, _ = supernet.apply(components.module, state.weights, state.model_state, x, mixing,
-                             train=False)
+                             train=False, compute_dtype=components.compute_dtype)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
   return {"loss_sum": jnp.sum(losses), "correct": jnp.sum(correct)}

@@ -4,7 +4,11 @@ Rerunning the same command with the same workdir resumes from the latest checkpo
 field can be overridden: ``--config.epochs=10 --config.data.data_dir=/data``. A config with
 ``config.mode = 'eval'`` (``configs/eval_*.py``) trains ``config.genotype`` from scratch
 (``jaxnas.evaluate``) instead of searching; ``config.method = 'nao_v2'`` runs NAO-V2's own driver
-(``jaxnas.nao.search``).
+(``jaxnas.nao.search``); ``config.num_seeds > 1`` runs that many seeds as one vmapped program
+(``jaxnas.seeds``).
+
+Multi-host (TPU pod slice, several GPU hosts): run the same command on every host with
+``--config.distributed.enabled=true`` (see README, "Scaling out").
 """
 from absl import app
 from absl import flags
@@ -12,6 +16,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from jaxnas import loop
+from jaxnas import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, optionally with ':smoke'.", lock_config=True)
@@ -24,6 +29,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress goes to stdout; --verbosity=0 for absl INFO
+  sharding.initialize_distributed(_CONFIG.value)  # multi-host: before any other JAX call
   if _CONFIG.value.get("method") == "nao_v2":
     from jaxnas.nao import search as nao_search  # local import: gradient searches do not need it
     nao_search.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

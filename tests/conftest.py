@@ -36,3 +36,17 @@ _CACHE_DIR = os.environ[_CACHE_ENV]
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+# ``config.mesh.data = 0`` means "all devices". On the 8 virtual CPU devices above, that would
+# partition every test program 8 ways: the same numbers (tested in test_sharding.py), but ~1.6x the
+# compile time on 2 cores. So tests that leave it at 0 run on one device; tests of multi-device
+# behaviour ask for their device count explicitly (``mesh.data = 8``).
+import pytest  # noqa: E402
+
+from jaxnas import sharding as _sharding  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_device_unless_asked(monkeypatch):
+  monkeypatch.setattr(_sharding, "from_config", lambda config: _sharding.DataParallel(
+      _sharding.make_mesh(config.mesh.data or 1)))

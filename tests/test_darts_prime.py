@@ -349,7 +349,7 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
   # Masked ops change nothing: move a pruned op's raw alpha, the supernet output stays the same;
   # unmask it and the output changes.
   eval_fn = jax.jit(functools.partial(search.method.eval_step, components=search.components))
-  images, labels = loop.gather_batch(search.splits.eval, np.arange(8))
+  images, labels = search.parallel.put_examples(search.splits.eval, np.arange(8))
   edge, op = map(int, np.argwhere(mask_end == 0)[0])
   moved = a.replace(arch={"cell": a.arch["cell"].at[edge, op].set(0.9)})
   base, same = eval_fn(a, images, labels), eval_fn(moved, images, labels)

@@ -323,6 +323,7 @@ def test_eval_smoke_runs_resumes_and_writes_reports(tmp_path):
   config = load_config("eval_cifar10.py", "smoke")
   config.genotype = TINY_GENOTYPE
   config.network.layers = 1        # one reduction cell, the aux head after it: the smallest net
+  config.mesh.data = 8             # data-parallel over the 8 virtual CPU devices, resume included
   workdir = str(tmp_path / "resumed")
   first = evaluate.train_and_evaluate(config, workdir)
   assert first["step"] == 2 and first["final_record"]["epoch"] == 1

@@ -11,6 +11,7 @@ import scipy.stats
 
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas.nao import nb201 as nao_nb201
+from jaxnas import sharding
 from jaxnas.nao import search as nao_search
 from jaxnas.spaces import nb201_network
 import test_loop
@@ -190,23 +191,23 @@ def test_resume_mid_iteration_equals_uninterrupted(tmp_path, monkeypatch):
   the final state is bit-identical to an uninterrupted search's, and so is the result."""
   config = load_config("nao_v2_nb201.py")
   full = nao_search.train_and_evaluate(config, str(tmp_path / "full"))
-  real_gather = nao_search.gather
+  real_gather = sharding.DataParallel.put_examples
   # Batch gathers of the smoke search: 4 per iteration's training, then 1 per scored architecture.
   # Call 3 is iteration 0's third step (after the step-2 checkpoint); after that resume, call 11
   # is iteration 1's third step (2 training + 6 scoring + 2 training gathers before it).
   for interrupt_at in (3, 11):
     calls = {"n": 0}
 
-    def flaky_gather(split, idx, interrupt_at=interrupt_at):
+    def flaky_gather(parallel, split, idx, interrupt_at=interrupt_at):
       calls["n"] += 1
       if calls["n"] == interrupt_at:
         raise _Interrupt
-      return real_gather(split, idx)
+      return real_gather(parallel, split, idx)
 
-    monkeypatch.setattr(nao_search, "gather", flaky_gather)
+    monkeypatch.setattr(sharding.DataParallel, "put_examples", flaky_gather)
     with pytest.raises(_Interrupt):
       nao_search.train_and_evaluate(config, str(tmp_path / "resumed"))
-  monkeypatch.setattr(nao_search, "gather", real_gather)
+  monkeypatch.setattr(sharding.DataParallel, "put_examples", real_gather)
   records = [json.loads(line) for line in open(tmp_path / "resumed" / "nao_iterations.jsonl")]
   assert [r["iteration"] for r in records] == [0], "the second interruption is in iteration 1"
   resumed = nao_search.train_and_evaluate(config, str(tmp_path / "resumed"))
@@ -224,4 +225,15 @@ def test_bad_config_fails_fast_with_the_field_named(tmp_path):
     nao_search.train_and_evaluate(config, str(tmp_path))
   config = load_config("nao_v2_cifar10.py", **{"space.name": "darts"})
   with pytest.raises(ValueError, match="'nao'.*'nb201'"):
+    nao_search.train_and_evaluate(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("space.remat", True, "space.remat=True is not supported by NAO-V2"),
+    ("compute_dtype", "bfloat16", "compute_dtype='bfloat16' is not supported by NAO-V2"),
+    ("num_seeds", 2, "num_seeds=2 is not supported by NAO-V2"),
+])
+def test_gradient_method_only_options_fail_fast(field, value, match, tmp_path):
+  config = load_config("nao_v2_nb201.py", **{field: value})
+  with pytest.raises(ValueError, match=match):
     nao_search.train_and_evaluate(config, str(tmp_path))

@@ -57,6 +57,7 @@ import optax
 from jaxnas import data as data_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
+from jaxnas import sharding
 from jaxnas.nao import controller as controller_lib
 
 TRAIN, SCORE, CONTROLLER, RERANK, DONE = range(5)
@@ -204,6 +205,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 < nao.drop_path_keep_prob <= 1.0:
     raise ValueError(f"config.nao.drop_path_keep_prob must be in (0, 1], got "
                      f"{nao.drop_path_keep_prob}.")
+  unsupported = {"space.remat=True": config.space.remat,
+                 f"compute_dtype={config.compute_dtype!r}": config.compute_dtype != "float32",
+                 f"num_seeds={config.num_seeds}": config.num_seeds != 1}
+  for setting, used in unsupported.items():
+    if used:
+      raise ValueError(f"config.{setting} is not supported by NAO-V2's driver (gradient methods "
+                       "only); leave it at its default with config.method='nao_v2'.")
 
 
 @dataclasses.dataclass
@@ -220,6 +228,7 @@ class NAOSearch:
   pool_capacity: int
   child_capacity: int
   lr: optax.Schedule
+  parallel: sharding.DataParallel
 
 
 def build(config: ml_collections.ConfigDict) -> NAOSearch:
@@ -240,6 +249,10 @@ def build(config: ml_collections.ConfigDict) -> NAOSearch:
   if config.nao.score_batch_size > len(splits.arch):
     raise ValueError(f"config.nao.score_batch_size={config.nao.score_batch_size} exceeds the "
                      f"{len(splits.arch)} validation examples; lower it.")
+  parallel = sharding.from_config(config)
+  for name, size in (("batch_size", config.batch_size),
+                     ("nao.score_batch_size", config.nao.score_batch_size)):
+    parallel.check_batch_size(name, size)
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   wopt = config.weights_optimizer
   lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate, config.nao.child_epochs,
@@ -247,14 +260,16 @@ def build(config: ml_collections.ConfigDict) -> NAOSearch:
   nao = config.nao
   capacity = nao.seed_archs + (nao.iterations - 1) * nao.new_archs
   return NAOSearch(config, space, module, controller, splits, dataset, per_epoch,
-                   per_epoch * nao.child_epochs, capacity, max(nao.seed_archs, nao.new_archs), lr)
+                   per_epoch * nao.child_epochs, capacity, max(nao.seed_archs, nao.new_archs), lr,
+                   parallel)
 
 
 def fingerprint(search: NAOSearch) -> dict[str, Any]:
   """What a checkpoint must agree with to be resumed."""
   config = search.config
   return {"method": config.method, "space": config.space.name, "space_sizes":
-          config.space.to_dict(), "nao": config.nao.to_dict(), "dataset": config.data.name,
+          {k: v for k, v in config.space.to_dict().items() if k != "remat"},
+          "nao": config.nao.to_dict(), "dataset": config.data.name,
           "split": config.data.split, "train_portion": config.data.train_portion,
           "max_examples": config.data.max_examples, "batch_size": config.batch_size,
           "seed": config.seed, "weights_optimizer": config.weights_optimizer.to_dict()}
@@ -445,10 +460,6 @@ def ranked(state: NAOState) -> tuple[np.ndarray, np.ndarray]:
 # Stages
 
 
-def gather(split: data_lib.Split, indices: np.ndarray) -> tuple[jax.Array, jax.Array]:
-  return jnp.asarray(split.images[indices]), jnp.asarray(split.labels[indices], jnp.int32)
-
-
 def train_supernet(search: NAOSearch, state: NAOState, step_fn, manager, logger) -> NAOState:
   """Supernet steps until the iteration's budget is spent (resumes mid-iteration)."""
   config = search.config
@@ -459,7 +470,7 @@ def train_supernet(search: NAOSearch, state: NAOState, step_fn, manager, logger)
     global_step = iteration * total + step
     idx = data_lib.batch_indices(config.seed, global_step, len(search.splits.weights),
                                  config.batch_size, stream=TRAIN_STREAM, with_replacement=False)
-    state, metrics = step_fn(state, *gather(search.splits.weights, idx))
+    state, metrics = step_fn(state, *search.parallel.put_examples(search.splits.weights, idx))
     done = step + 1
     if done % config.log_every_steps == 0 or done == total:
       values = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -490,7 +501,7 @@ def score_pool(search: NAOSearch, state: NAOState, score_fn, table, logger) -> N
                                  len(search.splits.arch), config.nao.score_batch_size,
                                  stream=SCORE_STREAM, with_replacement=True)
     scores[i] = float(score_fn(state.weights, state.model_state, jnp.asarray(arch),
-                               *gather(search.splits.arch, idx)))
+                               *search.parallel.put_examples(search.splits.arch, idx)))
   pool_scores = state.pool_scores.at[:len(scores)].set(jnp.asarray(scores))
   last = iteration == config.nao.iterations - 1
   state = state.replace(pool_scores=pool_scores, progress=state.progress + 1,
@@ -652,13 +663,13 @@ def rerank_one(search: NAOSearch, tokens: np.ndarray, index: int, logger) -> flo
     idx = data_lib.batch_indices(config.seed + 1 + index, step, len(search.splits.weights),
                                  config.batch_size, stream=TRAIN_STREAM, with_replacement=False)
     weights, model_state, momentum = train_step(weights, model_state, momentum,
-                                                *gather(search.splits.weights, idx),
+                                                *search.parallel.put_examples(search.splits.weights, idx),
                                                 jnp.asarray(step, jnp.int32))
   split, batch = search.splits.arch, config.eval_batch_size
   hits = 0
   for start in range(0, len(split), batch):
     idx = np.arange(start, min(start + batch, len(split)))
-    hits += int(correct(weights, model_state, *gather(split, idx)))
+    hits += int(correct(weights, model_state, *search.parallel.put_examples(split, idx)))
   accuracy = hits / len(split)
   logger.info(f"re-rank {index + 1}/{config.nao.rerank_top}: {search.space.to_string(tokens)}  "
               f"stand-alone valid acc {accuracy:.4f} after {config.nao.rerank_epochs} epochs")
@@ -720,18 +731,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   table = loop.load_benchmark(config)
   logger = loop.open_workdir(config, workdir, search.space)
   state, manager, resumed = loop.restore_or_start(config, workdir, init_state(search),
-                                                  fingerprint(search))
+                                                  fingerprint(search), search.parallel)
   if resumed:
     logger.info(f"Resumed in {workdir}: iteration {int(state.iteration)}, stage "
                 f"'{PHASE_NAMES[int(state.phase)]}', supernet step {int(state.child_step)}.")
-  device = jax.local_devices()[0]
   logger.info(f"NAO-V2 on the {search.space.name!r} space: supernet params "
               f"{sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.weights)):,}, "
               f"{config.nao.iterations} iterations x {search.steps_per_iteration} steps, "
               f"{config.nao.seed_archs} seed + {config.nao.new_archs} new architectures per "
               f"iteration, sampling={config.nao.sampling!r}")
-  step_fn = jax.jit(functools.partial(child_step, search=search), donate_argnums=0)
-  score_fn = jax.jit(functools.partial(score_arch, search=search))
+  replicated = search.parallel.replicated  # state and scores pinned replicated on the mesh
+  step_fn = jax.jit(functools.partial(child_step, search=search), donate_argnums=0,
+                    out_shardings=replicated)
+  score_fn = jax.jit(functools.partial(score_arch, search=search), out_shardings=replicated)
   while int(state.phase) != DONE:
     phase = int(state.phase)
     if phase == TRAIN:
@@ -742,9 +754,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       state = train_controller_and_generate(search, state, logger)
     elif phase == RERANK:
       state = rerank(search, state, manager, logger)
-    # Host-built arrays are uncommitted; committing the state keeps the jitted step's cache key
-    # (and so one compilation) across stages and resumes.
-    state = jax.device_put(state, device)
+    # Host-built arrays are uncommitted; committing the state (replicated on the mesh) keeps the
+    # jitted step's cache key (and so one compilation) across stages and resumes.
+    state = search.parallel.replicate(state)
     manager.save(int(state.progress), state)
   manager.close()
   return summarize(search, state, table, logger)

@@ -191,6 +191,15 @@ class DartsSearchCell(nn.Module):
     return jnp.concatenate(list(states[-self.multiplier:]), axis=-1)
 
 
+def _run_cell(cell: DartsSearchCell, s0: jax.Array, s1: jax.Array, mixing: jax.Array,
+              edge_weights: jax.Array | None, train: bool) -> jax.Array:
+  return cell(s0, s1, mixing, edge_weights, train=train)
+
+
+# The cell under nn.remat; ``train`` (argument 5, counting the cell) is static (a Python bool).
+_run_cell_remat = nn.remat(_run_cell, static_argnums=(5,))
+
+
 def reduction_layers(layers: int) -> tuple[int, ...]:
   """Indices of the reduction cells: ``layers//3`` and ``2*layers//3``."""
   return (layers // 3, 2 * layers // 3)
@@ -201,6 +210,9 @@ class DartsSupernet(nn.Module):
 
   With ``partial_channels`` / ``edge_normalization`` it is the PC-DARTS search network
   (``mixing`` then also has ``'normal_edges'`` and ``'reduce_edges'``, see ``arch_shapes``).
+  ``remat=True`` wraps every cell in ``nn.remat`` (activation rematerialization): the backward pass
+  recomputes a cell's activations from its inputs instead of storing them, less memory for about
+  one more forward pass of compute. Same variables (names and shapes) as without.
   """
   ops: tuple[str, ...] = DARTS_OPS
   channels: int = 16
@@ -213,10 +225,12 @@ class DartsSupernet(nn.Module):
   edge_normalization: bool = False
   unroll: bool = False  # unroll the edge scans: slower compile, much faster on CPU
   node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
+  remat: bool = False  # nn.remat each cell: its activations are recomputed in the backward pass
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
     check_mixing(mixing, arch_shapes(self.nodes, len(self.ops), self.edge_normalization), "darts")
+    run_cell = _run_cell_remat if self.remat else _run_cell
     x = ops_lib.conv(self.stem_multiplier * self.channels, 3, padding=1, name="stem_conv")(x)
     s0 = s1 = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
     width, reduction_prev = self.channels, False
@@ -230,7 +244,7 @@ class DartsSupernet(nn.Module):
       kind = "reduce" if reduction else "normal"
       betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
                if self.edge_normalization else None)
-      s0, s1 = s1, cell(s0, s1, mixing[kind], betas, train=train)
+      s0, s1 = s1, run_cell(cell, s0, s1, mixing[kind], betas, train)
       reduction_prev = reduction
     x = jnp.mean(s1, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -327,12 +341,15 @@ class DartsSpace(SearchSpace):
     return arch_shapes(self.nodes, len(self.ops), self.edge_normalization)
 
   def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
-               unroll: bool = True, node_batchnorm: bool = False, **unused: Any) -> DartsSupernet:
+               unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
+               **unused: Any) -> DartsSupernet:
     """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS).
 
     ``unroll=False`` keeps the per-cell edge loops rolled: a much shorter compile (tests, smoke
     runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
     ``node_batchnorm=True``: DARTS-PRIME's BatchNorm (no affine) after every intermediate node.
+    ``remat=True``: ``nn.remat`` on every cell (recompute activations in the backward pass; the
+    same variables).
     """
     self._reject_unused(unused)
     if layers < 1:
@@ -343,7 +360,7 @@ class DartsSpace(SearchSpace):
     return DartsSupernet(self.ops, channels, layers, num_classes, self.nodes,
                          multiplier=self.nodes, partial_channels=self.partial_channels,
                          edge_normalization=self.edge_normalization, unroll=unroll,
-                         node_batchnorm=bool(node_batchnorm))
+                         node_batchnorm=bool(node_batchnorm), remat=bool(remat))
 
   def network(self, genotype: Genotype, **sizes: Any) -> nn.Module:
     """The discrete evaluation network of ``genotype`` (``darts_network.network``: C=36, 20

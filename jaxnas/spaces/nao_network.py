@@ -490,6 +490,8 @@ class NAOSupernet(nn.Module):
   prob is the Python literal 1.0. The identical normal cells of a stage run under ``nn.scan``
   (``stage_{s}``, weights stacked on a leading axis); cell 0 and the reduction cells are separate
   (``cell_{k}``); the first scanned cell's s0 calibration is ``stage_{s}_calib_0``.
+  ``remat=True`` wraps every cell in ``nn.remat`` (recompute its activations in the backward pass:
+  less memory, about one more forward of compute; the same variables).
   """
   ops: tuple[str, ...] = NAO_SMALL_OPS
   channels: int = 20
@@ -499,6 +501,7 @@ class NAOSupernet(nn.Module):
   stem_multiplier: int = 3
   keep_prob: float = 1.0  # dropout before the classifier (keep probability)
   unroll: bool = False
+  remat: bool = False  # nn.remat each cell: its activations are recomputed in the backward pass
 
   @nn.compact
   def __call__(self, x, tokens, *, train: bool, drop_path_keep_prob: Any = 1.0):
@@ -511,8 +514,9 @@ class NAOSupernet(nn.Module):
     keep = jnp.asarray(drop_path_keep_prob, jnp.float32)
     total = 3 * n + 2
     ratio = lambda k: jnp.asarray((k + 1) / total, jnp.float32)  # noqa: E731
-    cell = lambda c, red, **kw: SupernetCell(self.ops, c, b, red, train, drop,  # noqa: E731
-                                             self.unroll, **kw)
+    cell_cls = nn.remat(SupernetCell) if self.remat else SupernetCell
+    cell = lambda c, red, **kw: cell_cls(self.ops, c, b, red, train, drop,  # noqa: E731
+                                         self.unroll, **kw)
     s0 = s1 = _stem(x, self.stem_multiplier * self.channels, train)
     c = self.channels
     (s0, s1), _ = cell(c, False, name="cell_0")((s0, s1), ratio(0), tokens[:4 * b], keep)
@@ -534,7 +538,9 @@ class NAOSupernet(nn.Module):
       s0, new = _calib_apply(kinds[0], s0, p[name], _read(s_vars[name]), train)
       if train:
         _write(s_vars[name], new)
-    body = nn.scan(SupernetCell, variable_axes={"params": 0, "batch_stats": 0},
+    # remat before scan; inside a scan CSE cannot merge the recomputation with the forward.
+    cell = nn.remat(SupernetCell, prevent_cse=False) if self.remat else SupernetCell
+    body = nn.scan(cell, variable_axes={"params": 0, "batch_stats": 0},
                    split_rngs={"params": True, "dropout": True},
                    in_axes=(0, nn.broadcast, nn.broadcast), length=count,
                    unroll=count if self.unroll else 1)

@@ -164,13 +164,19 @@ def edge_variables(cell_variables: Mapping[str, Any], edge: int) -> dict[str, An
 
 
 class NB201Supernet(nn.Module):
-  """TinyNetworkDarts: the NB201 weight-sharing supernet; ``mixing = {'cell': (6, len(ops))}``."""
+  """TinyNetworkDarts: the NB201 weight-sharing supernet; ``mixing = {'cell': (6, len(ops))}``.
+
+  ``remat=True`` wraps every cell in ``nn.remat`` (activation rematerialization): the backward pass
+  recomputes a cell's activations from its input instead of storing them, less memory for about
+  one more forward pass of compute. Same variables (names and shapes) as without.
+  """
   ops: tuple[str, ...] = NB201_OPS
   channels: int = 16
   cells_per_stage: int = 5
   num_classes: int = 10
   unroll: bool = False  # unroll the cell and edge scans: slower compile, much faster on CPU
   node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
+  remat: bool = False  # nn.remat each cell: its activations are recomputed in the backward pass
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
@@ -182,7 +188,10 @@ class NB201Supernet(nn.Module):
       width = self.channels * 2**stage
       if stage > 0:
         x = ops_lib.ResNetBasicBlock(width, 2, name=f"reduce_{stage}")(x, train=train)
-      cells = nn.scan(NB201SearchCell, variable_axes={"params": 0, "batch_stats": 0},
+      # remat before scan: the backward keeps only each cell's input, not its activations. Inside
+      # a scan, CSE cannot merge the recomputation with the forward, so prevent_cse is not needed.
+      cell = nn.remat(NB201SearchCell, prevent_cse=False) if self.remat else NB201SearchCell
+      cells = nn.scan(cell, variable_axes={"params": 0, "batch_stats": 0},
                       split_rngs={"params": True}, in_axes=nn.broadcast,
                       length=self.cells_per_stage,
                       unroll=self.cells_per_stage if self.unroll else 1)
@@ -203,16 +212,18 @@ class NB201Space(SearchSpace):
     return {"cell": (NUM_EDGES, len(self.ops))}
 
   def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
-               unroll: bool = True, node_batchnorm: bool = False,
+               unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
                **unused: Any) -> NB201Supernet:
     """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24).
 
     ``unroll=False`` keeps the cell and edge loops rolled: a much shorter compile (tests, smoke
     runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
+    ``remat=True``: ``nn.remat`` on every cell (recompute activations in the backward pass; the
+    same variables).
     """
     self._reject_unused(unused)
     return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll,
-                         bool(node_batchnorm))
+                         bool(node_batchnorm), bool(remat))
 
   def network(self, genotype: NB201Genotype | str, **sizes: Any) -> nn.Module:
     """The discrete NAS-Bench-201 network of ``genotype`` (``nb201_network.network``: C=16, N=5)."""

@@ -244,16 +244,25 @@ class BasicBlock(nn.Module):
 
 
 class WidthSupernet(nn.Module):
-  """The width-search supernet; ``mixing = {'stream': (3, K), 'inner': (3n, K)}``."""
+  """The width-search supernet; ``mixing = {'stream': (3, K), 'inner': (3n, K)}``.
+
+  ``remat=True`` wraps every residual block in ``nn.remat`` (activation rematerialization): the
+  backward pass recomputes a block's activations from its input instead of storing them, less
+  memory for about one more forward pass of compute. Same variables as without.
+  """
   ops: tuple[str, ...] = WIDTH_OPS
   channels: int = 16
   blocks_per_stage: int = 3
   num_classes: int = 10
   unroll: bool = False  # unroll the scan over a stage's blocks 2..n
+  remat: bool = False  # nn.remat each block: its activations are recomputed in the backward pass
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
     n, widths = self.blocks_per_stage, stage_widths(self.channels)
+    # remat before scan; inside a scan CSE cannot merge the recomputation with the forward.
+    block = nn.remat(BasicBlock) if self.remat else BasicBlock
+    scanned = nn.remat(BasicBlock, prevent_cse=False) if self.remat else BasicBlock
     check_mixing(mixing, width_arch_shapes(len(self.ops), n), "width")
     inner = mixing["inner"].reshape(NUM_STAGES, n, len(self.ops))
     x = ops_lib.conv(widths[0], 3, 1, 1, name="stem_conv")(x)
@@ -262,10 +271,10 @@ class WidthSupernet(nn.Module):
     for s, width in enumerate(widths):
       stream_mask = mixed_mask(mixing["stream"][s], self.ops, width)
       inner_masks = mixed_mask(inner[s], self.ops, width)  # (n, width)
-      x = BasicBlock(width, width, 2 if s else 1, train, name=f"stage_{s}_block_0")(
+      x = block(width, width, 2 if s else 1, train, name=f"stage_{s}_block_0")(
           x, inner_masks[0], stream_mask)
       if n > 1:
-        blocks = nn.scan(BasicBlock, variable_axes={"params": 0, "batch_stats": 0},
+        blocks = nn.scan(scanned, variable_axes={"params": 0, "batch_stats": 0},
                          split_rngs={"params": True}, in_axes=(0, nn.broadcast), length=n - 1,
                          unroll=n - 1 if self.unroll else 1)
         x, _ = blocks(width, width, 1, train, carry_output=True, name=f"stage_{s}_blocks")(
@@ -378,15 +387,20 @@ class WidthSpace(SearchSpace):
     return width_arch_shapes(len(self.ops), self.blocks_per_stage)
 
   def supernet(self, *, channels: int | None = None, blocks_per_stage: int | None = None,
-               num_classes: int = 10, unroll: bool = True, **unused: Any) -> WidthSupernet:
-    """The masked full-width ResNet (sizes default to the space's; they must agree with it)."""
+               num_classes: int = 10, unroll: bool = True, remat: bool = False,
+               **unused: Any) -> WidthSupernet:
+    """The masked full-width ResNet (sizes default to the space's; they must agree with it).
+
+    ``remat=True``: ``nn.remat`` on every residual block (recompute activations in the backward
+    pass; the same variables).
+    """
     self._reject_unused(unused)
     channels = self.channels if channels is None else channels
     blocks = self.blocks_per_stage if blocks_per_stage is None else blocks_per_stage
     if (channels, blocks) != (self.channels, self.blocks_per_stage):
       raise ValueError(f"The supernet's sizes (channels={channels}, blocks_per_stage={blocks}) "
                        f"differ from the space's ({self.channels}, {self.blocks_per_stage}).")
-    return WidthSupernet(self.ops, channels, blocks, num_classes, unroll)
+    return WidthSupernet(self.ops, channels, blocks, num_classes, unroll, bool(remat))
 
   def derive(self, mixing: Mapping[str, Any]) -> WidthGenotype:
     """Per-row argmax: each layer's width is ``ceil(f_k * C_layer)`` of its strongest candidate."""

@@ -1,0 +1,81 @@
+"""Vmapped seeds: seed i of one ``num_seeds=S`` run equals the single search with seed i."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnas import loop
+from jaxnas import seeds
+from test_loop import ROOT, load_config
+
+QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+
+
+def single_run_state(config, seed: int, num_steps: int):
+  """``num_steps`` steps of the plain (unvmapped) search with ``seed``, on the host."""
+  config = config.copy_and_resolve_references()
+  config.seed, config.num_seeds = seed, 1
+  search = loop.build_search(config)
+  state = loop.start_state(search)
+  step_fn = loop.jit_search_step(search)
+  for step in range(num_steps):
+    state, _ = step_fn(state, loop.step_batches(search, step))
+  return jax.device_get(state)
+
+
+def test_each_vmapped_seed_equals_its_single_run(tmp_path):
+  config = load_config(QUICKSTART, "smoke", num_seeds=2)
+  report = loop.train_and_evaluate(config, str(tmp_path))
+  assert report["seeds"] == [config.seed, config.seed + 1]
+  # The stacked final state, restored from the run's checkpoint.
+  search = loop.build_search(config)
+  abstract = jax.eval_shape(lambda: seeds.init_states(seeds.seed_searches(search)))
+  stacked, _, resumed = loop.restore_or_start(config, str(tmp_path), abstract,
+                                              seeds.fingerprint(search), search.parallel)
+  assert resumed
+  stacked = jax.device_get(stacked)
+  for i, seed in enumerate(report["seeds"]):
+    single = single_run_state(config, seed, report["step"])
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(seeds.unstack(stacked, i))[0],
+                            jax.tree.leaves(single)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"seed {seed} "
+                                 f"{jax.tree_util.keystr(path)}")
+  # The seeds are really different searches.
+  assert not np.allclose(stacked.arch["cell"][0], stacked.arch["cell"][1])
+  # Outputs: each seed's own log and result, and the spread.
+  written = json.load(open(tmp_path / seeds.SEEDS_FILE))
+  assert written["spread"]["num_seeds"] == 2
+  for seed in report["seeds"]:
+    result = json.load(open(tmp_path / f"seed_{seed}" / "result.json"))
+    assert result["final_genotype"] == report["per_seed"][str(seed)]["final_genotype"]
+  # Rerunning resumes (nothing left to do) and reports the same.
+  assert loop.train_and_evaluate(config, str(tmp_path))["spread"] == report["spread"]
+
+
+def test_spread_counts_distinct_genotypes_and_accuracy_statistics():
+  summaries = [
+      {"final_genotype": "a", "final_record": {"eval/accuracy": 0.5, "benchmark/test_accuracy": 90.0}},
+      {"final_genotype": "b", "final_record": {"eval/accuracy": 0.7, "benchmark/test_accuracy": 94.0}},
+      {"final_genotype": "a", "final_record": {"eval/accuracy": 0.6, "benchmark/test_accuracy": 92.0}},
+  ]
+  report = seeds.spread(summaries)
+  assert report["distinct_final_genotypes"] == 2
+  assert report["final_genotype_counts"] == {"a": 2, "b": 1}
+  assert report["eval/accuracy"]["mean"] == pytest.approx(0.6)
+  assert report["eval/accuracy"]["std"] == pytest.approx(np.std([0.5, 0.7, 0.6]))
+  assert report["benchmark/test_accuracy"]["min"] == 90.0
+  assert report["benchmark/test_accuracy"]["max"] == 94.0
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("milenas.early_stopping", True, "early_stopping"),
+    ("diagnostics.every_steps", 5, "diagnostics"),
+    ("num_seeds", 0, "num_seeds"),
+])
+def test_unsupported_multi_seed_settings_fail_fast(field, value, match, tmp_path):
+  config = load_config(QUICKSTART, "smoke", **{"num_seeds": 2, field: value})
+  with pytest.raises(ValueError, match=match):
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert not os.listdir(tmp_path)

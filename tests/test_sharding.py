@@ -1,0 +1,134 @@
+"""Data parallelism: every method's step on 8 virtual CPU devices equals its 1-device step.
+
+The state is replicated and the batches are split over the mesh's 'data' axis; the partitioned
+program must compute the same numbers (global-batch means in the loss, BatchNorm and gradients) up
+to the order of floating-point reductions, keep the state replicated, and compile once.
+"""
+import functools
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnas import loop
+from jaxnas import sharding
+from test_loop import ROOT, load_config
+
+DEVICES = 8
+STEPS = 2
+
+# One smoke config per method, with a 2-op (NB201) or 3-op (DARTS) subset: the partitioned
+# programs are what is tested, and fewer ops compile faster (idle 2-core CPU: ~20 s per method).
+METHOD_CONFIGS = {
+    "darts_first_order": ("quickstart.py", "darts,smoke"),
+    "darts_second_order_unrolled": ("darts_nb201.py", "second_order,smoke"),
+    "gaea": ("quickstart.py", "smoke"),
+    "milenas": ("milenas_cifar10.py", "smoke"),
+    "idarts": ("idarts_nb201.py", "smoke"),
+    "darts_prime": ("darts_prime_nb201.py", "smoke"),
+    "rarts": ("rarts_nb201.py", "smoke"),
+}
+SMALL_OPS = {"nb201": "none,nor_conv_1x1", "darts": "none,skip_connect,sep_conv_3x3"}
+
+
+def method_config(method: str):
+  name, variant = METHOD_CONFIGS[method]
+  config = load_config(os.path.join(ROOT, "configs", name), variant)
+  config.space.ops = SMALL_OPS[config.space.name]
+  config.arch_every = min(config.arch_every, STEPS)  # iDARTS (T=5): an alpha step within STEPS
+  return config
+
+
+def run_steps(config, devices: int):
+  """``STEPS`` search steps on a ``devices``-device mesh: (final state on the host, step_fn)."""
+  config.mesh.data = devices
+  search = loop.build_search(config)
+  state = loop.start_state(search)
+  step_fn = loop.jit_search_step(search)
+  for step in range(STEPS):
+    state, _ = step_fn(state, loop.step_batches(search, step))
+  assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(state))
+  assert {d for leaf in jax.tree.leaves(state) for d in leaf.sharding.device_set} == set(
+      search.parallel.mesh.devices.flat)
+  return jax.device_get(state), step_fn
+
+
+def assert_states_close(sharded, single):
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(sharded)[0],
+                          jax.tree.leaves(single)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_CONFIGS))
+def test_sharded_step_equals_single_device_step(method):
+  single, _ = run_steps(method_config(method), 1)
+  sharded, step_fn = run_steps(method_config(method), DEVICES)
+  assert step_fn._cache_size() == 1  # no recompilation across steps
+  assert_states_close(sharded, single)
+  # The steps did something: alpha moved off its initial value.
+  search = loop.build_search(method_config(method))
+  initial = jax.device_get(loop.init_state(search))
+  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(sharded.arch),
+                                                 jax.tree.leaves(initial.arch))]
+  assert any(moved)
+
+
+def test_batches_are_split_over_the_mesh_and_each_device_holds_its_rows():
+  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke")
+  config.mesh.data = DEVICES
+  search = loop.build_search(config)
+  images, labels = loop.step_batches(search, 0)["train"]
+  assert images.shape[0] == config.batch_size
+  assert images.sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
+  shard_rows = sorted(shard.index[0].start for shard in labels.addressable_shards)
+  assert shard_rows == list(range(0, config.batch_size, config.batch_size // DEVICES))
+  idx = loop.data_lib.batch_indices(config.seed, 0, len(search.splits.weights),
+                                    config.batch_size, stream=loop.WEIGHTS_STREAM,
+                                    with_replacement=False)
+  np.testing.assert_array_equal(np.asarray(labels), search.splits.weights.labels[idx])
+
+
+def test_process_rows_of_one_process_are_all_rows():
+  parallel = sharding.DataParallel(sharding.make_mesh(DEVICES))
+  assert sharding.process_rows(parallel.batch_sharding, 16) == slice(0, 16)
+  assert sharding.process_rows(parallel.replicated, 5) == slice(0, 5)
+
+
+def test_bad_mesh_and_batch_sizes_name_the_fix():
+  with pytest.raises(ValueError, match="config.mesh.data=9 devices requested"):
+    sharding.make_mesh(9)
+  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
+                       **{"mesh.data": DEVICES, "batch_size": 12})
+  with pytest.raises(ValueError, match="config.batch_size=12 does not split over the 8 devices"):
+    loop.build_search(config)
+
+
+def test_a_partial_batch_is_replicated():
+  parallel = sharding.DataParallel(sharding.make_mesh(DEVICES))
+  images = np.arange(5 * 2, dtype=np.uint8).reshape(5, 2)
+  (out,) = parallel.put_batch(lambda idx: (images[idx],), np.arange(5))
+  assert out.sharding.is_fully_replicated
+  np.testing.assert_array_equal(np.asarray(out), images)
+
+
+def nao_child_steps(devices: int):
+  """Two NAO-V2 supernet steps (``child_step``) on a ``devices``-device mesh, on the host."""
+  from jaxnas.nao import search as nao_search
+  config = load_config(os.path.join(ROOT, "configs", "nao_v2_nb201.py"), "smoke")
+  config.space.ops = SMALL_OPS["nb201"]
+  config.mesh.data = devices
+  search = nao_search.build(config)
+  state = search.parallel.replicate(nao_search.init_state(search))
+  step_fn = jax.jit(functools.partial(nao_search.child_step, search=search), donate_argnums=0,
+                    out_shardings=search.parallel.replicated)
+  for step in range(STEPS):
+    idx = np.arange(step * config.batch_size, (step + 1) * config.batch_size)
+    state, _ = step_fn(state, *search.parallel.put_examples(search.splits.weights, idx))
+  assert step_fn._cache_size() == 1
+  return jax.device_get(state)
+
+
+def test_nao_supernet_step_sharded_equals_single_device():
+  assert_states_close(nao_child_steps(DEVICES), nao_child_steps(1))
