@@ -13,7 +13,10 @@ and compilation are timed apart from running), runs warm-up steps, then times ``
            ``--hypergrad=first_order``); for 'rarts' one Gauss-Seidel pass (w, y, alpha steps).
 
 images/s is ``batch_size / median step time`` (training images per step; the search step also
-processes an alpha batch of the same size). Peak RSS is the process's ``ru_maxrss`` after the
+processes an alpha batch of the same size). GFLOP/s is the program's convolution and matmul FLOPs
+(2 x the multiply-accumulates read off its jaxpr, ``reports.function_macs``: forward, backward and
+hypergradient; scans times their length, CG's while loop once) per median step, and "% peak" its
+fraction of the machine's measured float32 matmul FLOP/s (``--matmul_peak``). Peak RSS is the process's ``ru_maxrss`` after the
 program was compiled and run: it never goes down, so a later program's figure includes the earlier
 ones (run one ``--what`` per process for isolated figures). Device memory statistics are added when
 the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer assignment of
@@ -39,6 +42,11 @@ Usage (from the repository root; recorded figures and their commands: experiment
   .venv/bin/python experiments/benchmark.py --what=weights --unroll=false --compute_dtype=bfloat16
   (--remat: config.space.remat, nn.remat on every cell; --compute_dtype: config.compute_dtype,
   the forward in bfloat16 on float32 master weights; not for --method=nao_v2)
+  --method picks a method by name (METHOD_PRESETS: darts, darts_2nd, darts_2nd_fd, milenas, idarts,
+  gaea, darts_prime, rarts, nao_v2); --suite=all (or e.g. --suite=nb201,width) runs every (space,
+  method) of SUITE, one process each, and prints one table:
+  .venv/bin/python experiments/benchmark.py --suite=all --channels=8 --layers=5 \
+      --cells_per_stage=1 --batch_size=32 --steps=3 --warmup=1 --json=suite.json
 """
 from __future__ import annotations
 
@@ -49,7 +57,9 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Sequence
 
@@ -62,20 +72,44 @@ if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importa
 
 from configs import default as default_config  # noqa: E402
 from jaxnas import loop  # noqa: E402
+from jaxnas import reports  # noqa: E402
 from jaxnas import steps  # noqa: E402
 from jaxnas import supernet  # noqa: E402
 
 PROGRAMS = ("forward", "weights", "arch", "search")
 
+# --method: a method of jaxnas by name, as the config fields that select it (DARTS-family methods
+# differ only in the hypergradient, the parametrization and the alpha optimizer). 'darts' takes
+# --hypergrad (any estimator); the others fix theirs. iDARTS' T=5 weight steps per alpha step are
+# not applied: every timed step has an alpha step, so 'search' is the cost of one alpha+weight step.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    "darts": {},
+    "darts_2nd": {"hypergrad": "unrolled"},
+    "darts_2nd_fd": {"hypergrad": "finite_difference"},
+    "milenas": {"hypergrad": "mixed_level"},
+    "idarts": {"hypergrad": "implicit_neumann"},
+    "gaea": {"parametrization": "simplex", "arch_optimizer.name": "exponentiated_gradient"},
+    "darts_prime": {"method": "darts_prime"},
+    "rarts": {"method": "rarts"},
+    "nao_v2": {"method": "nao_v2"},
+}
+# The suite (--suite): every space with every method it supports.
+SUITE = {
+    "nb201": ("darts", "darts_2nd", "milenas", "idarts", "gaea", "darts_prime", "rarts", "nao_v2"),
+    "darts": ("darts", "darts_2nd", "milenas", "idarts", "gaea", "darts_prime", "rarts"),
+    "width": ("darts", "rarts"),
+    "nao": ("nao_v2",),
+}
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--space", choices=("darts", "nb201", "nao"), default="nb201",
-                      help="'nao' only with --method=nao_v2")
+  parser.add_argument("--space", choices=tuple(SUITE), default="nb201",
+                      help="'nao' only with --method=nao_v2; 'width': RARTS' ResNet widths")
   parser.add_argument("--channels", type=int, default=16)
   parser.add_argument("--layers", type=int, default=8, help="DARTS: number of cells")
   parser.add_argument("--cells_per_stage", type=int, default=5,
-                      help="NB201 and NAO: cells per stage N")
+                      help="NB201 and NAO: cells per stage N; width: blocks per stage")
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--image_size", type=int, default=32)
   parser.add_argument("--unroll", choices=("true", "false"), default="true",
@@ -89,7 +123,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                            "BN statistics and logits either way)")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per program")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
-  parser.add_argument("--method", default="darts")
+  parser.add_argument("--method", choices=tuple(METHOD_PRESETS), default="darts")
+  parser.add_argument("--suite", default="",
+                      help="'all' or comma-separated spaces: run every (space, method) of SUITE "
+                           "for them, each in its own process (isolated peak memory), with the "
+                           "other flags; --json gets the combined report")
+  parser.add_argument("--num_seeds", type=int, default=1,
+                      help="config.num_seeds: >1 times the vmapped search step of that many "
+                           "seeds (jaxnas.seeds; --what=search only); images/s counts all seeds")
+  parser.add_argument("--matmul_peak", choices=("true", "false"), default="true",
+                      help="measure the machine's float32 matmul FLOP/s (the denominator of "
+                           "the achieved fraction of peak)")
   parser.add_argument("--hypergrad", default="first_order")
   parser.add_argument("--rarts_alpha_gradient_at", choices=("updated", "current"),
                       default="updated", help="--method=rarts: config.rarts.alpha_gradient_at")
@@ -104,6 +148,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   unknown = sorted(set(args.what) - set(PROGRAMS))
   if unknown or not args.what:
     parser.error(f"--what={unknown or 'empty'}: choose from {', '.join(PROGRAMS)}")
+  if args.num_seeds < 1 or (args.num_seeds > 1 and (args.what != ["search"]
+                                                     or args.method == "nao_v2")):
+    parser.error("--num_seeds > 1 times the vmapped search step: use --what=search and a "
+                 "gradient method")
   if args.steps < 1 or args.warmup < 0:
     parser.error("--steps must be >= 1 and --warmup >= 0")
   if args.method == "nao_v2" and (args.remat == "true" or args.compute_dtype != "float32"):
@@ -131,8 +179,15 @@ def make_config(args: argparse.Namespace):
   config.space.unroll = args.unroll == "true"
   config.space.remat = args.remat == "true"
   config.compute_dtype = args.compute_dtype
-  config.method = args.method
+  config.space.blocks_per_stage = args.cells_per_stage
+  config.num_seeds = args.num_seeds
   config.hypergrad = args.hypergrad
+  for dotted, value in METHOD_PRESETS[args.method].items():
+    *parents, leaf = dotted.split(".")
+    target = config
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
   config.rarts.alpha_gradient_at = args.rarts_alpha_gradient_at
   config.batch_size = args.batch_size
   config.data.name = "synthetic"
@@ -200,6 +255,13 @@ def measure(name: str, search: loop.Search, batches: list, args: argparse.Namesp
             ) -> dict[str, Any]:
   """Compiles one program ahead of time, warms up, times ``args.steps`` steps."""
   components = search.components
+  if args.num_seeds > 1:  # the vmapped multi-seed search step (jaxnas.seeds), seeds stacked
+    from jaxnas import seeds
+    searches = seeds.seed_searches(search)
+    stacked = [seeds.step_batches(searches, step) for step in range(len(batches))]
+    return compile_and_time(name, seeds.jit_vmapped_step(search),
+                            search.parallel.replicate(seeds.init_states(searches)), stacked,
+                            args, donate=True)
   if name == "forward":
     fn, donate = forward_program, ()
   elif name == "weights":
@@ -209,14 +271,29 @@ def measure(name: str, search: loop.Search, batches: list, args: argparse.Namesp
   else:  # the configured method's step (--method): DARTS family, RARTS, ...
     fn, donate = search.method.search_step, (0,)
   jitted = jax.jit(functools.partial(fn, components=components), donate_argnums=donate)
-  return compile_and_time(name, jitted, loop.init_state(search), batches, args,
+  return compile_and_time(name, jitted, loop.start_state(search), batches, args,
                           donate=bool(donate))
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+  """The machine's measured float32 matmul FLOP/s (best of ``repeats`` ``n x n`` products): the
+  reference for the achieved fraction of peak."""
+  a = jax.random.normal(jax.random.key(0), (n, n), np.float32)
+  matmul = jax.jit(lambda x, y: x @ y)
+  jax.block_until_ready(matmul(a, a))
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(matmul(a, a))
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best
 
 
 def compile_and_time(name: str, jitted, state, batches: list, args: argparse.Namespace, *,
                      donate: bool) -> dict[str, Any]:
   """Lowers and compiles ``jitted(state, batch)`` ahead of time, warms up, times the steps."""
   jax.block_until_ready(state)
+  flops = 2 * reports.function_macs(jitted, state, batches[0])
   start = time.perf_counter()
   lowered = jitted.lower(state, batches[0])
   lower_s = time.perf_counter() - start
@@ -238,7 +315,9 @@ def compile_and_time(name: str, jitted, state, batches: list, args: argparse.Nam
           f"{' (warm-up)' if i < args.warmup else ''}", flush=True)
   median = statistics.median(times)
   result = {"median_step_s": median, "min_step_s": min(times), "step_times_s": times,
-            "images_per_s": args.batch_size / median, "lower_s": lower_s,
+            "images_per_s": args.num_seeds * args.batch_size / median,
+            "conv_matmul_gflop": flops / 1e9, "achieved_gflops": flops / median / 1e9,
+            "lower_s": lower_s,
             "compile_s": compile_s, "peak_rss_mb": peak_rss_mb(),
             "loadavg_1m": os.getloadavg()[0], **device_memory(), **compiled_stats(compiled)}
   del compiled, lowered, state
@@ -287,6 +366,7 @@ def nao_main(args: argparse.Namespace) -> dict[str, Any]:
                    donate_argnums=0)
   report["results"]["search"] = compile_and_time("search", jitted, state, batches, args,
                                                  donate=True)
+  add_peak_fraction(report, args)
   if args.json:
     with open(args.json, "w") as f:
       json.dump(report, f, indent=2)
@@ -312,20 +392,79 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def add_peak_fraction(report: dict[str, Any], args: argparse.Namespace) -> None:
+  """Measures the matmul peak (``--matmul_peak``) and adds each program's fraction of it."""
+  if args.matmul_peak != "true":
+    return
+  peak = matmul_peak_flops() / 1e9
+  report["machine"]["matmul_peak_gflops"] = peak
+  for result in report["results"].values():
+    result["fraction_of_matmul_peak"] = result["achieved_gflops"] / peak
+
+
 def print_table(report: dict[str, Any]) -> None:
-  cols = ("program", "median s/step", "min s/step", "images/s", "lower s", "compile s",
-          "peak RSS MB", "XLA temp MB")
+  cols = ("program", "median s/step", "min s/step", "images/s", "GFLOP/s", "% peak", "lower s",
+          "compile s", "peak RSS MB", "XLA temp MB")
   print(" | ".join(cols))
   for name, r in report["results"].items():
-    temp = f"{r['xla_temp_mb']:.0f}" if "xla_temp_mb" in r else "-"
-    print(" | ".join((name, f"{r['median_step_s']:.3f}", f"{r['min_step_s']:.3f}",
-                      f"{r['images_per_s']:.1f}", f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}",
-                      f"{r['peak_rss_mb']:.0f}", temp)))
+    print(" | ".join((name, *_row(r))))
+
+
+def _row(r: dict[str, Any]) -> tuple[str, ...]:
+  temp = f"{r['xla_temp_mb']:.0f}" if "xla_temp_mb" in r else "-"
+  peak = f"{100 * r['fraction_of_matmul_peak']:.1f}" if "fraction_of_matmul_peak" in r else "-"
+  return (f"{r['median_step_s']:.3f}", f"{r['min_step_s']:.3f}", f"{r['images_per_s']:.1f}",
+          f"{r['achieved_gflops']:.2f}", peak, f"{r['lower_s']:.1f}", f"{r['compile_s']:.1f}",
+          f"{r['peak_rss_mb']:.0f}", temp)
+
+
+def run_suite(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+  """Every (space, method) of ``SUITE`` for the spaces of ``--suite``, one process each (so peak
+  RSS is each run's own), with the remaining flags; a failed run is recorded, not fatal."""
+  spaces = list(SUITE) if args.suite == "all" else [s.strip() for s in args.suite.split(",")]
+  unknown = [s for s in spaces if s not in SUITE]
+  if unknown:
+    raise SystemExit(f"--suite={args.suite}: unknown space(s) {unknown}; choose 'all' or from "
+                     f"{', '.join(SUITE)}")
+  shared = [a for a in argv if not a.startswith(("--suite", "--space", "--method", "--json",
+                                                 "--hypergrad"))]
+  if not any(a.startswith("--what") for a in shared):
+    shared.append("--what=search")
+  combined: dict[str, Any] = {"machine": machine_info(), "flags": shared, "runs": []}
+  with tempfile.TemporaryDirectory() as tmp:
+    for space in spaces:
+      for method in SUITE[space]:
+        out = os.path.join(tmp, f"{space}_{method}.json")
+        cmd = [sys.executable, os.path.abspath(__file__), f"--space={space}",
+               f"--method={method}", f"--json={out}", *shared]
+        print("$ " + " ".join(cmd[1:]), flush=True)
+        code = subprocess.run(cmd, check=False).returncode
+        run: dict[str, Any] = {"space": space, "method": method}
+        if code == 0 and os.path.exists(out):
+          with open(out) as f:
+            run.update(json.load(f))
+        else:
+          run["error"] = f"exit code {code}"
+        combined["runs"].append(run)
+        if args.json:
+          with open(args.json, "w") as f:
+            json.dump(combined, f, indent=2)
+  print("space | method | program | median s/step | min s/step | images/s | GFLOP/s | % peak | "
+        "lower s | compile s | peak RSS MB | XLA temp MB")
+  for run in combined["runs"]:
+    for name, r in run.get("results", {}).items():
+      print(" | ".join((run["space"], run["method"], name, *_row(r))))
+    if "error" in run:
+      print(f"{run['space']} | {run['method']} | FAILED ({run['error']})")
+  return combined
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   """Runs the benchmark described by ``argv`` (command-line flags); returns the report."""
+  argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
+  if args.suite:
+    return run_suite(args, argv)
   if args.method == "nao_v2":
     return nao_main(args)
   config = make_config(args)
@@ -341,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "setup": {"space": args.space, **sizes, "batch_size": args.batch_size,
                 "image_size": args.image_size, "unroll": config.space.unroll,
                 "remat": config.space.remat, "compute_dtype": config.compute_dtype,
+                "num_seeds": args.num_seeds,
                 "method": args.method, "hypergrad": args.hypergrad,
                 **({"rarts": config.rarts.to_dict()} if args.method == "rarts" else {}),
                 "step_order": config.step_order, "compiler_options": args.compiler_options,
@@ -359,6 +499,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       if args.json:  # after every program, so that a run stopped later keeps what it measured
         with open(args.json, "w") as f:
           json.dump(report, f, indent=2)
+  add_peak_fraction(report, args)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(report, f, indent=2)
   print_table(report)
   return report
 

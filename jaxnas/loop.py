@@ -153,7 +153,12 @@ def build_arch_optimizer(aopt: ml_collections.ConfigDict):
 
 
 def init_state(search: Search) -> SearchState:
-  """A fresh search state from ``config.seed`` (weights, BN state, alpha, optimizer states)."""
+  """A fresh search state from ``config.seed`` (weights, BN state, alpha, optimizer states).
+
+  Its arrays are not yet placed on the mesh: step it from ``start_state`` (or pass it through
+  ``restore_or_start``), which commits it replicated as the jitted step's outputs are, so the
+  step compiles once.
+  """
   key = jax.random.key(search.config.seed)
   key_arch, key_weights, key_state = jax.random.split(key, 3)
   comp = search.components
@@ -299,6 +304,12 @@ def jit_search_step(search: Search):
                  donate_argnums=0, out_shardings=search.parallel.replicated)
 
 
+def jit_eval_step(search: Search):
+  """The method's supernet evaluation step, jitted once (sums replicated on the mesh)."""
+  return jax.jit(functools.partial(search.method.eval_step, components=search.components),
+                 out_shardings=search.parallel.replicated)
+
+
 def start_state(search: Search) -> SearchState:
   """A fresh state, committed replicated on the mesh (what the first step expects)."""
   return search.parallel.replicate(init_state(search))
@@ -329,8 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               f"processes={jax.process_count()}")
   # ---------------------------------------------------------------- compiled steps
   step_fn = jit_search_step(search)
-  eval_fn = jax.jit(functools.partial(search.method.eval_step, components=search.components),
-                    out_shardings=search.parallel.replicated)
+  eval_fn = jit_eval_step(search)
   diag_fn = jax.jit(functools.partial(
       steps.diagnostics_step, components=search.components,
       cg_maxiter=config.diagnostics.cg_maxiter,

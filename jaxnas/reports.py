@@ -253,6 +253,8 @@ def plot_mixing_history(workdir: str, path: str) -> str:
 
 def _jaxpr_eqn_macs(eqn) -> int:
   name = eqn.primitive.name
+  if name not in ("conv_general_dilated", "dot_general"):
+    return 0
   out = eqn.outvars[0].aval
   if name == "conv_general_dilated":
     rhs = eqn.invars[1].aval
@@ -277,6 +279,13 @@ def _jaxpr_count(jaxpr) -> int:
       if subs:
         total += max(_jaxpr_count(v) for v in subs) * int(eqn.params.get("length", 1))
   return total
+
+
+def function_macs(fn, *args) -> int:
+  """Multiply-accumulates of every convolution and matrix product in ``fn(*args)``'s jaxpr:
+  whatever ``fn`` computes (a training step: forward, backward, hypergradient). Scans count
+  ``length`` times, conditionals their largest branch, while loops (CG) one iteration."""
+  return _jaxpr_count(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
 def jaxpr_macs(module: nn.Module, image_shape: tuple[int, ...]) -> int:

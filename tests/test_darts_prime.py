@@ -300,7 +300,8 @@ def test_node_batchnorm_normalises_every_node_before_it_is_read(space_name):
 # ------------------------------------------------------------------------- compiled smoke searches
 def test_cifar10_recipe_smoke_resumes_bit_for_bit(tmp_path):
   straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
-  config = functools.partial(prime_config, "darts_prime_cifar10.py", "smoke")
+  config = functools.partial(prime_config, "darts_prime_cifar10.py", "smoke",
+                             **{"space.ops": "none,skip_connect,sep_conv_3x3"})  # short compile
   loop.train_and_evaluate(config(max_steps=3), straight)
   loop.train_and_evaluate(config(max_steps=2), resumed)
   summary = loop.train_and_evaluate(config(max_steps=3), resumed)
@@ -335,9 +336,8 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
 
   # The compiled step (as the loop jits it: a cache hit) runs both branches without recompiling.
   search = loop.build_search(config(max_steps=3))
-  step_fn = jax.jit(functools.partial(search.method.search_step, components=search.components),
-                    donate_argnums=0)
-  state, taken = loop.init_state(search), []
+  step_fn = loop.jit_search_step(search)
+  state, taken = loop.start_state(search), []
   for step in range(3):
     state, metrics = step_fn(state, loop.step_batches(search, step))
     taken.append(float(metrics["prime/arch_step"]))
@@ -348,7 +348,7 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
 
   # Masked ops change nothing: move a pruned op's raw alpha, the supernet output stays the same;
   # unmask it and the output changes.
-  eval_fn = jax.jit(functools.partial(search.method.eval_step, components=search.components))
+  eval_fn = loop.jit_eval_step(search)
   images, labels = search.parallel.put_examples(search.splits.eval, np.arange(8))
   edge, op = map(int, np.argwhere(mask_end == 0)[0])
   moved = a.replace(arch={"cell": a.arch["cell"].at[edge, op].set(0.9)})

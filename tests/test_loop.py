@@ -93,7 +93,7 @@ def tiny_search(**overrides):
 def test_search_step_traces_once_and_matches_hand_written_darts_step():
   search = tiny_search()
   comp = search.components
-  state0 = loop.init_state(search)
+  state0 = loop.start_state(search)
   batches = loop.step_batches(search, 0)
   traces = []
 
@@ -143,7 +143,7 @@ def test_search_step_traces_once_and_matches_hand_written_darts_step():
 
 def test_weights_first_order_updates_weights_before_alpha():
   search = tiny_search(step_order="weights_first")
-  state0 = loop.init_state(search)
+  state0 = loop.start_state(search)
   batches = loop.step_batches(search, 0)
   state1, _ = jax.jit(lambda s, b: steps.search_step(s, b, components=search.components))(
       state0, batches)
@@ -165,7 +165,7 @@ GOLDEN = {"train/loss": [2.263198, 2.280486], "val/loss": [2.490837, 2.208177]}
 
 def test_golden_losses_from_fixed_seed():
   search = tiny_search()
-  state = loop.init_state(search)
+  state = loop.start_state(search)
   step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=search.components))
   got = {k: [] for k in GOLDEN}
   for step in range(2):

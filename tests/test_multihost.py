@@ -45,7 +45,8 @@ def test_two_processes_on_loopback_finish_a_search_with_identical_alpha(tmp_path
   for name in arch[0]:
     np.testing.assert_array_equal(arch[0][name], arch[1][name])
   # ... and equal to the same search in one process on one device.
-  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke")
+  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
+                       **{"space.ops": "none,nor_conv_1x1"})  # as in the workers
   search = loop.build_search(config)
   state = loop.start_state(search)
   step_fn = loop.jit_search_step(search)

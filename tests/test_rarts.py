@@ -240,7 +240,7 @@ def test_one_search_step_on_a_supernet_equals_the_hand_written_pass():
   comp, method = search.components, search.method
   beta = method.options.beta
   step_fn = jax.jit(functools.partial(method.search_step, components=comp), donate_argnums=0)
-  state, _ = step_fn(loop.init_state(search), loop.step_batches(search, 0))  # now y != w
+  state, _ = step_fn(loop.start_state(search), loop.step_batches(search, 0))  # now y != w
   batches = loop.step_batches(search, 1)
 
   @jax.jit
@@ -294,9 +294,8 @@ def test_smoke_run_resumes_exactly_and_refuses_other_hyperparameters(name, tmp_p
   config = lambda **more: rarts_config(name, **overrides, **more)  # noqa: E731
   # Uninterrupted: the loop's jitted step, twice, from the loop's initial state.
   search = loop.build_search(config(max_steps=2))
-  step_fn = jax.jit(functools.partial(search.method.search_step, components=search.components),
-                    donate_argnums=0)
-  straight = loop.init_state(search)
+  step_fn = loop.jit_search_step(search)
+  straight = loop.start_state(search)
   for step in range(2):
     straight, _ = step_fn(straight, loop.step_batches(search, step))
   # Interrupted after one step, resumed to two.

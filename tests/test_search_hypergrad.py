@@ -40,7 +40,7 @@ def test_every_estimator_runs_in_the_jitted_step_without_recompiling(name):
     return steps.search_step(state, batches, components=search.components)
 
   step_fn = jax.jit(counted, donate_argnums=0)
-  state = loop.init_state(search)
+  state = loop.start_state(search)
   arch0 = flat(state.arch)
   for step in range(3):
     state, metrics = step_fn(state, loop.step_batches(search, step))
@@ -62,7 +62,7 @@ def test_unrolled_one_step_equals_darts_second_order_on_a_supernet():
   search = tiny_search()
   comp = search.components
   step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=comp))
-  state = loop.init_state(search)
+  state = loop.start_state(search)
   state, _ = step_fn(state, loop.step_batches(search, 0))  # a non-zero momentum buffer
   batches = loop.step_batches(search, 1)
   from jaxnas import data as data_lib
@@ -96,7 +96,7 @@ def test_unrolled_one_step_equals_darts_second_order_on_a_supernet():
 def test_arch_every_takes_an_alpha_step_after_every_t_weight_steps():
   search = tiny_search(arch_every=3, step_order="weights_first")
   step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=search.components))
-  state = loop.init_state(search)
+  state = loop.start_state(search)
   history = [flat(state.arch)]
   val_losses = []
   for step in range(6):
@@ -113,7 +113,7 @@ def test_diagnostics_step_known_answer_for_the_reference_estimator():
   search = tiny_search(hypergrad="implicit_cg", **{"hypergrad_options.cg_maxiter": 10,
                                                    "hypergrad_options.cg_tol": 1e-6,
                                                    "hypergrad_options.mixed_term": "exact"})
-  state = loop.init_state(search)
+  state = loop.start_state(search)
   out = jax.jit(lambda s, b: steps.diagnostics_step(s, b, components=search.components,
                                                      cg_maxiter=10, eigen_iterations=5))(
       state, loop.step_batches(search, 0))
