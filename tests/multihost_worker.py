@@ -21,7 +21,7 @@ from test_loop import load_config  # noqa: E402
 
 def main(port: str, process_id: str, workdir: str) -> None:
   config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
-                       **{"space.ops": "none,nor_conv_1x1"})  # 2 ops: a short compile
+                       **{"space.ops": "none,skip_connect"})  # 2 ops: a short compile
   config.distributed.enabled = True
   config.distributed.coordinator_address = f"127.0.0.1:{port}"
   config.distributed.num_processes = 2

@@ -300,8 +300,7 @@ def test_node_batchnorm_normalises_every_node_before_it_is_read(space_name):
 # ------------------------------------------------------------------------- compiled smoke searches
 def test_cifar10_recipe_smoke_resumes_bit_for_bit(tmp_path):
   straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
-  config = functools.partial(prime_config, "darts_prime_cifar10.py", "smoke",
-                             **{"space.ops": "none,skip_connect,sep_conv_3x3"})  # short compile
+  config = functools.partial(prime_config, "darts_prime_cifar10.py", "smoke")
   loop.train_and_evaluate(config(max_steps=3), straight)
   loop.train_and_evaluate(config(max_steps=2), resumed)
   summary = loop.train_and_evaluate(config(max_steps=3), resumed)

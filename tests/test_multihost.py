@@ -46,7 +46,7 @@ def test_two_processes_on_loopback_finish_a_search_with_identical_alpha(tmp_path
     np.testing.assert_array_equal(arch[0][name], arch[1][name])
   # ... and equal to the same search in one process on one device.
   config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
-                       **{"space.ops": "none,nor_conv_1x1"})  # as in the workers
+                       **{"space.ops": "none,skip_connect"})  # as in the workers
   search = loop.build_search(config)
   state = loop.start_state(search)
   step_fn = loop.jit_search_step(search)
