@@ -114,9 +114,8 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   arch_batch = config.arch_batch_size or config.batch_size
   config_checks.check_batch_sizes(config, len(splits.weights), len(splits.arch), arch_batch)
   parallel = sharding.from_config(config)
-  for name, size in (("batch_size", config.batch_size), ("arch_batch_size", arch_batch),
-                     ("eval_batch_size", config.eval_batch_size)):
-    parallel.check_batch_size(name, size)
+  parallel.check_batch_sizes({"batch_size": config.batch_size, "arch_batch_size": arch_batch,
+                              "eval_batch_size": config.eval_batch_size})
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   total = config.max_steps or config.epochs * per_epoch
   wopt = config.weights_optimizer
@@ -174,14 +173,18 @@ def init_state(search: Search) -> SearchState:
   return state.replace(method_state=search.method.init_method_state(comp, state))
 
 
+def space_sizes(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """``config.space`` as a checkpoint fingerprint records it: without ``remat``, which changes how
+  a step computes, not the state (a run resumes with or without it)."""
+  return {k: v for k, v in config.space.to_dict().items() if k != "remat"}
+
+
 def fingerprint(search: Search) -> dict[str, Any]:
   """What a checkpoint must agree with to be resumed: space, op set, sizes, method, data."""
   config = search.config
   return {"space": config.space.name, "ops": list(search.space.ops),
           "arch_shapes": {k: list(v) for k, v in search.space.flat_arch_shapes().items()},
-          # remat changes how a step computes, not the state: resumable either way.
-          "space_sizes": {k: v for k, v in config.space.to_dict().items() if k != "remat"},
-          "method": config.method,
+          "space_sizes": space_sizes(config), "method": config.method,
           "hypergrad": config.hypergrad, "parametrization": config.parametrization,
           "arch_every": config.arch_every,
           "dataset": config.data.name, "split": config.data.split,

@@ -117,12 +117,13 @@ class DataParallel:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated),
                         tree)
 
-  def check_batch_size(self, name: str, batch_size: int) -> None:
-    """Raises unless ``batch_size`` splits evenly over the mesh."""
-    if batch_size % self.size:
-      raise ValueError(f"config.{name}={batch_size} does not split over the {self.size} devices "
-                       f"of the 'data' mesh axis; use a multiple of {self.size}, or fewer devices "
-                       f"with --config.mesh.data.")
+  def check_batch_sizes(self, sizes: dict[str, int]) -> None:
+    """Raises unless every batch size (``{config field: size}``) splits evenly over the mesh."""
+    for name, batch_size in sizes.items():
+      if batch_size % self.size:
+        raise ValueError(f"config.{name}={batch_size} does not split over the {self.size} "
+                         f"devices of the 'data' mesh axis; use a multiple of {self.size}, or "
+                         "fewer devices with --config.mesh.data.")
 
   def sharding_for(self, batch_size: int) -> NamedSharding:
     """The batch sharding, or replication for a batch that does not split evenly (the last,

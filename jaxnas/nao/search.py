@@ -250,9 +250,8 @@ def build(config: ml_collections.ConfigDict) -> NAOSearch:
     raise ValueError(f"config.nao.score_batch_size={config.nao.score_batch_size} exceeds the "
                      f"{len(splits.arch)} validation examples; lower it.")
   parallel = sharding.from_config(config)
-  for name, size in (("batch_size", config.batch_size),
-                     ("nao.score_batch_size", config.nao.score_batch_size)):
-    parallel.check_batch_size(name, size)
+  parallel.check_batch_sizes({"batch_size": config.batch_size,
+                              "nao.score_batch_size": config.nao.score_batch_size})
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   wopt = config.weights_optimizer
   lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate, config.nao.child_epochs,
@@ -267,8 +266,9 @@ def build(config: ml_collections.ConfigDict) -> NAOSearch:
 def fingerprint(search: NAOSearch) -> dict[str, Any]:
   """What a checkpoint must agree with to be resumed."""
   config = search.config
-  return {"method": config.method, "space": config.space.name, "space_sizes":
-          {k: v for k, v in config.space.to_dict().items() if k != "remat"},
+  from jaxnas import loop  # local import: loop imports the gradient methods
+  return {"method": config.method, "space": config.space.name,
+          "space_sizes": loop.space_sizes(config),
           "nao": config.nao.to_dict(), "dataset": config.data.name,
           "split": config.data.split, "train_portion": config.data.train_portion,
           "max_examples": config.data.max_examples, "batch_size": config.batch_size,
@@ -628,13 +628,15 @@ def rerank_one(search: NAOSearch, tokens: np.ndarray, index: int, logger) -> flo
   weights = variables.pop("params")
   model_state = dict(variables)
   momentum = jax.tree.map(jnp.zeros_like, weights)
+  # Committed like the step's outputs (and the batches), so the step compiles once.
+  weights, model_state, momentum = search.parallel.replicate((weights, model_state, momentum))
   wopt = config.weights_optimizer
   total = config.nao.rerank_epochs * search.steps_per_epoch
   lr_fn = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate,
                                 config.nao.rerank_epochs, search.steps_per_epoch,
                                 epoch_offset=wopt.epoch_offset)
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+  @functools.partial(jax.jit, donate_argnums=(0, 1, 2), out_shardings=search.parallel.replicated)
   def train_step(weights, model_state, momentum, images, labels, step):
     x = data_lib.augment(jax.random.fold_in(k_aug, step), images, mean=search.dataset.mean,
                          std=search.dataset.std, crop_padding=config.data.crop_padding,
@@ -662,8 +664,8 @@ def rerank_one(search: NAOSearch, tokens: np.ndarray, index: int, logger) -> flo
   for step in range(total):
     idx = data_lib.batch_indices(config.seed + 1 + index, step, len(search.splits.weights),
                                  config.batch_size, stream=TRAIN_STREAM, with_replacement=False)
-    weights, model_state, momentum = train_step(weights, model_state, momentum,
-                                                *search.parallel.put_examples(search.splits.weights, idx),
+    images, labels = search.parallel.put_examples(search.splits.weights, idx)
+    weights, model_state, momentum = train_step(weights, model_state, momentum, images, labels,
                                                 jnp.asarray(step, jnp.int32))
   split, batch = search.splits.arch, config.eval_batch_size
   hits = 0
