@@ -76,12 +76,15 @@ class QuadraticBilevel:
   def inner(self, weights, arch, batch):
     """L_in(w, α; b) = ½ wᵀAw − wᵀBα + wᵀb."""
     w, a = self.w_vec(weights), self.a_vec(arch)
-    return 0.5 * w @ jnp.asarray(self.A) @ w - w @ jnp.asarray(self.B) @ a + w @ batch
+    # Explicit dtypes: JAX may reuse a float64 device copy of these numpy constants made while
+    # x64 was on (tests toggle it), which strict promotion would then reject.
+    return (0.5 * w @ jnp.asarray(self.A, w.dtype) @ w - w @ jnp.asarray(self.B, w.dtype) @ a
+            + w @ batch)
 
   def outer(self, weights, arch, batch):
     """L_out(w, α; c) = ½‖w − c‖² + ½ αᵀDα."""
     w, a = self.w_vec(weights), self.a_vec(arch)
-    return 0.5 * jnp.sum(jnp.square(w - batch)) + 0.5 * a @ jnp.asarray(self.D) @ a
+    return 0.5 * jnp.sum(jnp.square(w - batch)) + 0.5 * a @ jnp.asarray(self.D, a.dtype) @ a
 
   @property
   def problem(self) -> hypergrad.BilevelProblem:

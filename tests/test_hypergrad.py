@@ -201,6 +201,41 @@ def test_finite_difference_nonquadratic():
   assert not np.allclose(fd_coarse, exact, rtol=1e-6)  # the comparison above can fail
 
 
+@pytest.mark.parametrize("steps,max_python_steps", [(1, 8), (3, 8), (3, 0)])
+def test_unrolled_hvp_backward_equals_reverse_over_reverse(steps, max_python_steps):
+  # The symmetric-Hessian VJP ('hvp', forward-over-reverse) against plain autodiff through the
+  # steps ('reverse'), off the quadratic case, with momentum, in a Python loop and under lax.scan.
+  problem = hypergrad.BilevelProblem(_inner_nonquadratic, _outer)
+  opt = optax.chain(optax.add_decayed_weights(3e-2), optax.sgd(0.2, momentum=0.9))
+  got = {mode: _run(hypergrad.Unrolled(steps=steps, inner_optimizer=opt, second_order=mode,
+                                       max_python_steps=max_python_steps), _w_random(),
+                    problem=problem)
+         for mode in hypergrad.SECOND_ORDER_MODES}
+  np.testing.assert_allclose(got["hvp"], got["reverse"], rtol=1e-12)
+  assert np.linalg.norm(got["hvp"] - D @ ALPHA) > 1e-3  # the second-order part is not zero
+
+
+def test_unrolled_hvp_hypergradient_is_differentiable_in_batch_and_weights():
+  # Nested reverse mode through the custom VJP: d/d(batch) and d/d(w_0) of a function of the
+  # hypergradient equal plain autodiff's.
+  problem = hypergrad.BilevelProblem(_inner_nonquadratic, _outer)
+  est = hypergrad.Unrolled(steps=2, inner_optimizer=optax.sgd(0.2, momentum=0.9))
+
+  def objective(bias, w, mode):
+    g = dataclasses.replace(est, second_order=mode)(problem, _weights(w), _arch(ALPHA), bias,
+                                                    jnp.asarray(C))
+    return jnp.sum(jnp.sin(_a_vec(g)))
+
+  args = (jnp.asarray(BIAS), jnp.asarray(_w_random()))
+  for argnum in (0, 1):
+    want = jax.grad(objective, argnum)(*args, "reverse")
+    assert np.linalg.norm(want) > 1e-3
+    np.testing.assert_allclose(jax.grad(objective, argnum)(*args, "hvp"), want, rtol=1e-10,
+                               atol=1e-14)
+  with pytest.raises(ValueError, match="second_order must be one of"):
+    _run(dataclasses.replace(est, second_order="forward"), _w_random())
+
+
 def test_finite_difference_zero_direction_is_finite():
   # v = ∇_w L_out(w') = 0 when w' = c: the mixed term must be 0, not NaN.
   w_virtual_is_c = hypergrad.FiniteDifference(xi=0.0)

@@ -9,6 +9,7 @@ can be closed over by, or passed into, a jitted step.
 """
 from jaxnas.hypergrad._estimators import HYPERGRADS as HYPERGRADS
 from jaxnas.hypergrad._estimators import MIXED_TERMS as MIXED_TERMS
+from jaxnas.hypergrad._estimators import SECOND_ORDER_MODES as SECOND_ORDER_MODES
 from jaxnas.hypergrad._estimators import BilevelProblem as BilevelProblem
 from jaxnas.hypergrad._estimators import FiniteDifference as FiniteDifference
 from jaxnas.hypergrad._estimators import FirstOrder as FirstOrder

@@ -28,6 +28,7 @@ from jaxnas.hypergrad import _tree
 PyTree = Any
 Loss = Callable[[PyTree, PyTree, Any], jax.Array]
 MIXED_TERMS = ("fd", "exact")
+SECOND_ORDER_MODES = ("hvp", "reverse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,86 @@ def _hvp(loss: Loss, weights, arch, batch, direction):
   return jax.jvp(lambda w: _grad_weights(loss, w, arch, batch), (weights,), (direction,))[1]
 
 
+def _grad_weights_hvp_vjp(loss: Loss, weights, arch, batch):
+  r""":math:`\nabla_w L(w, \alpha; B)`, differentiable in ``(weights, arch)`` by forward-over-reverse
+  Hessian-vector products (``_hvp_vjp_gradient``); what ``loss`` closes over (e.g. BatchNorm
+  state) is hoisted into data by ``jax.closure_convert``."""
+  converted, consts = jax.closure_convert(loss, weights, arch, batch)
+  data_loss = lambda w, a, data: converted(w, a, data[0], *data[1])  # noqa: E731
+  return _hvp_vjp_gradient(data_loss)(weights, arch, (batch, consts))
+
+
+def _hvp_vjp_gradient(loss: Loss):
+  r"""``g(w, α, batch) = ∇_w L(w, α; batch)`` whose VJP is a forward-over-reverse Hessian-vector
+  product.
+
+  The VJP of a gradient is a Hessian-vector product, and the Hessian of a scalar loss is symmetric:
+
+  .. math::
+    \big(\tfrac{\partial \nabla_w L}{\partial w}\big)^{\!\top} u = \nabla^2_{ww} L\, u,\qquad
+    \big(\tfrac{\partial \nabla_w L}{\partial \alpha}\big)^{\!\top} u =
+    \nabla^2_{\alpha w} L\, u,
+
+  which is one ``jvp`` of :math:`(\nabla_w L, \nabla_\alpha L)` along :math:`(u, 0)`. Autodiff
+  would instead transpose the backward pass (reverse-over-reverse), and JAX transposes a
+  convolution's weight-gradient convolution into a convolution whose *kernel* is an activation
+  (a 32x32 "kernel" slid over a zero-padded 3x3 input): 6x the multiply-adds of the whole step
+  on the NB201 supernet (``experiments/README.md``). The ``jvp`` keeps every convolution in its
+  forward / input-gradient / weight-gradient form. The backward pass recomputes the gradient (no
+  residuals beyond ``(w, α, batch)``).
+
+  The batch is data for *this* differentiation: differentiating ``g`` w.r.t. the batch in the same
+  ``grad`` raises ValueError. (Differentiating the resulting hypergradient again, w.r.t. the batch
+  or the weights, is fine: the backward pass is ordinary JAX code.)
+  """
+  def grad_weights(w, a, batch):
+    return jax.grad(loss, argnums=0)(w, a, batch)
+
+  def full_gradient(w, a, batch):
+    return jax.grad(loss, argnums=(0, 1))(w, a, batch)
+
+  fn = jax.custom_vjp(grad_weights)
+
+  def fwd(w, a, batch):
+    if any(p.perturbed for p in jax.tree.leaves(batch)):
+      raise ValueError("Unrolled(second_order='hvp') treats the inner batch and the values the "
+                       "inner loss closes over as data; to differentiate w.r.t. them use "
+                       "second_order='reverse'.")
+    # Static flag (in the residuals' tree structure): the first unrolled step starts from
+    # weights that do not depend on α, and then only ∇²_{αw} L u is needed (one cheaper jvp).
+    need_w = _Static(any(p.perturbed for p in jax.tree.leaves(w)))
+    w, a, batch = jax.tree.map(lambda p: p.value, (w, a, batch))
+    return grad_weights(w, a, batch), (w, a, batch, need_w)
+
+  def bwd(residuals, u):
+    w, a, batch, need_w = residuals
+    u = jax.tree.map(_instantiate, u, w)
+    zero_a = jax.tree.map(jnp.zeros_like, a)
+    if need_w.value:
+      _, (h_w, h_a) = jax.jvp(lambda w_, a_: full_gradient(w_, a_, batch), (w, a), (u, zero_a))
+    else:
+      h_w = None
+      _, h_a = jax.jvp(lambda w_: jax.grad(loss, argnums=1)(w_, a, batch), (w,), (u,))
+    return h_w, h_a, None
+
+  fn.defvjp(fwd, bwd, symbolic_zeros=True)
+  return fn
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class _Static:
+  """A Python value carried as pytree structure (no leaves), e.g. in custom-VJP residuals."""
+  value: Any
+
+
+def _instantiate(cotangent, primal):
+  """A dense cotangent for a possibly symbolic-zero one."""
+  if isinstance(cotangent, jax.custom_derivatives.SymbolicZero):
+    return jnp.zeros_like(primal)
+  return cotangent
+
+
 def _mixed_term(loss: Loss, weights, arch, batch, direction, mode: str, eps):
   r"""The mixed second derivative :math:`\nabla^2_{\alpha w} L(w, \alpha)\, u` (a pytree like arch).
 
@@ -99,6 +180,21 @@ def _mixed_term(loss: Loss, weights, arch, batch, direction, mode: str, eps):
   g_plus = _grad_arch(loss, _tree.axpy(eps_hat, direction, weights), arch, batch)
   g_minus = _grad_arch(loss, _tree.axpy(-eps_hat, direction, weights), arch, batch)
   return _tree.scale(1.0 / (2.0 * eps_hat), _tree.sub(g_plus, g_minus))
+
+
+def _loop(body, carry, xs, length: int, *, python: bool):
+  """``lax.scan(body, carry, xs, length)``'s final carry, or the same as a Python loop.
+
+  A Python loop puts ``length`` copies of ``body`` in the graph; ``lax.scan`` one. XLA:CPU runs
+  convolutions (and their gradients) inside loop bodies on a slow path: the exact one-step DARTS
+  hypergradient of the NB201 supernet took 3.3x as long under a length-1 scan (even with
+  ``unroll=True``) as in straight-line code (``experiments/README.md``).
+  """
+  if not python:
+    return jax.lax.scan(body, carry, xs, length=length)[0]
+  for k in range(length):
+    carry, _ = body(carry, None if xs is None else jax.tree.map(lambda x: x[k], xs))
+  return carry
 
 
 def _check_mode(mode: str) -> None:
@@ -171,6 +267,14 @@ class Unrolled:
     steps: K ≥ 1, number of inner steps.
     inner_optimizer: optax transformation of the inner steps (``None`` means ``optax.sgd(0.01)``).
     checkpoint: rematerialise each step (``jax.checkpoint``) to save memory in the backward pass.
+    second_order: how the backward pass differentiates each step's weight gradient:
+      ``'hvp'`` (default) — a forward-over-reverse Hessian-vector product, using the symmetry
+      of the Hessian (``_hvp_vjp_gradient``); ``'reverse'`` — plain autodiff
+      (reverse-over-reverse; JAX transposes convolution weight gradients into convolutions with
+      activation-sized kernels: 6x the step's multiply-adds on the NB201 supernet). Same value
+      up to rounding, also under further differentiation (w.r.t. the batch or the weights).
+    max_python_steps: K ≤ this runs as a Python loop (K copies of the step in the graph), larger
+      K under ``lax.scan`` (one copy; XLA:CPU runs convolutions in loop bodies on a slow path).
     stacked_batches: ``inner_batch`` has a leading axis of size K (one batch per step); otherwise
       the same batch is reused at every step.
   """
@@ -178,12 +282,17 @@ class Unrolled:
   inner_optimizer: optax.GradientTransformation | None = None
   checkpoint: bool = False
   stacked_batches: bool = False
+  second_order: str = "hvp"
+  max_python_steps: int = 8
 
   def __call__(self, problem, weights, arch, inner_batch, outer_batch, inner_opt_state=None):
     """As the protocol; ``inner_opt_state`` optionally continues a live optimizer state (e.g. the
     weight optimizer's momentum buffer, as DARTS' virtual step does) instead of ``opt.init(w)``."""
     if self.steps < 1:
       raise ValueError(f"Unrolled needs steps >= 1, got {self.steps}.")
+    if self.second_order not in SECOND_ORDER_MODES:
+      raise ValueError(f"Unrolled second_order must be one of {SECOND_ORDER_MODES}, got "
+                       f"{self.second_order!r}.")
     opt = self.inner_optimizer if self.inner_optimizer is not None else optax.sgd(0.01)
     if self.stacked_batches:
       sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jax.tree.leaves(inner_batch)}
@@ -194,7 +303,11 @@ class Unrolled:
     def step(carry, batch, arch):
       w, state = carry
       b = batch if self.stacked_batches else inner_batch
-      updates, state = opt.update(_grad_weights(problem.inner_loss, w, arch, b), state, w)
+      if self.second_order == "hvp":
+        g = _grad_weights_hvp_vjp(problem.inner_loss, w, arch, b)
+      else:
+        g = _grad_weights(problem.inner_loss, w, arch, b)
+      updates, state = opt.update(g, state, w)
       return (optax.apply_updates(w, updates), state), None
 
     body = jax.checkpoint(step) if self.checkpoint else step
@@ -203,8 +316,8 @@ class Unrolled:
 
     def unrolled_outer(arch):
       xs = inner_batch if self.stacked_batches else None
-      (w_k, _), _ = jax.lax.scan(lambda c, b: body(c, b, arch), (weights, state0), xs,
-                                 length=self.steps)
+      w_k, _ = _loop(lambda c, b: body(c, b, arch), (weights, state0), xs, self.steps,
+                     python=self.steps <= self.max_python_steps)
       return problem.outer_loss(w_k, arch, outer_batch)
 
     return jax.grad(unrolled_outer)(arch)
@@ -292,18 +405,21 @@ class ImplicitNeumann:
     step: γ.
     mixed_term: ``'exact'`` (default) or ``'fd'`` (central difference along s).
     eps: relative perturbation of the ``'fd'`` mixed term.
+    max_python_terms: K ≤ this runs the series as a Python loop, larger K under ``lax.scan``
+      (as ``Unrolled.max_python_steps``).
   """
   terms: int = 2
   step: float = 0.01
   mixed_term: str = "exact"
   eps: float = 0.01
+  max_python_terms: int = 8
 
   def _inverse_hvp(self, hvp, v):
     def body(carry, _):
       p, total = carry
       p = _tree.axpy(-self.step, hvp(p), p)  # p <- (I - γH) p
       return (p, _tree.add(total, p)), None
-    (_, total), _ = jax.lax.scan(body, (v, v), None, length=self.terms)
+    _, total = _loop(body, (v, v), None, self.terms, python=self.terms <= self.max_python_terms)
     return _tree.scale(self.step, total)
 
   def __call__(self, problem, weights, arch, inner_batch, outer_batch):
