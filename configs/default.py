@@ -41,6 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.hypergrad_options.mixed_term = "fd"          # second-derivative mixed term: 'fd' (reference codes) | 'exact' (JVP)
   config.hypergrad_options.unrolled_steps = 1         # K real weight-optimizer steps, differentiated exactly
   config.hypergrad_options.unrolled_checkpoint = False  # jax.checkpoint each unrolled step (memory)
+  config.hypergrad_options.unrolled_second_order = "hvp"  # backward through a step: 'hvp' (forward-over-reverse HVP, fast) | 'reverse' (plain autodiff)
   config.hypergrad_options.neumann_terms = 2          # iDARTS K (K + 1 series terms)
   config.hypergrad_options.neumann_step = 0.0         # iDARTS gamma; 0 = the current weight LR (reference)
   config.hypergrad_options.cg_maxiter = 20            # implicit_cg iterations

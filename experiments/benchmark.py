@@ -135,6 +135,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="measure the machine's float32 matmul FLOP/s (the denominator of "
                            "the achieved fraction of peak)")
   parser.add_argument("--hypergrad", default="first_order")
+  parser.add_argument("--hypergrad_options", default="",
+                      help="config.hypergrad_options overrides, e.g. "
+                           "'cg_maxiter=5,unrolled_steps=3' (comma-separated key=value)")
   parser.add_argument("--rarts_alpha_gradient_at", choices=("updated", "current"),
                       default="updated", help="--method=rarts: config.rarts.alpha_gradient_at")
   parser.add_argument("--what", default="search,weights,forward",
@@ -158,6 +161,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.error("--remat / --compute_dtype are not wired into NAO-V2's driver")
   args.compiler_options = dict(_option(item) for item in args.compiler_options.split(",")
                                if item.strip())
+  args.hypergrad_options = dict(_option(item) for item in args.hypergrad_options.split(",")
+                                if item.strip())
+  unknown = sorted(set(args.hypergrad_options) - set(default_config.get_config().hypergrad_options))
+  if unknown:
+    parser.error(f"--hypergrad_options: unknown {unknown}; valid: "
+                 f"{', '.join(sorted(default_config.get_config().hypergrad_options))}")
   return args
 
 
@@ -182,6 +191,8 @@ def make_config(args: argparse.Namespace):
   config.space.blocks_per_stage = args.cells_per_stage
   config.num_seeds = args.num_seeds
   config.hypergrad = args.hypergrad
+  for key, value in args.hypergrad_options.items():
+    config.hypergrad_options[key] = value
   for dotted, value in METHOD_PRESETS[args.method].items():
     *parents, leaf = dotted.split(".")
     target = config
@@ -482,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "remat": config.space.remat, "compute_dtype": config.compute_dtype,
                 "num_seeds": args.num_seeds,
                 "method": args.method, "hypergrad": args.hypergrad,
+                "hypergrad_options": config.hypergrad_options.to_dict(),
                 **({"rarts": config.rarts.to_dict()} if args.method == "rarts" else {}),
                 "step_order": config.step_order, "compiler_options": args.compiler_options,
                 "timed_steps": args.steps, "warmup_steps": args.warmup,

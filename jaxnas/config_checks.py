@@ -4,6 +4,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxnas import data as data_lib
+from jaxnas import hypergrad
 from jaxnas import parametrize
 from jaxnas import spaces
 from jaxnas import steps
@@ -43,6 +44,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.hypergrad_options.milenas_weighting, estimators.MILENAS_WEIGHTINGS,
           "hypergrad_options.milenas_weighting")
   _choice(config.hypergrad_options.mixed_term, ("fd", "exact"), "hypergrad_options.mixed_term")
+  _choice(config.hypergrad_options.unrolled_second_order, hypergrad.SECOND_ORDER_MODES,
+          "hypergrad_options.unrolled_second_order")
   for field in ("arch_every", "hypergrad_options.unrolled_steps", "hypergrad_options.cg_maxiter",
                 "hypergrad_options.fd_eps"):
     _positive(_get(config, field), field)

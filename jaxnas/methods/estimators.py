@@ -77,7 +77,8 @@ def build_arch_gradient(config, *, lr_schedule: optax.Schedule, weights_clipped:
     body = optim.sgd_body(lr_schedule, momentum=wopt.momentum,
                           weight_decay=wopt.weight_decay, nesterov=wopt.nesterov)
     est = hypergrad.Unrolled(steps=opts.unrolled_steps, inner_optimizer=body,
-                             checkpoint=opts.unrolled_checkpoint)
+                             checkpoint=opts.unrolled_checkpoint,
+                             second_order=opts.unrolled_second_order)
 
     def bind_unrolled(est, lr, opt_state):
       del lr
