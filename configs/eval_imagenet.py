@@ -9,9 +9,10 @@ drop-path 0, 250 epochs, batch 128, SGD lr 0.1 decayed x0.97 every epoch (epoch-
 step), momentum 0.9, wd 3e-5, clip 5, label smoothing 0.1. ``result.json`` reports the network's
 multiply-adds at the data's image size (the mobile setting's limit is 600M at 224x224).
 
-Not available yet: an ImageNet (224x224) dataset in ``jaxnas.data`` and the reference's ImageNet
-augmentation (RandomResizedCrop + ColorJitter); until then the full config runs on any registered
-dataset with the CIFAR-style augmentation. ``:smoke``: 2 steps of a 3-cell C=8 network on 32x32
+Data: ``--config.data.data_dir`` holds ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (the
+ImageFolder layout of the reference; ``jaxnas.data.imagenet``), decoded and augmented on the host
+as the reference does (RandomResizedCrop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2); test: resize
+256, center crop 224), so the device-side CIFAR crop/flip/Cutout are off. ``:smoke``: 2 steps of a 3-cell C=8 network on 32x32
 synthetic data (auxiliary head off: its 5x5 pooling needs >= 5x5 features, i.e. >= 160x160 inputs
 after the mobile stem and two reductions).
 """
@@ -24,7 +25,11 @@ def get_config(arg=None):
   config.network.layers = 14
   config.network.stem = "imagenet"
   config.network.auxiliary = True
-  config.data.name = "imagenet"        # no ImageNet loader in jaxnas.data yet: set data.name
+  config.data.name = "imagenet"        # data_dir: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG
+  config.data.image_size = 224         # RandomResizedCrop / center-crop size
+  config.data.resize_size = 256        # test: shorter side resized to this, then center crop
+  config.data.crop_padding = 0         # augmentation happens on the host (jaxnas.data.imagenet)
+  config.data.flip = False
   config.data.cutout = 0
   config.batch_size = 128
   config.eval_batch_size = 500

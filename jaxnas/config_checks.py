@@ -40,6 +40,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.space.remat must be True or False, got {config.space.remat!r}.")
   _choice(config.data.name, list(data_lib.DATASETS), "data.name")
   _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
+  if config.data.name == "imagenet":
+    data_lib.imagenet.check_device_augmentation(config.data)
   _choice(config.arch_optimizer.name, ARCH_OPTIMIZERS, "arch_optimizer.name")
   _choice(config.hypergrad_options.milenas_weighting, estimators.MILENAS_WEIGHTINGS,
           "hypergrad_options.milenas_weighting")

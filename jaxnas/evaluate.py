@@ -263,6 +263,9 @@ def load_data(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
                    num_test=config.data.synthetic_num_test,
                    image_size=config.data.synthetic_image_size,
                    num_classes=config.data.synthetic_num_classes, seed=config.seed)
+  elif config.data.name == "imagenet":
+    options = dict(image_size=config.data.get("image_size", 224),
+                   resize_size=config.data.get("resize_size", 256), seed=config.seed)
   dataset = data_lib.get_dataset(config.data.name, data_dir=config.data.data_dir or None,
                                  **options)
   train = data_lib.Split(dataset.train_images, dataset.train_labels)
@@ -285,6 +288,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "checkpoint_every_steps", "eval_every_epochs"):
     if config[field] < 1:
       raise ValueError(f"config.{field} must be >= 1, got {config[field]}.")
+  if config.data.name == "imagenet":
+    data_lib.imagenet.check_device_augmentation(config.data)
   if not 0.0 <= config.drop_path_prob < 1.0:
     raise ValueError(f"config.drop_path_prob must be in [0, 1), got {config.drop_path_prob}.")
   if not 0.0 <= config.get("dropout_prob", 0.0) < 1.0:

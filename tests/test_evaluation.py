@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnas import data as data_lib
 from jaxnas import evaluate
 from jaxnas import genotypes
 from jaxnas import metrics as metrics_lib
@@ -311,10 +312,14 @@ def test_dropout_is_nao_only_and_fails_fast(tmp_path):
   assert not os.listdir(tmp_path)
 
 
-def test_imagenet_config_without_an_imagenet_dataset_fails_fast(tmp_path):
-  with pytest.raises(ValueError, match="config.data.name='imagenet' is not valid"):
-    evaluate.train_and_evaluate(load_config("eval_imagenet.py"), str(tmp_path))
+def test_imagenet_config_without_imagenet_files_fails_fast(tmp_path):
+  with pytest.raises(data_lib.DatasetNotFoundError, match="train/<wnid>/"):
+    evaluate.train_and_evaluate(load_config("eval_imagenet.py"), str(tmp_path / "run"))
   assert not os.listdir(tmp_path)
+  config = load_config("eval_imagenet.py")
+  config.data.crop_padding = 4
+  with pytest.raises(ValueError, match="crop_padding=0"):
+    evaluate.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 # ------------------------------------------------------------------ the training loop

@@ -9,6 +9,7 @@
 The TF-free tfds builders live in `jaxnas.data.tfds_builders` (imported on demand, as it imports
 tensorflow_datasets). Offline data and tfds without TensorFlow: ``../shared/spec/data.md``.
 """
+from jaxnas.data import imagenet as imagenet
 from jaxnas.data.augment import augment as augment
 from jaxnas.data.augment import normalize as normalize
 from jaxnas.data.datasets import DATASETS as DATASETS
@@ -25,6 +26,6 @@ from jaxnas.data.splits import SearchSplits as SearchSplits
 from jaxnas.data.splits import Split as Split
 from jaxnas.data.splits import make_search_splits as make_search_splits
 
-__all__ = ["DATASETS", "SPLIT_SCHEMES", "DatasetFormatError", "DatasetNotFoundError",
+__all__ = ["DATASETS", "imagenet", "SPLIT_SCHEMES", "DatasetFormatError", "DatasetNotFoundError",
            "ImageDataset", "SearchSplits", "Split", "augment", "batch_indices", "cache_root",
            "dataset_options", "get_dataset", "make_search_splits", "normalize", "steps_per_epoch"]

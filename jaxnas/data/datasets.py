@@ -1,8 +1,9 @@
 """Image datasets by name: ``jaxnas.data.get_dataset('cifar10', data_dir='/path/to/dir')``.
 
-A dataset is loaded whole into host memory as uint8 NHWC arrays (CIFAR-10 train is 150 MB) with
-int32 labels and per-channel normalization constants; batching, augmentation and normalization
-happen later (`jaxnas.data.sampling`, `jaxnas.data.augment`). TensorFlow is never imported.
+A dataset is loaded whole into host memory as uint8 NHWC arrays (CIFAR-10 train is 150 MB;
+ImageNet is decoded lazily, see below) with int32 labels and per-channel normalization constants;
+batching, augmentation and normalization happen later (`jaxnas.data.sampling`,
+`jaxnas.data.augment`). TensorFlow is never imported.
 
 Registered datasets (``DATASETS``); ``data_dir`` is set from the config with
 ``--config.data.data_dir=/path/to/dir``:
@@ -23,6 +24,13 @@ Registered datasets (``DATASETS``); ``data_dir`` is set from the config with
   ``train_data_batch_1..10`` and ``val_data`` in ``data_dir`` (or ``data_dir/ImageNet16``),
   keeping classes 1..120 (labels made 0-based); 16x16x3. Mean (122.68, 116.66, 104.01)/255,
   std (63.22, 61.26, 65.09)/255.
+* ``imagenet``: ILSVRC-2012 from class folders ``data_dir/train/<wnid>/*.JPEG`` and
+  ``data_dir/val/<wnid>/*.JPEG`` (torchvision's ImageFolder layout, as quark0/darts reads it). Too
+  large for host memory: its images are ``jaxnas.data.imagenet.LazyImages``, decoded and
+  augmented on the host when a batch is indexed (RandomResizedCrop + flip + ColorJitter for
+  train, resize 256 + center crop for test). Options ``image_size`` (224), ``resize_size``
+  (256), ``seed`` (train augmentation), ``workers`` (decoding threads). Mean (0.485, 0.456,
+  0.406), std (0.229, 0.224, 0.225).
 * ``fashion_mnist``: Fashion-MNIST, 60,000 / 10,000, 28x28x1, 10 classes, from the 4 original
   ``*-ubyte.gz`` files via the TF-free builder ``jaxnas_fashion_mnist``. Mean 0.2860, std 0.3530.
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images, no download): values 0..16 scaled
@@ -241,6 +249,28 @@ def _load_imagenet16_120(*, data_dir=None) -> ImageDataset:
   return _make("imagenet16_120", arrays, 120, IMAGENET16_MEAN, IMAGENET16_STD)
 
 
+def _load_imagenet(*, data_dir=None, image_size: int = 224, resize_size: int = 256,
+                   seed: int = 0, workers: int = 0) -> ImageDataset:
+  """ILSVRC-2012 from ``data_dir/train/<wnid>/`` and ``data_dir/val/<wnid>/``, decoded lazily
+  (``jaxnas.data.imagenet``)."""
+  from jaxnas.data import imagenet  # Pillow, only when needed
+  data_dir = _as_dir(data_dir)
+  roots = {part: os.path.join(data_dir, part) if data_dir else None for part in ("train", "val")}
+  for part, root in roots.items():
+    if root is None or not os.path.isdir(root):
+      raise not_found("imagenet", f"the class-folder tree '{part}/<wnid>/*.JPEG'", data_dir,
+                      imagenet.WHERE)
+  if not 0 < image_size <= resize_size:
+    raise ValueError(f"imagenet: need 0 < image_size <= resize_size, got {image_size}, "
+                     f"{resize_size}.")
+  classes, train_paths, train_labels = imagenet.scan_image_folder(roots["train"])
+  _, test_paths, test_labels = imagenet.scan_image_folder(roots["val"], classes)
+  lazy = dict(size=image_size, seed=seed, resize_size=resize_size, workers=workers)
+  return ImageDataset("imagenet", imagenet.LazyImages(train_paths, train=True, **lazy),
+                      train_labels, imagenet.LazyImages(test_paths, train=False, **lazy),
+                      test_labels, len(classes), imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD)
+
+
 def _load_digits(*, data_dir=None) -> ImageDataset:
   """scikit-learn's bundled 8x8 digits; fixed seeded 1,437 / 360 split; needs no files."""
   del data_dir  # bundled with scikit-learn
@@ -286,6 +316,7 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "cifar100": _load_cifar100,
     "cifar10_jpeg": _load_cifar10_jpeg,
     "imagenet16_120": _load_imagenet16_120,
+    "imagenet": _load_imagenet,
     "fashion_mnist": _load_fashion_mnist,
     "digits": _load_digits,
     "synthetic": _load_synthetic,

@@ -56,8 +56,10 @@ class Split:
     return len(self.labels)
 
   def take(self, index) -> Split:
-    """The sub-split at ``index`` (a slice or an integer index array)."""
-    return Split(self.images[index], self.labels[index])
+    """The sub-split at ``index`` (a slice or an integer index array); lazily decoded images
+    (``jaxnas.data.imagenet.LazyImages``) stay lazy."""
+    subset = getattr(self.images, "subset", None)
+    return Split(subset(index) if subset else self.images[index], self.labels[index])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -1,0 +1,245 @@
+"""ImageNet (ILSVRC-2012) from an image-folder tree, decoded and augmented on the host per batch.
+
+ImageNet does not fit in host memory as uint8 arrays (1.28M images), so its splits hold
+``LazyImages``: an array-like of shape ``(N, S, S, 3)`` (``S = image_size``, 224) whose integer-array
+indexing decodes those JPEGs (a thread pool) and applies the split's transform; slicing returns a
+lazy view. Everything downstream (``data.Split``, ``DataParallel.put_examples``, the evaluation
+loop) indexes it like an array.
+
+Layout (``--config.data.data_dir``), the one quark0/darts ``cnn/train_imagenet.py`` reads with
+``torchvision.datasets.ImageFolder``::
+
+    <data_dir>/train/<wnid>/*.JPEG      # 1000 class folders (n01440764, ...)
+    <data_dir>/val/<wnid>/*.JPEG        # the 50,000 validation images sorted into class folders
+
+Labels are the indices of the sorted class-folder names of ``train/``. Transforms (the reference's):
+
+* train: ``RandomResizedCrop(S)`` (scale 0.08-1, aspect ratio 3/4-4/3, bilinear), horizontal flip
+  (p = 0.5), ``ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)`` (the four in
+  a random order, as torchvision); the randomness of example ``i`` of a batch is seeded by
+  ``(seed, hash of the batch's index array, i)``, so a batch is reproducible (and a resumed run
+  sees the same augmentation) while an image gets a new crop in every epoch.
+* test: resize the shorter side to ``resize_size`` (256), center crop ``S``.
+
+Normalization (on the device): mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225). The
+device-side CIFAR augmentation must be off (``data.crop_padding=0``, ``data.flip=False``,
+``data.cutout=0``: ``configs/eval_imagenet.py`` sets them; ``jaxnas.evaluate`` checks).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+import zlib
+from typing import Sequence
+
+import numpy as np
+
+from jaxnas.data.errors import DatasetFormatError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+WHERE = ("https://image-net.org/download-images.php (ILSVRC2012_img_train.tar and "
+          "ILSVRC2012_img_val.tar), extracted into train/<wnid>/ and val/<wnid>/ class folders "
+          "(the layout torchvision's ImageFolder reads)")
+
+SCALE = (0.08, 1.0)
+RATIO = (3.0 / 4.0, 4.0 / 3.0)
+JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2}
+
+
+def _pil():
+  try:
+    from PIL import Image, ImageEnhance
+  except ImportError as e:  # Pillow is in requirements.txt
+    raise ImportError("The ImageNet loader needs Pillow: pip install pillow") from e
+  return Image, ImageEnhance
+
+
+def scan_image_folder(root: str, classes: Sequence[str] | None = None
+                      ) -> tuple[list[str], list[str], np.ndarray]:
+  """``(classes, paths, labels)`` of ``root/<class>/<image>``, classes and files sorted.
+
+  ``classes``: the class list to label against (the train split's for the test split); a folder
+  not in it is an error.
+  """
+  found = sorted(e.name for e in os.scandir(root) if e.is_dir())
+  if not found:
+    raise DatasetFormatError(f"ImageNet split '{root}' has no class folders; expected "
+                             f"{root}/<wnid>/*.JPEG.")
+  classes = list(found if classes is None else classes)
+  index = {c: i for i, c in enumerate(classes)}
+  unknown = sorted(set(found) - set(index))
+  if unknown:
+    raise DatasetFormatError(f"ImageNet split '{root}' has class folders that the train split "
+                             f"lacks: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}.")
+  paths, labels = [], []
+  for name in found:
+    files = sorted(e.path for e in os.scandir(os.path.join(root, name))
+                   if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+    paths.extend(files)
+    labels.extend([index[name]] * len(files))
+  if not paths:
+    raise DatasetFormatError(f"ImageNet split '{root}' holds no images "
+                             f"({', '.join(IMAGE_EXTENSIONS)}).")
+  return classes, paths, np.asarray(labels, np.int32)
+
+
+# ------------------------------------------------------------------------------- transforms
+
+
+def random_resized_crop_box(rng: np.random.Generator, width: int, height: int,
+                            scale: tuple[float, float] = SCALE,
+                            ratio: tuple[float, float] = RATIO) -> tuple[int, int, int, int]:
+  """``(left, top, w, h)`` of torchvision's ``RandomResizedCrop.get_params``: 10 tries at a random
+  area fraction in ``scale`` and log-uniform aspect ratio in ``ratio``, else a center crop with the
+  ratio clamped to ``ratio``."""
+  area = width * height
+  log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+  for _ in range(10):
+    target = area * rng.uniform(*scale)
+    aspect = math.exp(rng.uniform(*log_ratio))
+    w = int(round(math.sqrt(target * aspect)))
+    h = int(round(math.sqrt(target / aspect)))
+    if 0 < w <= width and 0 < h <= height:
+      return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+  in_ratio = width / height
+  if in_ratio < ratio[0]:
+    w, h = width, int(round(width / ratio[0]))
+  elif in_ratio > ratio[1]:
+    w, h = int(round(height * ratio[1])), height
+  else:
+    w, h = width, height
+  return (width - w) // 2, (height - h) // 2, w, h
+
+
+def _adjust_hue(image, shift: float):
+  """Rotates the hue by ``shift`` of a turn (torchvision's PIL ``adjust_hue``)."""
+  Image, _ = _pil()
+  h, s, v = image.convert("HSV").split()
+  h = Image.fromarray((np.asarray(h, np.uint8) + np.uint8(round(shift * 255) % 256)), "L")
+  return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+def color_jitter(rng: np.random.Generator, image, jitter: dict[str, float] = JITTER):
+  """torchvision's ``ColorJitter``: brightness, contrast, saturation factors uniform in
+  ``[1 - x, 1 + x]`` and a hue shift uniform in ``[-hue, hue]``, applied in a random order."""
+  _, ImageEnhance = _pil()
+  enhancers = {"brightness": ImageEnhance.Brightness, "contrast": ImageEnhance.Contrast,
+               "saturation": ImageEnhance.Color}
+  for name in rng.permutation(["brightness", "contrast", "saturation", "hue"]):
+    x = jitter[name]
+    if not x:  # torchvision leaves a zero-strength jitter out (no HSV round trip)
+      continue
+    if name == "hue":
+      image = _adjust_hue(image, rng.uniform(-x, x))
+    else:
+      image = enhancers[name](image).enhance(rng.uniform(max(0.0, 1 - x), 1 + x))
+  return image
+
+
+def train_transform(image, rng: np.random.Generator, size: int) -> np.ndarray:
+  """RandomResizedCrop + horizontal flip + ColorJitter -> ``(size, size, 3)`` uint8."""
+  Image, _ = _pil()
+  left, top, w, h = random_resized_crop_box(rng, *image.size)
+  image = image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+  if rng.uniform() < 0.5:
+    image = image.transpose(Image.FLIP_LEFT_RIGHT)
+  return np.asarray(color_jitter(rng, image), np.uint8)
+
+
+def test_transform(image, size: int, resize_size: int) -> np.ndarray:
+  """Resize the shorter side to ``resize_size`` (torchvision ``Resize(int)``), center crop
+  ``size`` -> ``(size, size, 3)`` uint8."""
+  Image, _ = _pil()
+  width, height = image.size
+  if width <= height:
+    new = (resize_size, int(resize_size * height / width))
+  else:
+    new = (int(resize_size * width / height), resize_size)
+  image = image.resize(new, Image.BILINEAR)
+  left = int(round((new[0] - size) / 2.0))
+  top = int(round((new[1] - size) / 2.0))
+  return np.asarray(image.crop((left, top, left + size, top + size)), np.uint8)
+
+
+# ------------------------------------------------------------------------------- lazy images
+
+
+class LazyImages:
+  """An ``(N, size, size, 3)`` uint8 array-like over image files, decoded when indexed.
+
+  ``images[int_array]`` decodes and transforms those files (``train=True``: the random train
+  transform, seeded per batch; else the deterministic test transform); ``images[slice]`` is a
+  lazy view; ``images[i]`` one image.
+  """
+  dtype = np.dtype(np.uint8)
+  ndim = 4
+
+  def __init__(self, paths: Sequence[str], *, size: int, train: bool, seed: int = 0,
+               resize_size: int = 256, workers: int = 0):
+    self.paths = list(paths)
+    self.size, self.train, self.seed = int(size), bool(train), int(seed)
+    self.resize_size, self.workers = int(resize_size), int(workers) or min(8, os.cpu_count() or 1)
+
+  @property
+  def shape(self) -> tuple[int, int, int, int]:
+    return (len(self.paths), self.size, self.size, 3)
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def subset(self, index) -> LazyImages:
+    """A lazy view of the examples ``index`` (a slice or an index array); nothing is decoded."""
+    if isinstance(index, slice):
+      return self._view(self.paths[index])
+    return self._view([self.paths[i] for i in np.asarray(index).reshape(-1).tolist()])
+
+  def _view(self, paths: Sequence[str]) -> LazyImages:
+    return LazyImages(paths, size=self.size, train=self.train, seed=self.seed,
+                      resize_size=self.resize_size, workers=self.workers)
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self._view(self.paths[index])
+    if np.ndim(index) == 0:
+      return self[np.asarray([index])][0]
+    index = np.asarray(index)
+    if index.dtype == bool:
+      index = np.flatnonzero(index)
+    index = index.astype(np.int64)
+    batch_key = zlib.crc32(index.tobytes())
+    with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+      images = list(pool.map(lambda job: self._load(batch_key, *job), enumerate(index.tolist())))
+    return np.stack(images) if images else np.zeros((0,) + self.shape[1:], np.uint8)
+
+  def _load(self, batch_key: int, position: int, example: int) -> np.ndarray:
+    Image, _ = _pil()
+    path = self.paths[example]
+    try:
+      with Image.open(path) as f:
+        image = f.convert("RGB")
+    except (OSError, ValueError) as e:
+      raise DatasetFormatError(f"Cannot decode ImageNet image '{path}': {e}. Replace or delete "
+                               "the file.") from None
+    if not self.train:
+      return test_transform(image, self.size, self.resize_size)
+    rng = np.random.default_rng([self.seed, batch_key, position])
+    return train_transform(image, rng, self.size)
+
+  def __repr__(self) -> str:
+    return (f"LazyImages({len(self)} images, size={self.size}, "
+            f"{'train' if self.train else 'test'} transform)")
+
+
+def check_device_augmentation(data_config) -> None:
+  """ImageNet is augmented on the host: the device-side CIFAR crop/flip/Cutout must be off."""
+  extra = [f"data.{field}={data_config[field]!r}" for field in ("crop_padding", "flip", "cutout")
+           if data_config.get(field)]
+  if extra:
+    raise ValueError(f"config.data.name='imagenet' is augmented on the host (RandomResizedCrop, "
+                     f"flip, ColorJitter), so the device-side CIFAR augmentation must be off, but "
+                     f"{', '.join(extra)}: set --config.data.crop_padding=0 "
+                     "--config.data.flip=False --config.data.cutout=0 (configs/eval_imagenet.py "
+                     "does).")

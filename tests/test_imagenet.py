@@ -1,0 +1,130 @@
+"""The ImageNet loader (``jaxnas.data.imagenet``) on a tiny class-folder tree of JPEGs."""
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxnas import data as data_lib
+from jaxnas import evaluate
+from jaxnas.data import imagenet
+
+SIZES = [(48, 40), (40, 64), (56, 56), (36, 50)]   # (width, height) per image of a class
+
+
+def _write_tree(root, classes=("n01", "n02", "n03"), per_class=4, val_classes=None):
+  rng = np.random.default_rng(0)
+  for part, names in (("train", classes), ("val", val_classes or classes)):
+    for c in names:
+      os.makedirs(root / part / c, exist_ok=True)
+      for i in range(per_class if part == "train" else 2):
+        w, h = SIZES[i % len(SIZES)]
+        pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / part / c / f"img_{i}.JPEG", quality=95)
+  return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+  return _write_tree(tmp_path_factory.mktemp("imagenet"))
+
+
+def test_dataset_layout_labels_and_shapes(tree):
+  ds = data_lib.get_dataset("imagenet", data_dir=str(tree), image_size=32, resize_size=36)
+  assert ds.num_classes == 3 and ds.image_shape == (32, 32, 3)
+  assert ds.train_images.shape == (12, 32, 32, 3) and ds.test_images.shape == (6, 32, 32, 3)
+  np.testing.assert_array_equal(ds.train_labels, np.repeat([0, 1, 2], 4))
+  np.testing.assert_array_equal(ds.test_labels, np.repeat([0, 1, 2], 2))
+  assert ds.mean == imagenet.IMAGENET_MEAN and ds.std == imagenet.IMAGENET_STD
+  batch = ds.train_images[np.array([5, 0, 11])]
+  assert batch.dtype == np.uint8 and batch.shape == (3, 32, 32, 3)
+  # A slice and Split.take stay lazy (nothing decoded); indexing the view decodes its images.
+  split = data_lib.Split(ds.train_images, ds.train_labels).take(slice(4, 8))
+  assert isinstance(split.images, imagenet.LazyImages) and len(split) == 4
+  assert split.images.paths == ds.train_images.paths[4:8]
+
+
+def test_train_augmentation_is_seeded_per_batch(tree):
+  ds = data_lib.get_dataset("imagenet", data_dir=str(tree), image_size=32, resize_size=36)
+  idx = np.array([3, 7, 1, 9])
+  first, again = ds.train_images[idx], ds.train_images[idx]
+  np.testing.assert_array_equal(first, again)                 # reproducible (resume-safe)
+  other = ds.train_images[np.array([3, 7, 1, 10])]            # another batch: new crops
+  assert not np.array_equal(first[0], other[0])
+  reseeded = data_lib.get_dataset("imagenet", data_dir=str(tree), image_size=32, resize_size=36,
+                                  seed=1).train_images[idx]
+  assert not np.array_equal(first, reseeded)
+
+
+def test_test_transform_is_resize_shorter_side_then_center_crop(tree):
+  ds = data_lib.get_dataset("imagenet", data_dir=str(tree), image_size=32, resize_size=36)
+  got = ds.test_images[np.array([1])][0]                      # img_1: 40 wide, 64 high
+  with Image.open(ds.test_images.paths[1]) as f:
+    image = f.convert("RGB")
+  assert image.size == (40, 64)
+  resized = image.resize((36, int(36 * 64 / 40)), Image.BILINEAR)   # (36, 57)
+  top = int(round((57 - 32) / 2.0))
+  want = np.asarray(resized.crop((2, top, 34, top + 32)))
+  np.testing.assert_array_equal(got, want)
+
+
+def test_random_resized_crop_box_follows_torchvision():
+  rng = np.random.default_rng(0)
+  for _ in range(200):
+    left, top, w, h = imagenet.random_resized_crop_box(rng, 64, 48)
+    assert 0 <= left and left + w <= 64 and 0 <= top and top + h <= 48
+    assert 0.08 * 64 * 48 * 0.8 <= w * h <= 64 * 48
+    assert 3 / 4 * 0.8 <= w / h <= 4 / 3 * 1.25
+  # A 1x100 strip admits no crop of ratio in [3/4, 4/3] with >= 8% area: the fallback is the
+  # center crop with the ratio clamped (w = 1, h = round(1 / (3/4)) = 1).
+  assert imagenet.random_resized_crop_box(rng, 1, 100) == (0, 49, 1, 1)
+  assert imagenet.random_resized_crop_box(rng, 100, 1) == (49, 0, 1, 1)
+
+
+def test_color_jitter_identity_and_hue_turn():
+  rng = np.random.default_rng(0)
+  pixels = np.random.default_rng(1).integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+  image = Image.fromarray(pixels)
+  zero = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
+  np.testing.assert_array_equal(np.asarray(imagenet.color_jitter(rng, image, zero)), pixels)
+  red = Image.fromarray(np.full((2, 2, 3), (200, 0, 0), np.uint8))
+  # A third of a turn takes pure red to pure green (HSV hue 0 -> 85 of 255).
+  green = np.asarray(imagenet._adjust_hue(red, 1 / 3))
+  assert green[0, 0, 1] > 190 and green[0, 0, 0] < 10 and green[0, 0, 2] < 10
+  jittered = np.asarray(imagenet.color_jitter(rng, image))
+  assert jittered.shape == pixels.shape and not np.array_equal(jittered, pixels)
+
+
+def test_bad_trees_fail_with_the_fix(tmp_path):
+  with pytest.raises(data_lib.DatasetNotFoundError, match="train/<wnid>/.*data_dir"):
+    data_lib.get_dataset("imagenet", data_dir=str(tmp_path))
+  with pytest.raises(data_lib.DatasetNotFoundError, match="no data directory was given"):
+    data_lib.get_dataset("imagenet")
+  bad = _write_tree(tmp_path / "extra", val_classes=("n01", "n09"), per_class=1)
+  with pytest.raises(data_lib.DatasetFormatError, match="train split lacks: \\['n09'\\]"):
+    data_lib.get_dataset("imagenet", data_dir=str(bad))
+  broken = _write_tree(tmp_path / "broken", classes=("n01",), per_class=1)
+  (broken / "train" / "n01" / "img_0.JPEG").write_bytes(b"not a jpeg")
+  ds = data_lib.get_dataset("imagenet", data_dir=str(broken), image_size=16, resize_size=16)
+  with pytest.raises(data_lib.DatasetFormatError, match="img_0.JPEG"):
+    ds.train_images[np.array([0])]
+  with pytest.raises(ValueError, match="image_size <= resize_size"):
+    data_lib.get_dataset("imagenet", data_dir=str(broken), image_size=32, resize_size=16)
+
+
+def test_eval_imagenet_config_trains_on_the_tree(tree, tmp_path):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "eval_imagenet", os.path.join(os.path.dirname(__file__), "..", "configs",
+                                    "eval_imagenet.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("smoke")
+  config.data.name, config.data.data_dir = "imagenet", str(tree)
+  config.data.image_size, config.data.resize_size = 32, 36
+  config.batch_size, config.eval_batch_size = 4, 6
+  result = evaluate.train_and_evaluate(config, str(tmp_path))
+  assert result["step"] == 2
+  assert 0.0 <= result["final_record"]["test/accuracy"] <= 1.0
+  assert math.isfinite(result["final_record"]["test/loss"])
