@@ -1,0 +1,121 @@
+"""Where a hypergradient's time goes on a supernet: multiply-adds by convolution form, and time,
+for the exact unroll's two backward modes in a Python loop and under ``lax.scan``.
+
+Each variant is one jitted call ``estimator(problem, w, α, train_batch, val_batch)`` on the search
+supernet of ``experiments/benchmark.py``'s config (BatchNorm state fixed, no augmentation), timed as
+the best of ``--repeats`` calls after compilation. "largest conv form" is the convolution shape
+(lhs, rhs -> out) with the most multiply-adds and its share of the total: under JAX's
+reverse-over-reverse, the transposed weight-gradient convolution (an activation-sized *kernel*
+slid over a zero-padded 3x3 input) dominates.
+
+  .venv/bin/python experiments/hypergrad_profile.py --space=nb201 --channels=8 \
+      --cells_per_stage=2 --batch_size=32
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+from typing import Sequence
+
+import jax
+import optax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchmark  # noqa: E402
+from jaxnas import hypergrad  # noqa: E402
+from jaxnas import loop  # noqa: E402
+from jaxnas import reports  # noqa: E402
+from jaxnas import steps  # noqa: E402
+
+class FullBackward:
+  """∇_α L_val computed together with ∇_w L_val: what the PyTorch reference's first-order α step
+  costs (``loss.backward()`` fills every parameter's gradient), the base of its 3.5x figure."""
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    del inner_batch
+    g_w, g_a = jax.grad(problem.outer_loss, argnums=(0, 1))(weights, arch, outer_batch)
+    return g_a, g_w
+
+
+VARIANTS = {
+    "first_order": hypergrad.FirstOrder(),
+    "first_order + weight gradients (PyTorch's)": FullBackward(),
+    "finite_difference (exact mixed term)": hypergrad.FiniteDifference(xi=0.01,
+                                                                       mixed_term="exact"),
+    "unrolled K=1, hvp, Python loop": hypergrad.Unrolled(1, optax.sgd(0.01)),
+    "unrolled K=1, reverse, Python loop": hypergrad.Unrolled(1, optax.sgd(0.01),
+                                                             second_order="reverse"),
+    "unrolled K=1, hvp, lax.scan": hypergrad.Unrolled(1, optax.sgd(0.01), max_python_steps=0),
+    "unrolled K=1, reverse, lax.scan": hypergrad.Unrolled(1, optax.sgd(0.01),
+                                                          second_order="reverse",
+                                                          max_python_steps=0),
+}
+
+
+def conv_forms(fn, *args) -> collections.Counter:
+  """Multiply-adds per ``(lhs shape, rhs shape, out shape)`` of every convolution in ``fn``'s
+  jaxpr (nested jaxprs included, scans times their length)."""
+  forms: collections.Counter = collections.Counter()
+
+  def walk(jaxpr, times):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "conv_general_dilated":
+        key = (tuple(eqn.invars[0].aval.shape), tuple(eqn.invars[1].aval.shape),
+               tuple(eqn.outvars[0].aval.shape))
+        forms[key] += times * reports._jaxpr_eqn_macs(eqn)
+      for value in eqn.params.values():
+        subs = value if isinstance(value, (list, tuple)) else [value]
+        subs = [getattr(v, "jaxpr", v) for v in subs]
+        for sub in [v for v in subs if hasattr(v, "eqns")][:1]:
+          walk(sub, times * int(eqn.params.get("length", 1)))
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr, 1)
+  return forms
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--variants", default="", help="comma-separated subset of the variant "
+                      "indices (0-6); empty = all")
+  own, rest = parser.parse_known_args(argv)
+  args = benchmark.parse_args(rest + ["--what=arch"])
+  search = loop.build_search(benchmark.make_config(args))
+  state, components = loop.start_state(search), search.components
+  batches = loop.step_batches(search, 0)
+  train, val = batches["train"], batches["val"]
+
+  def loss(w, a, batch):
+    return steps.supernet_loss(components, w, a, state.model_state, *batch)[0]
+
+  problem = hypergrad.BilevelProblem(loss, loss)
+  chosen = ([list(VARIANTS)[int(i)] for i in own.variants.split(",")] if own.variants
+            else list(VARIANTS))
+  print(f"{args.space} channels={args.channels} batch={args.batch_size} "
+        f"backend={jax.default_backend()} load={os.getloadavg()[0]:.2f}")
+  print("variant | best s | compile s | conv GMAC | largest conv form (lhs, rhs -> out): share")
+  for name in chosen:
+    est = VARIANTS[name]
+    fn = jax.jit(lambda w, a, tr, va, est=est: est(problem, w, a, tr, va))
+    forms = conv_forms(fn, state.weights, state.arch, train, val)
+    total = sum(forms.values())
+    (lhs, rhs, out), top = forms.most_common(1)[0]
+    start = time.perf_counter()
+    jax.block_until_ready(fn(state.weights, state.arch, train, val))
+    compile_s = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(own.repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(state.weights, state.arch, train, val))
+      best = min(best, time.perf_counter() - start)
+    print(f"{name} | {best:.3f} | {compile_s:.1f} | {total / 1e9:.2f} | "
+          f"{lhs}, {rhs} -> {out}: {top / total:.0%}", flush=True)
+
+
+if __name__ == "__main__":
+  main()
