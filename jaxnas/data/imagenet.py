@@ -18,7 +18,9 @@ Labels are the indices of the sorted class-folder names of ``train/``. Transform
   (p = 0.5), ``ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)`` (the four in
   a random order, as torchvision); the randomness of example ``i`` of a batch is seeded by
   ``(seed, hash of the batch's index array, i)``, so a batch is reproducible (and a resumed run
-  sees the same augmentation) while an image gets a new crop in every epoch.
+  sees the same augmentation) while an image gets a new crop in every epoch. (On several hosts
+  each process indexes only its rows, so the crops differ from a one-process run's; the batch
+  composition does not.)
 * test: resize the shorter side to ``resize_size`` (256), center crop ``S``.
 
 Normalization (on the device): mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225). The
@@ -202,7 +204,7 @@ class LazyImages:
 
   def __getitem__(self, index):
     if isinstance(index, slice):
-      return self._view(self.paths[index])
+      return self.subset(index)
     if np.ndim(index) == 0:
       return self[np.asarray([index])][0]
     index = np.asarray(index)

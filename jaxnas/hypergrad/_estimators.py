@@ -106,8 +106,8 @@ def _hvp_vjp_gradient(loss: Loss):
   which is one ``jvp`` of :math:`(\nabla_w L, \nabla_\alpha L)` along :math:`(u, 0)`. Autodiff
   would instead transpose the backward pass (reverse-over-reverse), and JAX transposes a
   convolution's weight-gradient convolution into a convolution whose *kernel* is an activation
-  (a 32x32 "kernel" slid over a zero-padded 3x3 input): 6x the multiply-adds of the whole step
-  on the NB201 supernet (``experiments/README.md``). The ``jvp`` keeps every convolution in its
+  (a 32x32 "kernel" slid over a zero-padded 3x3 input): 7.7x the multiply-adds of the whole
+  one-step hypergradient on a small NB201 supernet (``experiments/README.md``). The ``jvp`` keeps every convolution in its
   forward / input-gradient / weight-gradient form. The backward pass recomputes the gradient (no
   residuals beyond ``(w, α, batch)``).
 
@@ -187,8 +187,8 @@ def _loop(body, carry, xs, length: int, *, python: bool):
 
   A Python loop puts ``length`` copies of ``body`` in the graph; ``lax.scan`` one. XLA:CPU runs
   convolutions (and their gradients) inside loop bodies on a slow path: the exact one-step DARTS
-  hypergradient of the NB201 supernet took 3.3x as long under a length-1 scan (even with
-  ``unroll=True``) as in straight-line code (``experiments/README.md``).
+  hypergradient of a small NB201 supernet took 3.8x as long under a length-1 scan (``unroll=True``
+  did not help) as in straight-line code (``experiments/README.md``).
   """
   if not python:
     return jax.lax.scan(body, carry, xs, length=length)[0]
@@ -271,7 +271,7 @@ class Unrolled:
       ``'hvp'`` (default) — a forward-over-reverse Hessian-vector product, using the symmetry
       of the Hessian (``_hvp_vjp_gradient``); ``'reverse'`` — plain autodiff
       (reverse-over-reverse; JAX transposes convolution weight gradients into convolutions with
-      activation-sized kernels: 6x the step's multiply-adds on the NB201 supernet). Same value
+      activation-sized kernels: 7.7x the multiply-adds on an NB201 supernet). Same value
       up to rounding, also under further differentiation (w.r.t. the batch or the weights).
     max_python_steps: K ≤ this runs as a Python loop (K copies of the step in the graph), larger
       K under ``lax.scan`` (one copy; XLA:CPU runs convolutions in loop bodies on a slow path).
