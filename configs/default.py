@@ -52,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.step_order = "arch_first"       # 'arch_first' (quark0/darts) | 'weights_first' (AutoDL)
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "cifar10"           # cifar10 | cifar100 | cifar10_jpeg | imagenet16_120 | fashion_mnist | digits | synthetic
+  config.data.name = "cifar10"           # cifar10 | cifar100 | cifar10_jpeg | imagenet16_120 | imagenet | fashion_mnist | digits | synthetic
   config.data.data_dir = ""              # directory with the dataset's original files ('' = none)
   config.data.split = "darts"            # search split: 'darts' (50/50 train) | 'full' | 'nb201'
   config.data.train_portion = 0.5        # 'darts' split: fraction of the training set for w

@@ -84,7 +84,7 @@ def _cache(tmp_path):
 def test_every_registered_dataset_is_documented():
   doc = datasets_lib.__doc__
   assert set(data.DATASETS) == {"cifar10", "cifar100", "cifar10_jpeg", "imagenet16_120",
-                                "fashion_mnist", "digits", "synthetic"}
+                                "imagenet", "fashion_mnist", "digits", "synthetic"}
   for name, loader in data.DATASETS.items():
     assert f"``{name}``" in doc, name
     assert loader.__doc__ and loader.__doc__.strip(), name
@@ -92,7 +92,7 @@ def test_every_registered_dataset_is_documented():
 
 def test_unknown_dataset_lists_valid_names():
   with pytest.raises(ValueError) as e:
-    data.get_dataset("imagenet")
+    data.get_dataset("imagenet21k")
   for name in data.DATASETS:
     assert name in str(e.value)
 

@@ -177,7 +177,7 @@ def test_golden_losses_from_fixed_seed():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"data.name": "imagenet"}, "config.data.name='imagenet' is not valid"),
+    ({"data.name": "imagenet21k"}, "config.data.name='imagenet21k' is not valid"),
     ({"space.name": "resnet"}, "config.space.name='resnet' is not valid"),
     ({"method": "enas"}, "config.method='enas' is not valid"),
     ({"batch_size": 10_000}, "larger than the weight split"),
