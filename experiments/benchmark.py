@@ -163,10 +163,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                if item.strip())
   args.hypergrad_options = dict(_option(item) for item in args.hypergrad_options.split(",")
                                 if item.strip())
-  unknown = sorted(set(args.hypergrad_options) - set(default_config.get_config().hypergrad_options))
+  valid = sorted(default_config.get_config().hypergrad_options)
+  unknown = sorted(set(args.hypergrad_options) - set(valid))
   if unknown:
-    parser.error(f"--hypergrad_options: unknown {unknown}; valid: "
-                 f"{', '.join(sorted(default_config.get_config().hypergrad_options))}")
+    parser.error(f"--hypergrad_options: unknown {unknown}; valid: {', '.join(valid)}")
   return args
 
 

@@ -31,6 +31,7 @@ import benchmark  # noqa: E402  (experiments/benchmark.py: timing, FLOPs, memory
 from configs import eval_cifar10  # noqa: E402
 from jaxnas import evaluate  # noqa: E402
 from jaxnas import genotypes as genotypes_lib  # noqa: E402
+from jaxnas import reports  # noqa: E402
 from jaxnas import sharding  # noqa: E402
 
 
@@ -101,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       "train_images": args.train_images, "steps_per_epoch": steps_per_epoch,
                       "drop_path_prob": config.drop_path_prob, "cutout": config.data.cutout,
                       "auxiliary_weight": config.auxiliary_weight,
-                      "params": evaluate.reports.num_params(state.weights),
-                      "params_with_auxiliary": evaluate.reports.num_params(state.weights,
-                                                                           auxiliary=True),
+                      "params": reports.num_params(state.weights),
+                      "params_with_auxiliary": reports.num_params(state.weights,
+                                                                  auxiliary=True),
                       "setup_s": setup_s, "timed_steps": args.steps, "warmup_steps": args.warmup},
             "results": {"train_step": result}}
   benchmark.add_peak_fraction(report, args)

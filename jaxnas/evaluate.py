@@ -264,8 +264,7 @@ def load_data(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
                    image_size=config.data.synthetic_image_size,
                    num_classes=config.data.synthetic_num_classes, seed=config.seed)
   elif config.data.name == "imagenet":
-    options = dict(image_size=config.data.get("image_size", 224),
-                   resize_size=config.data.get("resize_size", 256), seed=config.seed)
+    options = data_lib.imagenet.config_options(config.data, config.seed)
   dataset = data_lib.get_dataset(config.data.name, data_dir=config.data.data_dir or None,
                                  **options)
   train = data_lib.Split(dataset.train_images, dataset.train_labels)

@@ -96,6 +96,8 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDatase
                    image_size=config.data.synthetic_image_size,
                    num_classes=config.data.synthetic_num_classes,
                    seed=config.data.split_seed)  # a fixed dataset: the same for every run seed
+  elif config.data.name == "imagenet":
+    options = data_lib.imagenet.config_options(config.data, config.seed)
   dataset = data_lib.get_dataset(config.data.name, data_dir=config.data.data_dir or None,
                                  **options)
   splits = data_lib.make_search_splits(dataset, config.data.split,

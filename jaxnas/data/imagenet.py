@@ -235,6 +235,13 @@ class LazyImages:
             f"{'train' if self.train else 'test'} transform)")
 
 
+def config_options(data_config, seed: int) -> dict[str, int]:
+  """``get_dataset('imagenet', ...)`` options from ``config.data`` (``image_size``,
+  ``resize_size`` where the config sets them) and the run's ``seed`` (train augmentation)."""
+  sizes = {k: int(data_config[k]) for k in ("image_size", "resize_size") if k in data_config}
+  return {**sizes, "seed": int(seed)}
+
+
 def check_device_augmentation(data_config) -> None:
   """ImageNet is augmented on the host: the device-side CIFAR crop/flip/Cutout must be off."""
   extra = [f"data.{field}={data_config[field]!r}" for field in ("crop_padding", "flip", "cutout")
