@@ -24,7 +24,7 @@ from jaxnas.methods import darts_prime
 
 def get_config(arg=None):
   config = default.get_config()
-  config.space.name = "darts"
+  default.darts_space(config)
   config.data.name = "cifar10"
   config.method = "darts_prime"
   config.parametrization = "softmax"

@@ -16,7 +16,7 @@ from configs import default
 
 def get_config(arg=None):
   config = default.get_config()
-  config.space.name = "darts"
+  default.darts_space(config)
   config.space.partial_channels = 4
   config.space.edge_normalization = True
   config.parametrization = "simplex"

@@ -22,7 +22,7 @@ from configs import default
 
 def get_config(arg=None):
   config = default.get_config()
-  config.space.name = "darts"
+  default.darts_space(config)
   config.data.name = "cifar10"
   config.data.split = "darts"
   config.method = "rarts"

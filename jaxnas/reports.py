@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnas.spaces import kernels
 from jaxnas.spaces.darts_network import AUX_HEAD
 
 MOBILE_MACS_LIMIT = 600_000_000  # the DARTS/NASNet mobile setting: < 600M multiply-adds at 224x224
@@ -267,10 +268,44 @@ def _jaxpr_eqn_macs(eqn) -> int:
   return 0
 
 
-def _jaxpr_count(jaxpr) -> int:
-  """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest)."""
+def _is_shifted_depthwise(eqn) -> bool:
+  return (eqn.primitive.name in ("jit", "pjit")
+          and any(n in str(eqn.params.get("name", "")) for n in kernels.DEPTHWISE_JAXPR_NAMES))
+
+
+def _multiplications(jaxpr) -> int:
+  """Elements produced by ``mul`` in ``jaxpr`` and its sub-jaxprs: the multiply-adds of the
+  shifted depthwise kernels (one product per output element and tap)."""
   total = 0
   for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "mul":
+      total += int(np.prod(eqn.outvars[0].aval.shape))
+    for sub in _sub_jaxprs(eqn):
+      total += _multiplications(sub)
+  return total
+
+
+def _sub_jaxprs(eqn) -> list:
+  subs = []
+  for value in eqn.params.values():
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+      v = getattr(v, "jaxpr", v)
+      if hasattr(v, "eqns"):
+        subs.append(v)
+  return subs
+
+
+def _jaxpr_count(jaxpr) -> int:
+  """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest).
+
+  The shifted depthwise kernels (``spaces.kernels``, jitted under ``DEPTHWISE_JAXPR_NAMES``) count
+  their multiplications, so a convolution counts the same whichever kernels computed it.
+  """
+  total = 0
+  for eqn in jaxpr.eqns:
+    if _is_shifted_depthwise(eqn):
+      total += _multiplications(eqn.params["jaxpr"].jaxpr)
+      continue
     total += _jaxpr_eqn_macs(eqn)
     for value in eqn.params.values():
       subs = value if isinstance(value, (list, tuple)) else [value]

@@ -14,6 +14,11 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                              + " --xla_backend_optimization_level=0").strip()
 
+# The shifted CPU kernels (jaxnas/spaces/kernels.py, the CPU default) make DARTS supernets compile
+# slower at optimisation level 0; the suite runs XLA's kernels, and tests/test_kernels.py checks
+# the shifted ones against them (values, derivatives to second order, a whole search step).
+os.environ.setdefault("JAXNAS_KERNELS", "xla")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)

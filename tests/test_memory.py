@@ -102,12 +102,14 @@ def test_remat_checkpoints_the_cells_and_keeps_variables_loss_and_gradients(spac
   remat_vars = jax.eval_shape(functools.partial(supernet.init, remat), jax.random.key(0), x,
                               param.activate(arch))
   assert specs(remat_vars) == specs((weights, model_state))  # names, shapes, dtypes
-  outputs = {}
+  outputs, checkpoints = {}, {}
   for module in (plain, remat):
     traced = jax.jit(grad_fn(module, param, model_state, x, labels)).trace(weights, arch)
-    names = [e.primitive.name for e in eqns(traced.jaxpr.jaxpr)]
-    assert any(map(is_remat, names)) == module.remat, names
+    checkpoints[module.remat] = sum(map(is_remat, (e.primitive.name
+                                                   for e in eqns(traced.jaxpr.jaxpr))))
     outputs[module.remat] = traced.lower().compile()(weights, arch)
+  # The shifted CPU kernels checkpoint their own weight tangents; remat adds the cells'.
+  assert checkpoints[True] > checkpoints[False], checkpoints
   plain_out, remat_out = outputs[False], outputs[True]
   assert jax.tree.structure(plain_out) == jax.tree.structure(remat_out)
   # loss, new BN state, gradients w.r.t. the weights and w.r.t. alpha

@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnas.spaces import kernels
 from jaxnas.spaces import ops as ops_lib
 
 NAO_SMALL_OPS: tuple[str, ...] = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3",
@@ -141,10 +142,9 @@ def _write(tree, values) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def _conv(x, w, stride=1, padding=0, dilation=1, groups=1):
-  return jax.lax.conv_general_dilated(
-      x, w, (stride, stride), ((padding, padding), (padding, padding)),
-      rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      feature_group_count=groups)
+  """NHWC/HWIO convolution; depthwise and 1x1 ones on ``kernels``' CPU fast path."""
+  return kernels.conv(x, w, (stride, stride), ((padding, padding), (padding, padding)),
+                      (dilation, dilation), groups)
 
 
 def _row(v):

@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnas.spaces import kernels
+
 # PyTorch's default conv/linear weight init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -32,11 +34,19 @@ def batch_norm(train: bool, affine: bool, name: str | None = None) -> nn.BatchNo
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
          groups: int = 1, name: str | None = None) -> nn.Conv:
-  """A bias-free 2-D convolution with explicit symmetric padding (PyTorch semantics)."""
+  """A bias-free 2-D convolution with explicit symmetric padding (PyTorch semantics).
+
+  Depthwise (``groups == features > 1``) and unpadded 1x1 convolutions run on
+  ``kernels.FastConv`` when ``kernels.impl()`` is ``'shifted'`` (the default on CPU): the same
+  parameters and values, XLA:CPU's fast path.
+  """
+  fast = (kernel == 1 and groups == 1 and padding == 0) or (groups > 1 and groups == features)
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)),
                  kernel_dilation=(dilation, dilation), feature_group_count=groups,
-                 use_bias=False, kernel_init=torch_default_init, name=name)
+                 use_bias=False, kernel_init=torch_default_init, name=name,
+                 conv_general_dilated_cls=(kernels.FastConv if fast and kernels.impl() == "shifted"
+                                           else None))
 
 
 def avg_pool_exclude_pad(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
@@ -47,7 +57,10 @@ def avg_pool_exclude_pad(x: jax.Array, window: int, stride: int, padding: int) -
 
 
 def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
-  """Max pooling with -inf padding (PyTorch semantics)."""
+  """Max pooling with -inf padding (PyTorch semantics); ``kernels.max_pool`` when
+  ``kernels.impl()`` is ``'shifted'`` (its backward avoids XLA:CPU's slow select-and-scatter)."""
+  if kernels.impl() == "shifted":
+    return kernels.max_pool(x, window, stride, padding)
   pad = ((padding, padding), (padding, padding))
   return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pad)
 

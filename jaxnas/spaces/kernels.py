@@ -1,0 +1,302 @@
+"""Convolution and pooling kernels written as shifted elementwise arithmetic: XLA:CPU's fast path.
+
+XLA:CPU runs grouped (depthwise) convolutions, the backward of 1x1 convolutions and the backward of
+max pooling (select-and-scatter) on slow generic paths, and these are most of the DARTS search
+supernet (``shared/spec/performance.md``; ``experiments/README.md`` "CPU kernels"). Every kernel here
+computes the same values as its XLA counterpart (``tests/test_kernels.py``) from k² strided
+windows of the zero- (or -inf-) padded input::
+
+    window_pq[b, i, j, c] = xp[b, s i + d p, s j + d q, c]        (stride s, dilation d)
+
+which XLA fuses into single elementwise loops. Derivatives are ``jax.custom_jvp`` rules, so every
+differentiation order works (``grad``; ``jvp`` of ``grad`` for the Hessian-vector products of
+``hypergrad.Unrolled`` and iDARTS; ``grad`` of ``grad``):
+
+* **Depthwise k x k convolution** ``y = sum_pq window_pq * w[p, q, 0]`` (``depthwise_conv``).
+  Tangent ``sum_pq window_pq(x_dot) * w[p, q] + (the same with w_dot)``; reverse mode transposes
+  the first part into pads and adds (the input gradient), and the weight part into one halving sum
+  per tap over the batch (``_weight_tangent_tiled``), not into reductions of products of strided
+  windows, which XLA:CPU runs slowly.
+* **1x1 convolution** as a matrix product (``pointwise_conv``): its gradients are matrix products
+  too, where XLA's 1x1 convolution backward is 3x slower.
+* **Max pooling** ``y = max_pq window_pq`` (``max_pool``) with the tangent routed to the first
+  maximal window in row-major order (PyTorch's choice on ties), so its transpose is pads and
+  adds instead of select-and-scatter.
+
+Cost: a k x k depthwise convolution becomes ~k² slices in the forward and ~25 ops per tap in its
+weight gradient, so fully unrolled programs grow large: the unrolled DARTS supernet's weight step
+(C=16, 8 cells) exceeded 24 GB while compiling, and DARTS searches roll their edge scans instead
+(``configs/default.py`` ``darts_space``), which no longer costs speed since no XLA convolution is
+left in the loop body.
+
+Used through Flax as ``nn.Conv(..., conv_general_dilated_cls=FastConv)`` (``ops.conv`` does it),
+so parameter layout, checkpoints and multiply-add counts are those of the plain ``nn.Conv``.
+``impl()`` reads which kernels run from the environment variable ``JAXNAS_KERNELS``.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+IMPLS = ("auto", "shifted", "xla")
+ENV_VAR = "JAXNAS_KERNELS"
+
+Pair = tuple[int, int]
+Pairs = tuple[Pair, Pair]
+
+
+def resolve_impl(value: str, backend: str | None = None) -> str:
+  """``'shifted'`` or ``'xla'`` for an ``IMPLS`` entry on ``backend`` (default: JAX's).
+
+  ``auto`` is ``shifted`` on CPU, where it is measured faster, and ``xla`` on GPU/TPU, whose
+  convolutions are vendor kernels (not measured: no accelerator was available).
+  """
+  if value not in IMPLS:
+    raise ValueError(f"kernel implementation {value!r} is not valid; choose one of: "
+                     f"{', '.join(IMPLS)}.")
+  if value != "auto":
+    return value
+  return "shifted" if (backend or jax.default_backend()) == "cpu" else "xla"
+
+
+def impl() -> str:
+  """Which kernels the supernets trace: ``'shifted'`` (this module) or ``'xla'`` (XLA's own).
+
+  Read from ``JAXNAS_KERNELS`` (``auto``, ``shifted`` or ``xla``; default ``auto``) each time a
+  module is traced: set it before the step is compiled; compiled programs keep their kernels.
+  """
+  value = os.environ.get(ENV_VAR, "auto")
+  try:
+    return resolve_impl(value)
+  except ValueError as e:
+    raise ValueError(f"{ENV_VAR}={value!r}: {e}") from None
+
+
+def output_size(size: int, kernel: int, stride: int, dilation: int, pad: Pair) -> int:
+  """Spatial output size of a convolution or pooling window (PyTorch's / XLA's formula)."""
+  return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _output_hw(x: jax.Array, kernel: int, strides: Pair, padding: Pairs, dilation: Pair) -> Pair:
+  return (output_size(x.shape[1], kernel, strides[0], dilation[0], padding[0]),
+          output_size(x.shape[2], kernel, strides[1], dilation[1], padding[1]))
+
+
+def _windows(x: jax.Array, kernel: int, strides: Pair, padding: Pairs, dilation: Pair,
+             pad_value: float = 0.0) -> list[jax.Array]:
+  """The k² windows ``xp[:, s i + d p, s j + d q, :]`` of the padded ``x``, (p, q) row-major."""
+  (sh, sw), (dh, dw) = strides, dilation
+  ho, wo = _output_hw(x, kernel, strides, padding, dilation)
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)), constant_values=pad_value)
+  return [xp[:, dh * p: dh * p + sh * (ho - 1) + 1: sh, dw * q: dw * q + sw * (wo - 1) + 1: sw, :]
+          for p in range(kernel) for q in range(kernel)]
+
+
+# ------------------------------------------------------------------------- depthwise convolution
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _depthwise_sum(x: jax.Array, w: jax.Array, strides: Pair, padding: Pairs,
+                   dilation: Pair) -> jax.Array:
+  """``sum_pq window_pq(x) * w[p, q, 0]``: the depthwise convolution, linear in x and in w."""
+  k = w.shape[0]
+  taps = w.reshape(k * k, 1, 1, 1, w.shape[-1])
+  y = None
+  for t, window in enumerate(_windows(x, k, strides, padding, dilation)):
+    term = window * taps[t]
+    y = term if y is None else y + term
+  return y
+
+
+def _tile_rows(row: jax.Array, n: int) -> jax.Array:
+  """(1, W) -> (n, W) by repeated self-concatenation: its transpose is a halving sum over rows,
+  which XLA:CPU runs as fused adds (its reductions of products of strided windows are slow)."""
+  if n == 1:
+    return row
+  half = _tile_rows(row, n // 2)
+  return jnp.concatenate([half, half] + ([row] if n % 2 else []), axis=0)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _weight_tangent_tiled(x: jax.Array, w_dot: jax.Array, strides: Pair, padding: Pairs,
+                          dilation: Pair) -> jax.Array:
+  """``sum_pq window_pq(x) * w_dot[p, q, 0]`` with each tap broadcast by ``_tile_rows``.
+
+  Each image's output is split into ``ROWS_PER_IMAGE`` rows (fewer if that does not divide
+  H_out W_out), so reverse mode sums products over batch x rows by halving: measured on the
+  2-core CPU, C=16, 32x32, batch 64, 4 rows per image took 4.3 / 16 ms for 3x3 / 5x5 kernels
+  against 20 / 39 ms for XLA's depthwise weight-gradient convolution and 7 / 37 ms for one row.
+  """
+  k, channels, batch = w_dot.shape[0], x.shape[-1], x.shape[0]
+  out_hw = _output_hw(x, k, strides, padding, dilation)
+  rows = next(r for r in (ROWS_PER_IMAGE, 2, 1) if (out_hw[0] * out_hw[1]) % r == 0)
+  taps = w_dot.reshape(k * k, channels)
+  y = None
+  for t, window in enumerate(_windows(x, k, strides, padding, dilation)):
+    row = jnp.broadcast_to(taps[t], (out_hw[0] * out_hw[1] // rows, channels)).reshape(1, -1)
+    term = window * _tile_rows(row, batch * rows).reshape(window.shape)
+    y = term if y is None else y + term
+  return y
+
+
+ROWS_PER_IMAGE = 4
+
+# The two functions above are jitted (XLA inlines nested jits: no cost) so that they keep their
+# names in jaxprs, also after partial evaluation and transposition: ``reports`` counts the
+# multiplications inside them as a depthwise convolution's multiply-adds (k² per output, as
+# ``conv_general_dilated`` is counted), which would otherwise be invisible among elementwise ops.
+DEPTHWISE_JAXPR_NAMES = ("_depthwise_sum", "_weight_tangent_tiled")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def depthwise_conv(x: jax.Array, w: jax.Array, strides: Pair, padding: Pairs,
+                   dilation: Pair) -> jax.Array:
+  """Depthwise convolution of NHWC ``x`` with an HWIO ``w`` of shape (k, k, 1, C).
+
+  Equals ``lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
+  dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=C)``; ``strides``, ``dilation``
+  are (h, w) pairs and ``padding`` ((lo, hi), (lo, hi)) of zeros.
+  """
+  return _depthwise_sum(x, w, strides, padding, dilation)
+
+
+@depthwise_conv.defjvp
+def _depthwise_conv_jvp(strides, padding, dilation, primals, tangents):
+  x, w = primals
+  x_dot, w_dot = tangents
+  y = _depthwise_sum(x, w, strides, padding, dilation)
+  y_dot = (_depthwise_sum(x_dot, w, strides, padding, dilation)
+           + _remat_weight_tangent(x, w_dot, strides, padding, dilation))
+  return y, y_dot
+
+
+# Reverse mode would otherwise keep the k² windows of x as residuals (25x the activation for 5x5
+# kernels: the DARTS supernet's weight step ran out of 24 GB); rematerialized, only x is kept and
+# the windows are sliced again in the backward pass.
+_remat_weight_tangent = jax.checkpoint(_weight_tangent_tiled, static_argnums=(2, 3, 4))
+
+
+# ----------------------------------------------------------------------------- 1x1 convolution
+
+def pointwise_conv(x: jax.Array, w: jax.Array, strides: Pair, precision=None) -> jax.Array:
+  """A 1x1 convolution (no padding) of NHWC ``x`` with ``w`` (1, 1, C_in, C_out) as a matmul."""
+  x = x[:, ::strides[0], ::strides[1], :]
+  y = jnp.dot(x.reshape(-1, x.shape[-1]), w.reshape(w.shape[-2], w.shape[-1]), precision=precision)
+  return y.reshape(x.shape[:-1] + (w.shape[-1],))
+
+
+# ------------------------------------------------------------------------------------ max pool
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+  """``window x window`` max pooling of NHWC ``x`` with ``-inf`` padding (PyTorch's MaxPool2d).
+
+  The derivative goes to the first maximal element of each window in row-major order.
+  """
+  windows = _windows(x, window, (stride, stride), ((padding, padding),) * 2, (1, 1), -jnp.inf)
+  return functools.reduce(jnp.maximum, windows)
+
+
+@functools.partial(jax.checkpoint, static_argnums=(2,))
+def _max_pool_tangent(x: jax.Array, x_dot: jax.Array, geometry) -> jax.Array:
+  """``x_dot`` at the first maximal element of each window (rematerialized: reverse mode keeps
+  x, not the k² window masks)."""
+  windows = _windows(x, *geometry, -jnp.inf)
+  y = functools.reduce(jnp.maximum, windows)
+  taken = jnp.zeros(y.shape, bool)
+  y_dot = jnp.zeros(y.shape, x_dot.dtype)
+  for value, tangent in zip(windows, _windows(x_dot, *geometry)):
+    first = (value == y) & ~taken
+    taken = taken | first
+    y_dot = y_dot + jnp.where(first, tangent, jnp.zeros((), x_dot.dtype))
+  return y_dot
+
+
+@max_pool.defjvp
+def _max_pool_jvp(window, stride, padding, primals, tangents):
+  (x,), (x_dot,) = primals, tangents
+  geometry = (window, (stride, stride), ((padding, padding),) * 2, (1, 1))
+  y = functools.reduce(jnp.maximum, _windows(x, *geometry, -jnp.inf))
+  return y, _max_pool_tangent(x, x_dot, geometry)
+
+
+# ---------------------------------------------------------------------------- Flax integration
+
+def _pair(value: int | Sequence[int] | None, name: str) -> Pair:
+  if value is None:
+    return (1, 1)
+  value = tuple(int(v) for v in (value if isinstance(value, Sequence) else (value, value)))
+  if len(value) != 2:
+    raise ValueError(f"FastConv: {name} must be 2-D, got {value}.")
+  return value
+
+
+def _fast_form(x_shape, w_shape, groups: int, padding: Pairs) -> str | None:
+  """``'depthwise'``, ``'pointwise'`` or None: which kernel of this module computes the conv."""
+  channels = x_shape[-1]
+  if (groups == channels > 1 and w_shape[2] == 1 and w_shape[3] == channels
+      and w_shape[0] == w_shape[1]):
+    return "depthwise"
+  if groups == 1 and tuple(w_shape[:2]) == (1, 1) and padding == ((0, 0), (0, 0)):
+    return "pointwise"
+  return None
+
+
+def conv(x: jax.Array, w: jax.Array, strides: Pair, padding: Pairs, dilation: Pair = (1, 1),
+         groups: int = 1) -> jax.Array:
+  """An NHWC/HWIO convolution: this module's kernel when ``impl()`` is ``'shifted'`` and one
+  applies (depthwise, unpadded 1x1), else ``lax.conv_general_dilated`` (for functional code such
+  as ``spaces.nao_network``)."""
+  form = _fast_form(x.shape, w.shape, groups, padding) if impl() == "shifted" else None
+  if form == "depthwise":
+    return depthwise_conv(x, w, strides, padding, dilation)
+  if form == "pointwise":
+    return pointwise_conv(x, w, strides)
+  return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                  feature_group_count=groups)
+
+
+class FastConv:
+  """``lax.conv_general_dilated``'s signature for ``nn.Conv(conv_general_dilated_cls=FastConv)``.
+
+  Runs depthwise convolutions (kernel (k, k, 1, C), ``feature_group_count`` = C) as
+  ``depthwise_conv`` and 1x1 convolutions (kernel (1, 1, C_in, C_out), no padding, one group) as
+  ``pointwise_conv``. Anything else (NCHW layouts, input dilation, other groupings, string
+  padding) raises ValueError naming the difference instead of silently computing something else.
+  """
+
+  def __call__(self, lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+               dimension_numbers=None, feature_group_count=1, precision=None, **unused):
+    problems = [f"unsupported arguments {sorted(unused)}"] if unused else []
+    if lhs.ndim != 4 or rhs.ndim != 4:
+      problems.append(f"input/kernel must be 4-D (NHWC / HWIO), got {lhs.shape} / {rhs.shape}")
+    if dimension_numbers is not None and tuple(dimension_numbers.lhs_spec) != (0, 3, 1, 2):
+      problems.append(f"dimension numbers {dimension_numbers} are not NHWC/HWIO")
+    if isinstance(padding, str):
+      problems.append(f"padding {padding!r} must be explicit ((lo, hi), (lo, hi)) pairs")
+    if _pair(lhs_dilation, "lhs_dilation") != (1, 1):
+      problems.append(f"input dilation {lhs_dilation} is not supported")
+    if not problems:
+      strides, dilation = _pair(window_strides, "strides"), _pair(rhs_dilation, "rhs_dilation")
+      pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+      form = _fast_form(lhs.shape, rhs.shape, feature_group_count, pads)
+      if form == "depthwise":
+        return depthwise_conv(lhs, rhs, strides, pads, dilation)
+      if form == "pointwise":
+        return pointwise_conv(lhs, rhs, strides, precision)
+      problems.append(f"kernel {rhs.shape} with {feature_group_count} group(s) and padding "
+                      f"{pads} on {lhs.shape[-1]} channels is neither depthwise nor an unpadded "
+                      "1x1")
+    raise ValueError("FastConv computes NHWC depthwise and 1x1 convolutions only: "
+                     + "; ".join(problems) + ". Use the plain nn.Conv for other convolutions.")
+
+  def __hash__(self):
+    return hash(type(self))
+
+  def __eq__(self, other):
+    return type(other) is type(self)

@@ -1,0 +1,226 @@
+"""The shifted CPU kernels (jaxnas.spaces.kernels) against XLA's own convolution and pooling.
+
+Values, first derivatives, Hessian-vector products (jvp of grad, as hypergrad.Unrolled and iDARTS
+use) and second reverse derivatives must equal the XLA reference, for every geometry the search
+spaces use plus odd sizes and asymmetric padding; the Flax integration must keep parameters.
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+
+from jaxnas.spaces import kernels
+from jaxnas.spaces import ops as ops_lib
+from jaxnas.spaces.darts import DARTS_OPS
+
+RTOL, ATOL = 2e-5, 2e-5
+
+
+def _xla_depthwise(x, w, strides, padding, dilation):
+  return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                  feature_group_count=x.shape[-1])
+
+
+def _random(shape, seed):
+  return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _derivatives(f, x, w, probe):
+  """Value, grad, Hessian-vector product (jvp of grad) and grad of a gradient norm, in (x, w)."""
+  loss = lambda x, w: jnp.sum(jnp.tanh(f(x, w)) * probe)
+  grad = jax.grad(loss, argnums=(0, 1))
+  hvp = jax.jvp(grad, (x, w), (jnp.cos(x), jnp.sin(w)))[1]
+  grad_of_grad = jax.grad(lambda x, w: sum(jnp.sum(g ** 2) for g in grad(x, w)),
+                          argnums=(0, 1))(x, w)
+  return (f(x, w),) + tuple(grad(x, w)) + tuple(hvp) + tuple(grad_of_grad)
+
+
+def _assert_all_close(ours, reference):
+  for a, b in zip(ours, reference, strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL,
+                               atol=ATOL * float(np.max(np.abs(np.asarray(b)))))
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,padding,size", [
+    (3, 1, 1, ((1, 1), (1, 1)), 8),       # sep_conv_3x3
+    (5, 1, 1, ((2, 2), (2, 2)), 8),       # sep_conv_5x5
+    (3, 2, 2, ((2, 2), (2, 2)), 8),       # dil_conv_3x3 on a reduction edge
+    (5, 2, 2, ((4, 4), (4, 4)), 9),       # dil_conv_5x5, odd input size
+    (3, 2, 1, ((0, 1), (1, 0)), 7),       # asymmetric padding, odd size
+])
+def test_depthwise_conv_equals_xla_to_second_order(kernel, stride, dilation, padding, size):
+  x = _random((3, size, size + 1, 4), 0)
+  w = _random((kernel, kernel, 1, 4), 1)
+  args = ((stride, stride), padding, (dilation, dilation))
+  reference_out = _xla_depthwise(x, w, *args)
+  probe = _random(reference_out.shape, 2)
+  ours = _derivatives(lambda x, w: kernels.depthwise_conv(x, w, *args), x, w, probe)
+  reference = _derivatives(lambda x, w: _xla_depthwise(x, w, *args), x, w, probe)
+  assert ours[0].shape == reference_out.shape
+  _assert_all_close(ours, reference)
+
+
+def test_weight_tangent_handles_sizes_not_divisible_into_rows():
+  # 3x5 outputs per image: 15 positions, neither 4 nor 2 rows divide them.
+  x, w = _random((2, 3, 5, 2), 3), _random((3, 3, 1, 2), 4)
+  args = ((1, 1), ((1, 1), (1, 1)), (1, 1))
+  probe = _random((2, 3, 5, 2), 5)
+  _assert_all_close(_derivatives(lambda x, w: kernels.depthwise_conv(x, w, *args), x, w, probe),
+                    _derivatives(lambda x, w: _xla_depthwise(x, w, *args), x, w, probe))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_conv_equals_xla(stride):
+  x, w = _random((2, 5, 6, 3), 6), _random((1, 1, 3, 4), 7)
+  xla = lambda x, w: lax.conv_general_dilated(x, w, (stride, stride), ((0, 0), (0, 0)),
+                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  probe = _random(xla(x, w).shape, 8)
+  _assert_all_close(
+      _derivatives(lambda x, w: kernels.pointwise_conv(x, w, (stride, stride)), x, w, probe),
+      _derivatives(xla, x, w, probe))
+
+
+@pytest.mark.parametrize("stride,size", [(1, 6), (2, 6), (2, 7)])
+def test_max_pool_equals_xla_without_ties(stride, size):
+  x = _random((2, size, size, 3), 9)
+  xla = lambda x: nn.max_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)))
+  ours = lambda x: kernels.max_pool(x, 3, stride, 1)
+  probe = _random(xla(x).shape, 10)
+  loss = lambda f: lambda x: jnp.sum(jnp.tanh(f(x)) * probe)
+  np.testing.assert_array_equal(np.asarray(ours(x)), np.asarray(xla(x)))
+  np.testing.assert_allclose(np.asarray(jax.grad(loss(ours))(x)),
+                             np.asarray(jax.grad(loss(xla))(x)), rtol=1e-6, atol=1e-7)
+  tangent = jnp.cos(x)
+  np.testing.assert_allclose(np.asarray(jax.jvp(ours, (x,), (tangent,))[1]),
+                             np.asarray(jax.jvp(xla, (x,), (tangent,))[1]), rtol=1e-6)
+
+
+def test_max_pool_gives_ties_to_the_first_maximum_in_row_major_order():
+  x = jnp.zeros((1, 2, 2, 1), jnp.float32)  # every window's maximum is tied at 0
+  grad = jax.grad(lambda x: jnp.sum(kernels.max_pool(x, 3, 2, 1)))(x)
+  # One window (stride 2 over 2x2 with pad 1) covering all four pixels: the first one gets it.
+  np.testing.assert_array_equal(np.asarray(grad)[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_fast_conv_keeps_flax_parameters_and_values():
+  x = _random((2, 6, 6, 4), 11)
+  for kernel, groups, padding, stride in ((3, 4, 1, 1), (5, 4, 2, 2), (1, 1, 0, 1), (1, 1, 0, 2)):
+    features = 4 if groups > 1 else 5
+    make = lambda cls: nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                               padding=((padding, padding),) * 2, feature_group_count=groups,
+                               use_bias=False, conv_general_dilated_cls=cls)
+    params = make(None).init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, make(kernels.FastConv).init(jax.random.key(0), x)) == \
+        jax.tree.map(jnp.shape, params)
+    np.testing.assert_allclose(np.asarray(make(kernels.FastConv).apply(params, x)),
+                               np.asarray(make(None).apply(params, x)), rtol=1e-5, atol=1e-6)
+
+
+def test_fast_conv_refuses_convolutions_it_does_not_compute():
+  x = _random((1, 5, 5, 4), 12)
+  dense_3x3 = nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)), conv_general_dilated_cls=kernels.FastConv)
+  with pytest.raises(ValueError, match="neither depthwise nor an unpadded 1x1"):
+    dense_3x3.init(jax.random.key(0), x)
+  same_padding = nn.Conv(4, (3, 3), feature_group_count=4, padding="SAME",
+                         conv_general_dilated_cls=kernels.FastConv)
+  with pytest.raises(ValueError, match="must be explicit"):
+    same_padding.init(jax.random.key(0), x)
+
+
+def test_impl_is_read_from_the_environment(monkeypatch):
+  monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+  assert kernels.impl() == ("shifted" if jax.default_backend() == "cpu" else "xla")
+  assert kernels.resolve_impl("auto", backend="gpu") == "xla"
+  assert kernels.resolve_impl("auto", backend="cpu") == "shifted"
+  monkeypatch.setenv(kernels.ENV_VAR, "xla")
+  assert kernels.impl() == "xla"
+  assert ops_lib.conv(4, 3, padding=1, groups=4).conv_general_dilated_cls is None
+  monkeypatch.setenv(kernels.ENV_VAR, "shifted")
+  assert ops_lib.conv(4, 3, padding=1, groups=4).conv_general_dilated_cls is kernels.FastConv
+  assert ops_lib.conv(4, 1).conv_general_dilated_cls is kernels.FastConv
+  assert ops_lib.conv(4, 3, padding=1).conv_general_dilated_cls is None  # dense 3x3: XLA's
+  monkeypatch.setenv(kernels.ENV_VAR, "fast")
+  with pytest.raises(ValueError, match="JAXNAS_KERNELS='fast'.*auto, shifted, xla"):
+    kernels.impl()
+
+
+def test_darts_mixed_op_is_the_same_with_either_kernels(monkeypatch):
+  """A whole DARTS reduction MixedOp (all 8 ops at stride 2, BN in training mode): outputs and
+  gradients agree (stride 1 is covered kernel by kernel above)."""
+  stride = 2
+  x = _random((4, 6, 6, 4), 13)
+  mixing = jax.nn.softmax(_random((len(DARTS_OPS),), 14))
+  results = []
+  for impl in ("xla", "shifted"):
+    monkeypatch.setenv(kernels.ENV_VAR, impl)
+    op = ops_lib.MixedOp(DARTS_OPS, 4, stride, pool_bn=True)
+    variables = op.init(jax.random.key(0), x, mixing, train=False)
+
+    def loss(params, x, mixing, op=op, variables=variables):
+      y, _ = op.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, mixing,
+                      train=True, mutable=["batch_stats"])
+      return jnp.sum(jnp.tanh(y) * jnp.cos(y))
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    results.append(value_and_grad(variables["params"], x, mixing))
+  _assert_all_close(jax.tree.leaves(results[1]), jax.tree.leaves(results[0]))
+
+
+def test_multiply_add_counts_see_the_shifted_depthwise_convolutions(monkeypatch):
+  """reports.function_macs counts a shifted depthwise convolution (and its input and weight
+  gradients) as XLA's convolutions are counted: a stride-1 MixedOp's training gradient has the
+  same count with either kernels."""
+  from jaxnas import reports
+  x = _random((2, 5, 5, 4), 15)
+  mixing = jnp.full((len(DARTS_OPS),), 1.0 / len(DARTS_OPS))
+  counts = {}
+  for impl in ("xla", "shifted"):
+    monkeypatch.setenv(kernels.ENV_VAR, impl)
+    op = ops_lib.MixedOp(DARTS_OPS, 4, 1, pool_bn=True)
+    variables = op.init(jax.random.key(0), x, mixing, train=False)
+    loss = lambda p, x: jnp.sum(op.apply({"params": p, "batch_stats": variables["batch_stats"]},
+                                         x, mixing, train=True, mutable=["batch_stats"])[0])
+    counts[impl] = (reports.function_macs(loss, variables["params"], x),
+                    reports.function_macs(jax.grad(loss, argnums=(0, 1)), variables["params"], x))
+  assert counts["shifted"] == counts["xla"]
+  assert counts["xla"][1] > 2 * counts["xla"][0] > 0
+
+
+def test_exact_second_order_hypergradient_is_the_same_with_either_kernels(monkeypatch):
+  """End to end: DARTS' exact second-order hypergradient (one unrolled SGD step differentiated by
+  forward-over-reverse HVPs through the kernels' custom JVPs) on a tiny supernet with a depthwise
+  op, a max pool and a stride-2 1x1 reduction is the same with XLA's and the shifted kernels, far
+  closer than its second-order part is large."""
+  from jaxnas import data as data_lib
+  from jaxnas import hypergrad
+  from jaxnas import loop
+  from jaxnas import steps
+  from test_search_hypergrad import tiny_search
+  grads = {}
+  for impl in ("xla", "shifted"):
+    monkeypatch.setenv(kernels.ENV_VAR, impl)
+    search = tiny_search()
+    comp = search.components
+    state = loop.start_state(search)
+    batches = loop.step_batches(search, 0)
+    train = (data_lib.normalize(batches["train"][0], comp.mean, comp.std), batches["train"][1])
+    val = (data_lib.normalize(batches["val"][0], comp.mean, comp.std), batches["val"][1])
+    loss = lambda w, a, b, comp=comp, state=state: steps.supernet_loss(
+        comp, w, a, state.model_state, *b)[0]
+    problem = hypergrad.BilevelProblem(loss, loss)
+    for name, estimator in (("exact", hypergrad.Unrolled(1, optax.sgd(0.1))),
+                            ("first", hypergrad.FirstOrder())):
+      fn = jax.jit(lambda w, a, est=estimator: est(problem, w, a, train, val))
+      grads[impl, name] = np.concatenate([np.ravel(g) for g in
+                                          jax.tree.leaves(fn(state.weights, state.arch))])
+  exact = grads["xla", "exact"]
+  difference = np.linalg.norm(grads["shifted", "exact"] - exact) / np.linalg.norm(exact)
+  assert difference < 1e-5, difference
+  assert np.linalg.norm(exact - grads["xla", "first"]) / np.linalg.norm(exact) > 1e-3
