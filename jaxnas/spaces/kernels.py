@@ -246,16 +246,21 @@ def _fast_form(x_shape, w_shape, groups: int, padding: Pairs) -> str | None:
   return None
 
 
+def _run_fast(form: str, x, w, strides: Pair, padding: Pairs, dilation: Pair, precision=None):
+  """Runs the kernel ``_fast_form`` chose."""
+  if form == "depthwise":
+    return depthwise_conv(x, w, strides, padding, dilation)
+  return pointwise_conv(x, w, strides, precision)
+
+
 def conv(x: jax.Array, w: jax.Array, strides: Pair, padding: Pairs, dilation: Pair = (1, 1),
          groups: int = 1) -> jax.Array:
   """An NHWC/HWIO convolution: this module's kernel when ``impl()`` is ``'shifted'`` and one
   applies (depthwise, unpadded 1x1), else ``lax.conv_general_dilated`` (for functional code such
   as ``spaces.nao_network``)."""
   form = _fast_form(x.shape, w.shape, groups, padding) if impl() == "shifted" else None
-  if form == "depthwise":
-    return depthwise_conv(x, w, strides, padding, dilation)
-  if form == "pointwise":
-    return pointwise_conv(x, w, strides)
+  if form is not None:
+    return _run_fast(form, x, w, strides, padding, dilation)
   return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                   feature_group_count=groups)
@@ -285,10 +290,8 @@ class FastConv:
       strides, dilation = _pair(window_strides, "strides"), _pair(rhs_dilation, "rhs_dilation")
       pads = tuple((int(lo), int(hi)) for lo, hi in padding)
       form = _fast_form(lhs.shape, rhs.shape, feature_group_count, pads)
-      if form == "depthwise":
-        return depthwise_conv(lhs, rhs, strides, pads, dilation)
-      if form == "pointwise":
-        return pointwise_conv(lhs, rhs, strides, precision)
+      if form is not None:
+        return _run_fast(form, lhs, rhs, strides, pads, dilation, precision)
       problems.append(f"kernel {rhs.shape} with {feature_group_count} group(s) and padding "
                       f"{pads} on {lhs.shape[-1]} channels is neither depthwise nor an unpadded "
                       "1x1")
