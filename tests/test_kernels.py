@@ -54,6 +54,9 @@ def _assert_all_close(ours, reference):
     (3, 2, 2, ((2, 2), (2, 2)), 8),       # dil_conv_3x3 on a reduction edge
     (5, 2, 2, ((4, 4), (4, 4)), 9),       # dil_conv_5x5, odd input size
     (3, 2, 1, ((0, 1), (1, 0)), 7),       # asymmetric padding, odd size
+    (3, 1, 2, ((2, 2), (2, 2)), 8),       # dil_conv_3x3 on a normal edge (placed tangent)
+    (3, 1, 1, ((0, 2), (2, 0)), 7),       # stride 1, same size, asymmetric (placed tangent)
+    (3, 1, 1, ((1, 0), (0, 0)), 7),       # stride 1, smaller output (window-form tangent)
 ])
 def test_depthwise_conv_equals_xla_to_second_order(kernel, stride, dilation, padding, size):
   x = _random((3, size, size + 1, 4), 0)
@@ -107,6 +110,27 @@ def test_max_pool_gives_ties_to_the_first_maximum_in_row_major_order():
   grad = jax.grad(lambda x: jnp.sum(kernels.max_pool(x, 3, 2, 1)))(x)
   # One window (stride 2 over 2x2 with pad 1) covering all four pixels: the first one gets it.
   np.testing.assert_array_equal(np.asarray(grad)[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+  # Stride 1 (the placed tangent): each of the 4 windows covers all 4 pixels, so pixel (0, 0),
+  # first in every window, gets every window's gradient; grad of grad is zero (piecewise linear).
+  pool_sum = lambda x: jnp.sum(kernels.max_pool(x, 3, 1, 1) * jnp.arange(1.0, 5.0).reshape(
+      1, 2, 2, 1))
+  np.testing.assert_array_equal(np.asarray(jax.grad(pool_sum)(x))[0, :, :, 0],
+                                [[10.0, 0.0], [0.0, 0.0]])
+  hvp = jax.jvp(jax.grad(pool_sum), (x,), (jnp.ones_like(x),))[1]
+  np.testing.assert_array_equal(np.asarray(hvp), 0.0)
+
+
+@pytest.mark.parametrize("window,stride,padding,size", [
+    (3, 1, 1, 6), (3, 2, 1, 6), (3, 2, 1, 7), (2, 2, 0, 6)])
+def test_avg_pool_equals_xla_to_second_order(window, stride, padding, size):
+  """count_include_pad=False (the divisor counts real pixels), with its placed tangent at stride 1."""
+  x, w = _random((2, size, size + 1, 3), 16), jnp.ones((1, 1, 1, 1), jnp.float32)
+  pad = ((padding, padding),) * 2
+  xla = lambda x, w: w * nn.avg_pool(x, (window, window), strides=(stride, stride), padding=pad,
+                                     count_include_pad=False)
+  ours = lambda x, w: w * kernels.avg_pool(x, window, stride, padding)
+  probe = _random(xla(x, w).shape, 17)
+  _assert_all_close(_derivatives(ours, x, w, probe), _derivatives(xla, x, w, probe))
 
 
 def test_fast_conv_keeps_flax_parameters_and_values():

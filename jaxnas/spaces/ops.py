@@ -50,7 +50,11 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, dilation
 
 
 def avg_pool_exclude_pad(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
-  """Average pooling whose divisor counts only real pixels (PyTorch ``count_include_pad=False``)."""
+  """Average pooling whose divisor counts only real pixels (PyTorch ``count_include_pad=False``);
+  ``kernels.avg_pool`` when ``kernels.impl()`` is ``'shifted'`` (XLA:CPU's ``reduce_window`` is
+  slower)."""
+  if kernels.impl() == "shifted":
+    return kernels.avg_pool(x, window, stride, padding)
   pad = ((padding, padding), (padding, padding))
   return nn.avg_pool(x, (window, window), strides=(stride, stride), padding=pad,
                      count_include_pad=False)
