@@ -405,20 +405,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               f"{info['params_with_auxiliary']:,})  multiply-adds {info['macs']:,}  "
               f"steps/epoch={spe} total_steps={total}")
   # ---------------------------------------------------------------- the loop
+  cadence = metrics_lib.Cadence.of(config, spe, total)
   timer = metrics_lib.StepTimer(int(state.step), total)
   for step in range(int(state.step), total):
     idx = data_lib.batch_indices(config.seed, step, len(train), config.batch_size, stream=0,
                                  with_replacement=False)
     state, step_metrics = step_fn(state, *parallel.put_examples(train, idx))
     done = step + 1
-    if done % config.log_every_steps == 0 or done == total:
+    if cadence.log(done):
       logger.train(done, spe, jax.device_get(step_metrics), timer.tick(done))
-    epoch_end = done % spe == 0 or done == total
-    epoch = math.ceil(done / spe)
-    if epoch_end and (epoch % config.eval_every_epochs == 0 or done == total):
-      logger.test(done, epoch, evaluate(eval_fn, state, test, config.eval_batch_size, parallel,
-                                        config.eval_max_batches))
-    if done % config.checkpoint_every_steps == 0 or epoch_end:
+    if cadence.evaluate(done):
+      logger.test(done, cadence.epoch(done), evaluate(eval_fn, state, test,
+                                                      config.eval_batch_size, parallel,
+                                                      config.eval_max_batches))
+    if cadence.checkpoint(done):
       manager.save(done, state)
   # ---------------------------------------------------------------- the result
   manager.close()

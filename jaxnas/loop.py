@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from typing import Any
 
@@ -353,6 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       out_shardings=search.parallel.replicated)
   # ---------------------------------------------------------------- the loop
   buckets = load_size_buckets(workdir) if config.milenas.size_buckets else None
+  cadence = metrics_lib.Cadence.of(config, search.steps_per_epoch, search.total_steps)
   timer = metrics_lib.StepTimer(start, search.total_steps)
   metrics: dict[str, Any] = {}
   for step in range(start, search.total_steps):
@@ -361,20 +361,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logger.diagnostics(step, jax.device_get(diag_fn(state, batches)))
     state, metrics = step_fn(state, batches)
     done = step + 1
-    epoch_end = done % search.steps_per_epoch == 0 or done == search.total_steps
-    if done % config.log_every_steps == 0 or done == search.total_steps:
+    if cadence.log(done):
       logger.train(done, search.steps_per_epoch, jax.device_get(metrics), timer.tick(done))
-    epoch = math.ceil(done / search.steps_per_epoch)
-    if epoch_end and (epoch % config.eval_every_epochs == 0 or done == search.total_steps):
+    stop = False
+    if cadence.evaluate(done):
       mixing = jax.device_get(search.method.mixing(search.components, state))
       genotype = search.space.derive(mixing)
       eval_metrics = evaluate(search, eval_fn, state)
       eval_metrics.update(benchmark_metrics(table, genotype, config.benchmark.dataset))
-      logger.epoch(done, epoch, genotype, mixing, eval_metrics)
+      logger.epoch(done, cadence.epoch(done), genotype, mixing, eval_metrics)
       stop = milenas_bookkeeping(config, workdir, buckets, genotype, eval_metrics, done, logger)
-    else:
-      stop = False
-    if done % config.checkpoint_every_steps == 0 or epoch_end or stop:
+    if cadence.checkpoint(done) or stop:
       manager.save(done, state)
     if stop:
       break

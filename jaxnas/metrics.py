@@ -1,7 +1,9 @@
 """Console progress, TensorBoard scalars and the genotype log of a search (process 0 writes)."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import time
 from typing import Any, Mapping
@@ -18,6 +20,47 @@ def write_config(workdir: str, config) -> None:
     return
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+  """When a loop logs, evaluates and checkpoints, as functions of ``done``, the number of steps
+  completed (1 after the first step): one schedule for the search, the vmapped seeds and the
+  evaluation (training from scratch) loops.
+
+  Train metrics every ``log_every_steps`` and at the last step; at an epoch's end (or the last
+  step) the evaluation every ``eval_every_epochs`` epochs and at the last step; a checkpoint every
+  ``checkpoint_every_steps`` and at every epoch's end.
+  """
+  steps_per_epoch: int
+  total_steps: int
+  log_every_steps: int
+  eval_every_epochs: int
+  checkpoint_every_steps: int
+
+  @classmethod
+  def of(cls, config, steps_per_epoch: int, total_steps: int) -> "Cadence":
+    """The cadence of ``config`` (``log_every_steps``, ``eval_every_epochs``,
+    ``checkpoint_every_steps``) for a run of ``total_steps``."""
+    return cls(steps_per_epoch, total_steps, config.log_every_steps, config.eval_every_epochs,
+               config.checkpoint_every_steps)
+
+  def epoch(self, done: int) -> int:
+    """The epoch (from 1) that step ``done`` belongs to."""
+    return math.ceil(done / self.steps_per_epoch)
+
+  def epoch_end(self, done: int) -> bool:
+    return done % self.steps_per_epoch == 0 or done == self.total_steps
+
+  def log(self, done: int) -> bool:
+    return done % self.log_every_steps == 0 or done == self.total_steps
+
+  def evaluate(self, done: int) -> bool:
+    return self.epoch_end(done) and (self.epoch(done) % self.eval_every_epochs == 0
+                                     or done == self.total_steps)
+
+  def checkpoint(self, done: int) -> bool:
+    return done % self.checkpoint_every_steps == 0 or self.epoch_end(done)
 
 
 class StepTimer:

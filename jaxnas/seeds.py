@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 from typing import Any
 
@@ -153,25 +152,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     out_shardings=base.parallel.replicated)
   mixing_fn = jax.jit(jax.vmap(functools.partial(base.method.mixing, base.components)))
   # ---------------------------------------------------------------- the loop
+  cadence = metrics_lib.Cadence.of(config, base.steps_per_epoch, base.total_steps)
   timer = metrics_lib.StepTimer(start, base.total_steps)
   for step in range(start, base.total_steps):
     state, metrics = step_fn(state, step_batches(searches, step))
     done = step + 1
-    if done % config.log_every_steps == 0 or done == base.total_steps:
+    if cadence.log(done):
       metrics, perf = jax.device_get(metrics), timer.tick(done)
       for i, logger in enumerate(loggers):
         logger.train(done, base.steps_per_epoch, unstack(metrics, i), perf)
-    epoch_end = done % base.steps_per_epoch == 0 or done == base.total_steps
-    epoch = math.ceil(done / base.steps_per_epoch)
-    if epoch_end and (epoch % config.eval_every_epochs == 0 or done == base.total_steps):
+    if cadence.evaluate(done):
       mixing = jax.device_get(mixing_fn(state))
       eval_metrics = loop.evaluate(base, eval_fn, state)
       for i, logger in enumerate(loggers):
         genotype = base.space.derive(unstack(mixing, i))
         seed_metrics = {k: v[i] for k, v in eval_metrics.items()}
         seed_metrics.update(loop.benchmark_metrics(table, genotype, config.benchmark.dataset))
-        logger.epoch(done, epoch, genotype, unstack(mixing, i), seed_metrics)
-    if done % config.checkpoint_every_steps == 0 or epoch_end:
+        logger.epoch(done, cadence.epoch(done), genotype, unstack(mixing, i), seed_metrics)
+    if cadence.checkpoint(done):
       manager.save(done, state)
   # ---------------------------------------------------------------- the result
   manager.close()

@@ -12,6 +12,7 @@ import pytest
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
 from jaxnas import loop
+from jaxnas import metrics as metrics_lib
 from jaxnas import steps
 from jaxnas import supernet
 
@@ -232,3 +233,16 @@ def test_benchmark_on_a_space_without_one_is_refused(tmp_path):
   config.benchmark.path = str(table)
   with pytest.raises(ValueError, match="only 'nb201'"):
     loop.train_and_evaluate(config, str(tmp_path / "work"))
+
+
+def test_cadence_logs_evaluates_and_checkpoints_on_schedule():
+  """3 steps per epoch, 7 steps (the last epoch is short): logs every 2 steps and at the end,
+  evaluates every 2nd epoch and at the end, checkpoints every 5 steps and at every epoch's end."""
+  cadence = metrics_lib.Cadence(steps_per_epoch=3, total_steps=7, log_every_steps=2,
+                                eval_every_epochs=2, checkpoint_every_steps=5)
+  steps = range(1, 8)
+  assert [d for d in steps if cadence.log(d)] == [2, 4, 6, 7]
+  assert [d for d in steps if cadence.epoch_end(d)] == [3, 6, 7]
+  assert [d for d in steps if cadence.evaluate(d)] == [6, 7]
+  assert [d for d in steps if cadence.checkpoint(d)] == [3, 5, 6, 7]
+  assert [cadence.epoch(d) for d in steps] == [1, 1, 1, 2, 2, 2, 3]
