@@ -164,19 +164,16 @@ ROWS_PER_IMAGE = 4
 #
 # at stride 1 with an output of the input's size: its transpose is one pad and k² slices.
 
-def _placed_form_applies(x_shape, kernel: int, strides: Pair, padding: Pairs,
-                         dilation: Pair) -> bool:
+def _placed_form_applies(kernel: int, strides: Pair, padding: Pairs, dilation: Pair) -> bool:
   """Stride 1 and an output of the input's size (DARTS' normal-cell convolutions and pools)."""
   return strides == (1, 1) and all(
       lo + hi == d * (kernel - 1) for (lo, hi), d in zip(padding, dilation))
 
 
-def _place(v: jax.Array, p: int, q: int, kernel: int, dilation: Pair,
-           pad_value: float | int = 0) -> jax.Array:
-  """``v`` padded into tap (p, q)'s place in the (H + e_h, W + e_w) frame."""
+def _place(v: jax.Array, p: int, q: int, kernel: int, dilation: Pair) -> jax.Array:
+  """``v`` zero-padded into tap (p, q)'s place in the (H + e_h, W + e_w) frame."""
   (dh, dw), eh, ew = dilation, dilation[0] * (kernel - 1), dilation[1] * (kernel - 1)
-  return jnp.pad(v, ((0, 0), (eh - dh * p, dh * p), (ew - dw * q, dw * q), (0, 0)),
-                 constant_values=pad_value)
+  return jnp.pad(v, ((0, 0), (eh - dh * p, dh * p), (ew - dw * q, dw * q), (0, 0)))
 
 
 def _crop(z: jax.Array, shape, padding: Pairs, kernel: int, dilation: Pair) -> jax.Array:
@@ -231,7 +228,7 @@ def _depthwise_conv_jvp(strides, padding, dilation, primals, tangents):
   x, w = primals
   x_dot, w_dot = tangents
   y = _depthwise_sum(x, w, strides, padding, dilation)
-  if _placed_form_applies(x.shape, w.shape[0], strides, padding, dilation):
+  if _placed_form_applies(w.shape[0], strides, padding, dilation):
     x_part = _depthwise_sum_placed(x_dot, w, padding, dilation)
   else:
     x_part = _depthwise_sum(x_dot, w, strides, padding, dilation)
@@ -289,7 +286,7 @@ def _max_pool_tangent(index: jax.Array, x_dot: jax.Array, geometry) -> jax.Array
   """
   kernel, strides, padding, dilation = geometry
   zero = jnp.zeros((), x_dot.dtype)
-  if _placed_form_applies(x_dot.shape, kernel, strides, padding, dilation):
+  if _placed_form_applies(kernel, strides, padding, dilation):
     frame_index = _uncrop(index, padding, -1)
     terms = [jnp.where(frame_index == t, _place(x_dot, t // kernel, t % kernel, kernel, dilation),
                        zero) for t in range(kernel * kernel)]
@@ -318,6 +315,7 @@ def avg_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
 
 
 def _window_mean(x: jax.Array, geometry, *, placed: bool) -> jax.Array:
+  """The mean over each window's real pixels, as a window sum or (``placed``) a placed sum."""
   kernel, strides, padding, dilation = geometry
   if placed:
     terms = [_place(x, t // kernel, t % kernel, kernel, dilation) for t in range(kernel * kernel)]
@@ -333,7 +331,7 @@ def _window_mean(x: jax.Array, geometry, *, placed: bool) -> jax.Array:
 def _avg_pool_jvp(window, stride, padding, primals, tangents):
   (x,), (x_dot,) = primals, tangents
   geometry = _pool_geometry(window, stride, padding)
-  placed = _placed_form_applies(x.shape, *geometry)
+  placed = _placed_form_applies(*geometry)
   return _window_mean(x, geometry, placed=False), _window_mean(x_dot, geometry, placed=placed)
 
 
