@@ -176,6 +176,11 @@ def _place(v: jax.Array, p: int, q: int, kernel: int, dilation: Pair) -> jax.Arr
   return jnp.pad(v, ((0, 0), (eh - dh * p, dh * p), (ew - dw * q, dw * q), (0, 0)))
 
 
+def _placed_windows(v: jax.Array, kernel: int, dilation: Pair) -> list[jax.Array]:
+  """``v`` placed for each of the k² taps, (p, q) row-major (the placed twin of ``_windows``)."""
+  return [_place(v, t // kernel, t % kernel, kernel, dilation) for t in range(kernel * kernel)]
+
+
 def _crop(z: jax.Array, shape, padding: Pairs, kernel: int, dilation: Pair) -> jax.Array:
   """The output (of the input's ``shape``) inside the placed frame ``z``."""
   (lh, _), (lw, _) = padding
@@ -288,8 +293,8 @@ def _max_pool_tangent(index: jax.Array, x_dot: jax.Array, geometry) -> jax.Array
   zero = jnp.zeros((), x_dot.dtype)
   if _placed_form_applies(kernel, strides, padding, dilation):
     frame_index = _uncrop(index, padding, -1)
-    terms = [jnp.where(frame_index == t, _place(x_dot, t // kernel, t % kernel, kernel, dilation),
-                       zero) for t in range(kernel * kernel)]
+    terms = [jnp.where(frame_index == t, placed, zero)
+             for t, placed in enumerate(_placed_windows(x_dot, kernel, dilation))]
     return _placed_sum(terms, x_dot.shape, padding, kernel, dilation)
   terms = [jnp.where(index == t, window, zero)
            for t, window in enumerate(_windows(x_dot, *geometry))]
@@ -318,8 +323,7 @@ def _window_mean(x: jax.Array, geometry, *, placed: bool) -> jax.Array:
   """The mean over each window's real pixels, as a window sum or (``placed``) a placed sum."""
   kernel, strides, padding, dilation = geometry
   if placed:
-    terms = [_place(x, t // kernel, t % kernel, kernel, dilation) for t in range(kernel * kernel)]
-    total = _placed_sum(terms, x.shape, padding, kernel, dilation)
+    total = _placed_sum(_placed_windows(x, kernel, dilation), x.shape, padding, kernel, dilation)
   else:
     total = functools.reduce(jnp.add, _windows(x, *geometry))
   ones = np.ones((1, x.shape[1], x.shape[2], 1), np.float32)
