@@ -40,6 +40,7 @@ def get_config(arg=None):
   config.data.name = "cifar10"
   config.data.data_dir = ""
   config.data.max_examples = 0         # cap on train and test sizes (0 = all)
+  config.data.prefetch = 2             # batches gathered/decoded ahead on a thread (0 = off)
   config.data.crop_padding = 4
   config.data.flip = True
   config.data.cutout = 16

@@ -10,8 +10,9 @@ step), momentum 0.9, wd 3e-5, clip 5, label smoothing 0.1. ``result.json`` repor
 multiply-adds at the data's image size (the mobile setting's limit is 600M at 224x224).
 
 Data: ``--config.data.data_dir`` holds ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (the
-ImageFolder layout of the reference; ``jaxnas.data.imagenet``), decoded and augmented on the host
-as the reference does (RandomResizedCrop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2); test: resize
+ImageFolder layout of the reference), a prepared tfds ``imagenet2012`` (array_record), or the
+official ``ILSVRC2012_img_{train,val}.tar`` (``jaxnas.data.imagenet``), decoded and augmented on
+the host (``data.prefetch`` batches ahead, on a background thread) as the reference does (RandomResizedCrop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2); test: resize
 256, center crop 224), so the device-side CIFAR crop/flip/Cutout are off. ``:smoke``: 2 steps of
 a 3-cell C=8 network on 32x32 synthetic data (auxiliary head off: its 5x5 pooling needs >= 5x5 features, i.e. >= 160x160 inputs
 after the mobile stem and two reductions).
@@ -25,7 +26,7 @@ def get_config(arg=None):
   config.network.layers = 14
   config.network.stem = "imagenet"
   config.network.auxiliary = True
-  config.data.name = "imagenet"        # data_dir: train/<wnid>/*.JPEG, val/<wnid>/*.JPEG
+  config.data.name = "imagenet"        # data_dir: class folders, a tfds imagenet2012, or the tars
   config.data.image_size = 224         # RandomResizedCrop / center-crop size
   config.data.resize_size = 256        # test: shorter side resized to this, then center crop
   config.data.crop_padding = 0         # augmentation happens on the host (jaxnas.data.imagenet)

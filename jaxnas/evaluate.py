@@ -191,25 +191,35 @@ def eval_step(state: EvalState, images: jax.Array, labels: jax.Array, valid: jax
 
 
 def evaluate(eval_fn, state: EvalState, split: data_lib.Split, batch: int,
-             parallel: sharding.DataParallel, max_batches: int = 0) -> dict[str, float]:
-  """Test loss and accuracy over the whole split (the last batch padded and masked)."""
+             parallel: sharding.DataParallel, max_batches: int = 0,
+             prefetch: int = 0) -> dict[str, float]:
+  """Test loss and accuracy over the whole split (the last batch padded and masked).
+
+  The sums stay on the device until the end (one host transfer per pass, not per batch); the next
+  ``prefetch`` batches are gathered and placed on a background thread (``data.prefetch``).
+  """
   num_batches = math.ceil(len(split) / batch)
   if max_batches:
     num_batches = min(num_batches, max_batches)
-  loss_sum = correct = count = 0.0
-  for b in range(num_batches):
+
+  def place(b: int) -> tuple[jax.Array, ...]:
     idx = np.arange(b * batch, min((b + 1) * batch, len(split)))
     valid = np.zeros(batch, np.float32)
     valid[:len(idx)] = 1.0
     padded = np.concatenate([idx, np.zeros(batch - len(idx), idx.dtype)])
     # Split over the mesh like a training batch (the padding makes every batch full).
-    out = eval_fn(state, *parallel.put_batch(
+    return parallel.put_batch(
         lambda rows: (split.images[padded[rows]], split.labels[padded[rows]].astype(np.int32),
-                      valid[rows]), np.arange(batch)))
-    loss_sum += float(out["loss_sum"])
-    correct += float(out["correct"])
-    count += len(idx)
-  return {"test/loss": loss_sum / count, "test/accuracy": correct / count}
+                      valid[rows]), np.arange(batch))
+
+  sums = None
+  for placed in data_lib.prefetch(place, range(num_batches), prefetch):
+    out = eval_fn(state, *placed)
+    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+  count = min(len(split), num_batches * batch)
+  sums = jax.device_get(sums)
+  return {"test/loss": float(sums["loss_sum"]) / count,
+          "test/accuracy": float(sums["correct"]) / count}
 
 
 class NAOEvalNetwork(nao_lib.NAONetwork):
@@ -289,6 +299,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{field} must be >= 1, got {config[field]}.")
   if config.data.name == "imagenet":
     data_lib.imagenet.check_device_augmentation(config.data)
+  if not isinstance(config.data.prefetch, int) or config.data.prefetch < 0:
+    raise ValueError(f"config.data.prefetch (batches prepared ahead on a background thread; 0 = "
+                     f"off) must be an integer >= 0, got {config.data.prefetch!r}.")
   if not 0.0 <= config.drop_path_prob < 1.0:
     raise ValueError(f"config.drop_path_prob must be in [0, 1), got {config.drop_path_prob}.")
   if not 0.0 <= config.get("dropout_prob", 0.0) < 1.0:
@@ -327,7 +340,7 @@ def init_state(seed: int, trainer: Trainer, image_shape: tuple[int, ...]) -> Eva
 
 # Fields that change neither the network nor the training computation (resume-time knobs).
 _RUN_FIELDS = ("max_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-               "eval_every_epochs", "eval_max_batches", "plots", "genotype")
+               "eval_every_epochs", "eval_max_batches", "plots", "genotype", "data.prefetch")
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
 _COMPILED_MAX = 4
 
@@ -340,7 +353,10 @@ def compiled_steps(config, space: str, genotype, dataset, steps_per_epoch: int,
   skips tracing and compiling again. The key is the config without the run-length and logging
   fields, plus the resolved genotype and the epoch length.
   """
-  fields = {k: v for k, v in config.to_dict().items() if k not in _RUN_FIELDS}
+  fields = config.to_dict()
+  for name in _RUN_FIELDS:
+    *parents, leaf = name.split(".")
+    functools.reduce(lambda d, k: d.get(k, {}), parents, fields).pop(leaf, None)
   key = json.dumps([fields, space, str(genotype), steps_per_epoch, str(parallel.mesh)],
                    sort_keys=True, default=str)
   if key not in _COMPILED:
@@ -407,17 +423,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- the loop
   cadence = metrics_lib.Cadence.of(config, spe, total)
   timer = metrics_lib.StepTimer(int(state.step), total)
-  for step in range(int(state.step), total):
+  def place(step: int) -> tuple[jax.Array, jax.Array]:
     idx = data_lib.batch_indices(config.seed, step, len(train), config.batch_size, stream=0,
                                  with_replacement=False)
-    state, step_metrics = step_fn(state, *parallel.put_examples(train, idx))
+    return parallel.put_examples(train, idx)
+
+  steps = range(int(state.step), total)
+  for step, batch in zip(steps, data_lib.prefetch(place, steps, config.data.prefetch)):
+    state, step_metrics = step_fn(state, *batch)
     done = step + 1
     if cadence.log(done):
       logger.train(done, spe, jax.device_get(step_metrics), timer.tick(done))
     if cadence.evaluate(done):
       logger.test(done, cadence.epoch(done), evaluate(eval_fn, state, test,
                                                       config.eval_batch_size, parallel,
-                                                      config.eval_max_batches))
+                                                      config.eval_max_batches,
+                                                      config.data.prefetch))
     if cadence.checkpoint(done):
       manager.save(done, state)
   # ---------------------------------------------------------------- the result

@@ -532,3 +532,31 @@ def test_real_fashion_mnist_test_files_if_present():
                              os.path.join(folder, "t10k-labels-idx1-ubyte.gz"))
   assert x.shape == (10000, 28, 28, 1) and np.bincount(y).tolist() == [1000] * 10
   np.testing.assert_array_equal(y[:5], [9, 2, 1, 1, 6])
+
+
+# ----------------------------------------------------------------------------- prefetch
+def test_prefetch_keeps_order_raises_in_place_and_stops_early():
+  import threading
+  threads = set()
+
+  def produce(k):
+    threads.add(threading.current_thread().name)
+    if k == 5:
+      raise KeyError("bad batch 5")
+    return k * k
+
+  for depth in (0, 1, 3):
+    assert list(data.prefetch(produce, range(5), depth)) == [k * k for k in range(5)]
+  assert any(name.startswith("jaxnas-prefetch") for name in threads)
+  got = []
+  with pytest.raises(KeyError, match="bad batch 5"):
+    for value in data.prefetch(produce, range(8), 2):
+      got.append(value)
+  assert got == [k * k for k in range(5)]        # every result before the failing one
+  started = []
+  stream = data.prefetch(lambda k: started.append(k) or k, range(100), 2)
+  assert [next(stream), next(stream)] == [0, 1]
+  stream.close()                                  # a break: nothing further is produced
+  assert max(started) <= 3
+  with pytest.raises(ValueError, match="depth must be >= 0"):
+    list(data.prefetch(produce, range(2), -1))

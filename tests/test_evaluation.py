@@ -335,7 +335,10 @@ def test_eval_smoke_runs_resumes_and_writes_reports(tmp_path):
   config.max_steps = 3             # resume from the step-2 checkpoint, train one more step
   summary = evaluate.train_and_evaluate(config, workdir)
   assert summary["step"] == 3
-  # An uninterrupted run (same compiled steps: cheap) ends in the same state.
+  # An uninterrupted run (same compiled steps: cheap) ends in the same state, also without the
+  # background prefetch of batches (on by default).
+  assert config.data.prefetch == 2
+  config.data.prefetch = 0
   straight = evaluate.train_and_evaluate(config, str(tmp_path / "straight"))
   assert straight["final_record"] == summary["final_record"]
   tmp_path = tmp_path / "resumed"

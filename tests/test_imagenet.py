@@ -1,6 +1,10 @@
 """The ImageNet loader (``jaxnas.data.imagenet``) on a tiny class-folder tree of JPEGs."""
+import io
+import json
 import math
 import os
+import shutil
+import tarfile
 
 import numpy as np
 import pytest
@@ -42,7 +46,7 @@ def test_dataset_layout_labels_and_shapes(tree):
   # A slice and Split.take stay lazy (nothing decoded); indexing the view decodes its images.
   split = data_lib.Split(ds.train_images, ds.train_labels).take(slice(4, 8))
   assert isinstance(split.images, imagenet.LazyImages) and len(split) == 4
-  assert split.images.paths == ds.train_images.paths[4:8]
+  assert split.images.records.paths == ds.train_images.records.paths[4:8]
 
 
 def test_train_augmentation_is_seeded_per_batch(tree):
@@ -60,7 +64,7 @@ def test_train_augmentation_is_seeded_per_batch(tree):
 def test_test_transform_is_resize_shorter_side_then_center_crop(tree):
   ds = data_lib.get_dataset("imagenet", data_dir=str(tree), image_size=32, resize_size=36)
   got = ds.test_images[np.array([1])][0]                      # img_1: 40 wide, 64 high
-  with Image.open(ds.test_images.paths[1]) as f:
+  with Image.open(ds.test_images.records.paths[1]) as f:
     image = f.convert("RGB")
   assert image.size == (40, 64)
   resized = image.resize((36, int(36 * 64 / 40)), Image.BILINEAR)   # (36, 57)
@@ -128,3 +132,101 @@ def test_eval_imagenet_config_trains_on_the_tree(tree, tmp_path):
   assert result["step"] == 2
   assert 0.0 <= result["final_record"]["test/accuracy"] <= 1.0
   assert math.isfinite(result["final_record"]["test/loss"])
+
+
+# ----------------------------------------------------------------------------- tfds ImageNet
+def _add(tar, name, data):
+  info = tarfile.TarInfo(name)
+  info.size = len(data)
+  tar.addfile(info, io.BytesIO(data))
+
+
+def _write_tars_and_tree(root):
+  """The official tar layout (a <wnid>.tar per class in the train tar; ILSVRC2012_val_*.JPEG with
+  tfds' bundled validation labels) and the same JPEG bytes as an ImageFolder tree, both in
+  sorted order, so the two loaders see the same images at the same indices."""
+  from jaxnas.data import tfds_builders
+  val_wnids = tfds_builders.imagenet_validation_wnids()[:4]
+  wnids = sorted(set(val_wnids))   # the train classes must include the validation ones
+  rng = np.random.default_rng(0)
+
+  def jpeg(i):
+    w, h = SIZES[i % len(SIZES)]
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)).save(
+        buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+  (root / "tars").mkdir(parents=True)
+  with tarfile.open(root / "tars" / "ILSVRC2012_img_train.tar", "w") as outer:
+    for wnid in wnids:
+      inner = io.BytesIO()
+      with tarfile.open(fileobj=inner, mode="w") as t:
+        for i in range(2):
+          data = jpeg(i)
+          _add(t, f"{wnid}_{i}.JPEG", data)
+          os.makedirs(root / "tree" / "train" / wnid, exist_ok=True)
+          (root / "tree" / "train" / wnid / f"{wnid}_{i}.JPEG").write_bytes(data)
+      _add(outer, f"{wnid}.tar", inner.getvalue())
+  with tarfile.open(root / "tars" / "ILSVRC2012_img_val.tar", "w") as t:
+    for number in range(1, 5):
+      data, name = jpeg(number), f"ILSVRC2012_val_{number:08d}.JPEG"
+      _add(t, name, data)
+      os.makedirs(root / "tree" / "val" / val_wnids[number - 1], exist_ok=True)
+      (root / "tree" / "val" / val_wnids[number - 1] / name).write_bytes(data)
+  return wnids, val_wnids
+
+
+@pytest.fixture(scope="module")
+def tars(tmp_path_factory):
+  root = tmp_path_factory.mktemp("imagenet_tars")
+  wnids, val_wnids = _write_tars_and_tree(root)
+  return root, wnids, val_wnids
+
+
+def test_tfds_imagenet_from_the_tars_equals_the_class_folders(tars, monkeypatch):
+  from jaxnas.data import tfds_builders
+  root, wnids, val_wnids = tars
+  cache = root / "cache"
+  opts = dict(image_size=32, resize_size=36, cache_dir=str(cache))
+  built = data_lib.get_dataset("imagenet", data_dir=str(root / "tars"), **opts)
+  all_wnids = tfds_builders.imagenet_wnids()
+  assert built.num_classes == 1000 and len(all_wnids) == 1000
+  assert isinstance(built.train_images.records, imagenet.TfdsImages)
+  np.testing.assert_array_equal(built.train_labels,
+                                np.repeat([all_wnids.index(w) for w in wnids], 2))
+  # The bundled validation labels are ILSVRC-2012's (first image: n01751748).
+  assert val_wnids[0] == "n01751748"
+  np.testing.assert_array_equal(built.test_labels, [all_wnids.index(w) for w in val_wnids])
+  # Same bytes, same transforms: identical batches to the ImageFolder loader's.
+  folders = data_lib.get_dataset("imagenet", data_dir=str(root / "tree"), **opts)
+  order = np.argsort([os.path.basename(p) for p in folders.test_images.records.paths])
+  np.testing.assert_array_equal(built.test_images[np.arange(4)], folders.test_images[order])
+  idx = np.array([7, 0, 4, 5])
+  np.testing.assert_array_equal(built.train_images[idx], folders.train_images[idx])
+  # A second load reuses the build and the cached labels (no scan), from the tars or from the
+  # prepared tfds directory itself (its tfds data dir or its version directory).
+  monkeypatch.setattr(imagenet, "scan_labels", lambda *a, **k: pytest.fail("labels rescanned"))
+  version_dir = built.train_images.records.source.dataset_info.data_dir
+  for data_dir in (root / "tars", os.path.dirname(os.path.dirname(version_dir)), version_dir):
+    again = data_lib.get_dataset("imagenet", data_dir=str(data_dir), **opts)
+    np.testing.assert_array_equal(again.train_labels, built.train_labels)
+    np.testing.assert_array_equal(again.test_images[np.array([2])], built.test_images[np.array([2])])
+
+
+def test_tfds_imagenet_bad_input_names_the_fix(tars, tmp_path):
+  root, _, _ = tars
+  opts = dict(image_size=32, resize_size=36, cache_dir=str(root / "cache"))
+  built = data_lib.get_dataset("imagenet", data_dir=str(root / "tars"), **opts)
+  version_dir = built.train_images.records.source.dataset_info.data_dir
+  as_tfrecord = tmp_path / "imagenet2012" / "5.1.0"
+  shutil.copytree(version_dir, as_tfrecord)
+  info = json.loads((as_tfrecord / "dataset_info.json").read_text())
+  info["fileFormat"] = "tfrecord"
+  (as_tfrecord / "dataset_info.json").write_text(json.dumps(info))
+  with pytest.raises(data_lib.DatasetFormatError, match="only TensorFlow reads.*array_record"):
+    data_lib.get_dataset("imagenet", data_dir=str(tmp_path), **opts)
+  (tmp_path / "only_train").mkdir()
+  shutil.copy(root / "tars" / "ILSVRC2012_img_train.tar", tmp_path / "only_train")
+  with pytest.raises(data_lib.DatasetNotFoundError, match="ILSVRC2012_img_val.tar"):
+    data_lib.get_dataset("imagenet", data_dir=str(tmp_path / "only_train"), **opts)

@@ -20,6 +20,7 @@ from jaxnas.data.datasets import get_dataset as get_dataset
 from jaxnas.data.errors import DatasetFormatError as DatasetFormatError
 from jaxnas.data.errors import DatasetNotFoundError as DatasetNotFoundError
 from jaxnas.data.sampling import batch_indices as batch_indices
+from jaxnas.data.sampling import prefetch as prefetch
 from jaxnas.data.sampling import steps_per_epoch as steps_per_epoch
 from jaxnas.data.splits import SPLIT_SCHEMES as SPLIT_SCHEMES
 from jaxnas.data.splits import SearchSplits as SearchSplits

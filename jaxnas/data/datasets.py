@@ -25,7 +25,11 @@ Registered datasets (``DATASETS``); ``data_dir`` is set from the config with
   keeping classes 1..120 (labels made 0-based); 16x16x3. Mean (122.68, 116.66, 104.01)/255,
   std (63.22, 61.26, 65.09)/255.
 * ``imagenet``: ILSVRC-2012 from class folders ``data_dir/train/<wnid>/*.JPEG`` and
-  ``data_dir/val/<wnid>/*.JPEG`` (torchvision's ImageFolder layout, as quark0/darts reads it). Too
+  ``data_dir/val/<wnid>/*.JPEG`` (torchvision's ImageFolder layout, as quark0/darts reads it), a
+  prepared tfds ``imagenet2012`` in the array_record format (``data_dir`` is its tfds data dir or
+  its version directory; read TF-free), or the official ``ILSVRC2012_img_train.tar`` and
+  ``ILSVRC2012_img_val.tar`` (built once, TF-free, into the tfds builder ``jaxnas_imagenet2012``
+  in the cache; the labels of a tfds split are scanned once and cached as ``.npy``). Too
   large for host memory: its images are ``jaxnas.data.imagenet.LazyImages``, decoded and
   augmented on the host when a batch is indexed (RandomResizedCrop + flip + ColorJitter for
   train, resize 256 + center crop for test). Options ``image_size`` (224), ``resize_size``
@@ -40,8 +44,8 @@ Registered datasets (``DATASETS``); ``data_dir`` is set from the config with
   ``num_train``, ``num_test``, ``image_size``, ``channels``, ``num_classes``, ``seed``.
 
 Caches (``cache_dir`` option, else ``$JAXNAS_CACHE_DIR``, else ``~/.cache/jaxnas``):
-``<cache>/tfds/<builder>-<fingerprint>/`` (tfds array_record builds) and
-``<cache>/cifar10_jpeg/<fingerprint>.npz``. The fingerprint covers the source files' absolute
+``<cache>/tfds/<builder>-<fingerprint>/`` (tfds array_record builds),
+``<cache>/cifar10_jpeg/<fingerprint>.npz`` and ``<cache>/imagenet_labels/<fingerprint>.npy``. The fingerprint covers the source files' absolute
 paths, sizes and modification times, so a changed archive is rebuilt, never silently reused.
 Missing files raise `DatasetNotFoundError` (what, where, how to get it); malformed files raise
 `DatasetFormatError`. There is never a fallback to other data.
@@ -57,6 +61,7 @@ import tempfile
 from typing import Any, Callable
 
 import numpy as np
+from absl import logging
 
 from jaxnas.data import formats
 from jaxnas.data.errors import DatasetFormatError, not_found
@@ -221,18 +226,8 @@ def _load_cifar10_jpeg(*, data_dir=None, cache_dir=None) -> ImageDataset:
       arrays = {s: (z[f"{s}_images"], z[f"{s}_labels"]) for s in ("train", "test")}
   else:
     arrays = formats.read_cifar10_jpeg(source)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:   # write then rename: readers never see a partial file
-      with os.fdopen(fd, "wb") as f:
-        np.savez(f, **{f"{s}_{k}": a for s, (x, y) in arrays.items()
-                       for k, a in (("images", x), ("labels", y))})
-      os.chmod(tmp, 0o644)
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
+    _write_atomic(path, lambda f: np.savez(f, **{f"{s}_{k}": a for s, (x, y) in arrays.items()
+                                                 for k, a in (("images", x), ("labels", y))}))
   return _make("cifar10_jpeg", arrays, 10, CIFAR10_MEAN, CIFAR10_STD)
 
 
@@ -250,25 +245,88 @@ def _load_imagenet16_120(*, data_dir=None) -> ImageDataset:
 
 
 def _load_imagenet(*, data_dir=None, image_size: int = 224, resize_size: int = 256,
-                   seed: int = 0, workers: int = 0) -> ImageDataset:
-  """ILSVRC-2012 from ``data_dir/train/<wnid>/`` and ``data_dir/val/<wnid>/``, decoded lazily
-  (``jaxnas.data.imagenet``)."""
+                   seed: int = 0, workers: int = 0, cache_dir=None) -> ImageDataset:
+  """ILSVRC-2012, decoded lazily (``jaxnas.data.imagenet``), from whichever ``data_dir`` holds:
+  class folders ``train/<wnid>/`` and ``val/<wnid>/``; a prepared tfds ``imagenet2012`` (or
+  ``jaxnas_imagenet2012``) in the array_record format; or the official ``ILSVRC2012_img_train.tar``
+  and ``ILSVRC2012_img_val.tar``, built once into ``jaxnas_imagenet2012`` in the cache."""
   from jaxnas.data import imagenet  # Pillow, only when needed
   data_dir = _as_dir(data_dir)
-  roots = {part: os.path.join(data_dir, part) if data_dir else None for part in ("train", "val")}
-  for part, root in roots.items():
-    if root is None or not os.path.isdir(root):
-      raise not_found("imagenet", f"the class-folder tree '{part}/<wnid>/*.JPEG'", data_dir,
-                      imagenet.WHERE)
   if not 0 < image_size <= resize_size:
     raise ValueError(f"imagenet: need 0 < image_size <= resize_size, got {image_size}, "
                      f"{resize_size}.")
-  classes, train_paths, train_labels = imagenet.scan_image_folder(roots["train"])
-  _, test_paths, test_labels = imagenet.scan_image_folder(roots["val"], classes)
+  folders = {part: os.path.join(data_dir, part) for part in ("train", "val")} if data_dir else {}
+  if folders and all(os.path.isdir(root) for root in folders.values()):
+    classes, train_paths, train_labels = imagenet.scan_image_folder(folders["train"])
+    _, test_paths, test_labels = imagenet.scan_image_folder(folders["val"], classes)
+    records = {"train": imagenet.ImageFiles(train_paths), "test": imagenet.ImageFiles(test_paths)}
+    labels = {"train": train_labels, "test": test_labels}
+  else:
+    tfds_dir = _imagenet_tfds_dir(data_dir, cache_dir)
+    classes, records = imagenet.open_tfds(tfds_dir)
+    labels = {part: _imagenet_labels(images, cache_dir) for part, images in records.items()}
   lazy = dict(size=image_size, seed=seed, resize_size=resize_size, workers=workers)
-  return ImageDataset("imagenet", imagenet.LazyImages(train_paths, train=True, **lazy),
-                      train_labels, imagenet.LazyImages(test_paths, train=False, **lazy),
-                      test_labels, len(classes), imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD)
+  return ImageDataset("imagenet", imagenet.LazyImages(records["train"], train=True, **lazy),
+                      labels["train"], imagenet.LazyImages(records["test"], train=False, **lazy),
+                      labels["test"], len(classes), imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD)
+
+
+def _imagenet_tfds_dir(data_dir: str | None, cache_dir) -> str:
+  """The prepared tfds ImageNet of ``data_dir``; builds ``jaxnas_imagenet2012`` from the official
+  tars into the cache (once; fingerprinted by the tars) when ``data_dir`` holds them instead."""
+  from jaxnas.data import imagenet
+  found = imagenet.find_tfds_dir(data_dir) if data_dir and os.path.isdir(data_dir) else None
+  if found:
+    return found
+  from jaxnas.data import tfds_builders
+  tars = [os.path.join(data_dir or "", name) for name in tfds_builders.IMAGENET_TARS.values()]
+  if not (data_dir and all(os.path.isfile(t) for t in tars)):
+    raise not_found("imagenet", "the class-folder tree 'train/<wnid>/*.JPEG' and "
+                    "'val/<wnid>/*.JPEG', a prepared tfds imagenet2012 (array_record), or "
+                    "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar", data_dir,
+                    imagenet.WHERE)
+  builder_cls = tfds_builders.JaxnasImagenet2012
+  key = _fingerprint(*tars, salt=f"{builder_cls.name}/{builder_cls.VERSION}")
+  tfds_dir = os.path.join(cache_root(cache_dir), "tfds", f"{builder_cls.name}-{key}")
+  logging.info("imagenet: building %s from the tars in %s into %s (once; a copy of the "
+               "~147 GB of images: set JAXNAS_CACHE_DIR to place it elsewhere).",
+               builder_cls.name, data_dir, tfds_dir)
+  return os.fspath(tfds_builders.prepare(builder_cls, data_dir, tfds_dir).data_dir)
+
+
+def _imagenet_labels(images, cache_dir) -> np.ndarray:
+  """The labels of a tfds ImageNet split: scanned once, then read from an ``.npy`` cache keyed by
+  the split's array_record files."""
+  from jaxnas.data import imagenet
+  split = images.name.rsplit("/", 1)[-1]
+  files = sorted(glob.glob(os.path.join(images.source.dataset_info.data_dir,
+                                        f"*-{split}.array_record*")))
+  key = _fingerprint(*files, salt=f"imagenet_labels/1/{images.name}")
+  path = os.path.join(cache_root(cache_dir), "imagenet_labels", f"{key}.npy")
+  if os.path.isfile(path):
+    labels = np.load(path)
+    if labels.shape == (len(images),) and labels.dtype == np.int32:
+      return labels
+  logging.info("imagenet: reading the labels of %s once (cached in %s)", images.name, path)
+  labels = imagenet.scan_labels(images, log=logging.info)
+  _write_atomic(path, lambda f: np.save(f, labels))
+  return labels
+
+
+def _write_atomic(path: str, write: Callable[[Any], None]) -> None:
+  """Writes ``path`` through ``write(file)`` into a temporary file, then renames it: readers never
+  see a partial file, and a failed write leaves nothing behind."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def _load_digits(*, data_dir=None) -> ImageDataset:

@@ -12,9 +12,16 @@ architecture step, 2 for evaluation), so they never share a permutation.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import functools
+import itertools
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def _check_nonnegative(**values: int) -> None:
@@ -70,3 +77,30 @@ def batch_indices(seed: int, step: int, split_size: int, batch_size: int, *, str
     perm = _epoch_permutation(int(seed), int(stream), epoch, int(split_size))
     idx = perm[i * batch_size:(i + 1) * batch_size]
   return idx.astype(np.int32)
+
+
+def prefetch(produce: Callable[[K], V], keys: Iterable[K], depth: int) -> Iterator[V]:
+  """``produce(key) for key in keys``, computed ``depth`` keys ahead on a background thread.
+
+  For host-side batch work (decoding ImageNet JPEGs, gathering and placing a batch on the mesh):
+  the next batches are prepared while the device runs the current step. Results come in key
+  order; an exception in ``produce`` is raised where its result would have been yielded.
+  ``depth=0`` computes each result when it is asked for (no thread). Closing the generator early
+  (a ``break``) cancels what has not started and waits for what has.
+  """
+  if depth < 0:
+    raise ValueError(f"prefetch depth must be >= 0, got {depth}")
+  keys = iter(keys)
+  if depth == 0:
+    yield from map(produce, keys)
+    return
+  pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxnas-prefetch")
+  try:
+    pending = collections.deque(pool.submit(produce, key)
+                                for key in itertools.islice(keys, depth))
+    while pending:
+      result = pending.popleft().result()
+      pending.extend(pool.submit(produce, key) for key in itertools.islice(keys, 1))
+      yield result
+  finally:
+    pool.shutdown(wait=True, cancel_futures=True)

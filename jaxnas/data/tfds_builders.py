@@ -13,6 +13,9 @@ builder (tfds name)      files expected in the manual directory
 ``jaxnas_cifar100``      ``cifar-100-binary.tar.gz`` (or ``cifar-100-python.tar.gz``)
 ``jaxnas_fashion_mnist`` ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
                          ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``
+``jaxnas_imagenet2012``  ``ILSVRC2012_img_train.tar``, ``ILSVRC2012_img_val.tar`` (the stock
+                         ``imagenet2012`` features, JPEG bytes as they are; read lazily by
+                         ``jaxnas.data.imagenet``, not pulled into numpy)
 =======================  =====================================================================
 
 Shuffling is disabled, so records keep the file order (CIFAR: ``data_batch_1..5``), which is the
@@ -22,7 +25,9 @@ the builders with tfds, so ``tfds.data_source('jaxnas_cifar10', data_dir=...)`` 
 """
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from typing import Iterator
 
 import numpy as np
@@ -124,6 +129,94 @@ class JaxnasFashionMnist(_ManualImageBuilder):
             for split, (imgs, labs) in FASHION_MNIST_FILES.items()}
 
 
+IMAGENET_TARS = {"train": "ILSVRC2012_img_train.tar", "validation": "ILSVRC2012_img_val.tar"}
+_IMAGENET_RESOURCES = "datasets/imagenet2012"   # tfds' bundled wnid lists (no download)
+
+
+def imagenet_wnids() -> list[str]:
+  """The 1,000 ILSVRC-2012 class ids (wnids), sorted: tfds' ``imagenet2012`` label order, which is
+  also the order of torchvision's ImageFolder over the class folders."""
+  return _resource_lines("labels.txt")
+
+
+def imagenet_validation_wnids() -> list[str]:
+  """The wnid of each validation image, in the order of their file names
+  (``ILSVRC2012_val_00000001.JPEG`` first), from tfds' bundled ``validation_labels.txt``."""
+  return _resource_lines("validation_labels.txt")
+
+
+def _resource_lines(name: str) -> list[str]:
+  path = tfds.core.tfds_path(f"{_IMAGENET_RESOURCES}/{name}")
+  return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _tar_members(tar) -> Iterator:
+  """``(base name, file object)`` of the regular files of a streamed tar."""
+  for member in tar:
+    if member.isfile():
+      yield os.path.basename(member.name), tar.extractfile(member)
+
+
+class JaxnasImagenet2012(tfds.core.GeneratorBasedBuilder):
+  """ILSVRC-2012 (1,281,167 train / 50,000 validation, 1,000 classes) from the official tars, TF-free.
+
+  The stock ``imagenet2012`` features (``image`` JPEG, ``label`` over the sorted wnids,
+  ``file_name``), so ``jaxnas.data.imagenet`` reads both the same way. The encoded files are stored
+  as they are: the ~22 CMYK JPEGs and the one PNG named ``.JPEG`` that the stock builder re-encodes
+  are converted to RGB by Pillow when decoded. Validation labels come from tfds' bundled
+  ``validation_labels.txt``. Records keep the tars' order (no shuffling).
+  """
+  name = "jaxnas_imagenet2012"
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial jaxnas release (TF-free, original encoded files)."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      "Place ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
+      "(https://image-net.org/download-images.php) in the manual directory.")
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(self.__doc__ or "").strip(),
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=imagenet_wnids()),
+            "file_name": tfds.features.Text(),
+        }),
+        supervised_keys=("image", "label"),
+        homepage="https://image-net.org/",
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager):
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    paths = {split: os.path.join(manual_dir, name) for split, name in IMAGENET_TARS.items()}
+    missing = [p for p in paths.values() if not os.path.isfile(p)]
+    if missing:
+      raise FileNotFoundError(f"{missing} not found; {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return {split: self._generate_examples(split, path) for split, path in paths.items()}
+
+  def _generate_examples(self, split: str, path: str) -> Iterator:
+    with tarfile.open(path, mode="r|") as outer:
+      if split == "validation":
+        wnids = imagenet_validation_wnids()
+        for name, f in _tar_members(outer):
+          number = os.path.splitext(name)[0].removeprefix("ILSVRC2012_val_")
+          if not (number.isdigit() and 1 <= int(number) <= len(wnids)):
+            raise ValueError(f"'{name}' in {path} is not a validation image "
+                             "ILSVRC2012_val_00000001.JPEG ... ILSVRC2012_val_00050000.JPEG.")
+          yield name, _imagenet_example(f, wnids[int(number) - 1], name)
+        return
+      for inner_name, inner_file in _tar_members(outer):  # one <wnid>.tar per class
+        wnid = os.path.splitext(inner_name)[0]
+        with tarfile.open(fileobj=inner_file, mode="r|") as inner:
+          for name, f in _tar_members(inner):
+            yield name, _imagenet_example(f, wnid, name)
+
+
+def _imagenet_example(f, wnid: str, name: str) -> dict:
+  return {"image": io.BytesIO(f.read()), "label": wnid, "file_name": name}
+
+
 BUILDERS: dict[str, type[_ManualImageBuilder]] = {
     "cifar10": JaxnasCifar10,
     "cifar100": JaxnasCifar100,
@@ -131,7 +224,7 @@ BUILDERS: dict[str, type[_ManualImageBuilder]] = {
 }
 
 
-def prepare(builder_cls: type[_ManualImageBuilder], manual_dir: str,
+def prepare(builder_cls: type[tfds.core.GeneratorBasedBuilder], manual_dir: str,
             tfds_dir: str) -> tfds.core.DatasetBuilder:
   """Builds ``builder_cls`` from ``manual_dir`` into ``tfds_dir`` (array_record); no-op if done.
 
@@ -144,7 +237,8 @@ def prepare(builder_cls: type[_ManualImageBuilder], manual_dir: str,
   return builder
 
 
-def _get_records(source, keys: list[int]) -> list:
+def read_records(source, keys: list[int]) -> list:
+  """``source[k] for k in keys`` in one batched read where the source has ``__getitems__``."""
   try:
     return source.__getitems__(keys)
   except (AttributeError, TypeError):  # plain sequences; tfds.testing.mock_data's mocked source
@@ -156,7 +250,7 @@ def read_source(source, chunk: int = 4096) -> Arrays:
   n = len(source)
   images, labels = [], []
   for start in range(0, n, chunk):
-    records = _get_records(source, list(range(start, min(start + chunk, n))))
+    records = read_records(source, list(range(start, min(start + chunk, n))))
     images.append(np.stack([np.asarray(r["image"], np.uint8) for r in records]))
     labels.append(np.array([int(r["label"]) for r in records], np.int32))
   if not images:
