@@ -73,6 +73,7 @@ if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importa
 from configs import default as default_config  # noqa: E402
 from jaxnas import loop  # noqa: E402
 from jaxnas import reports  # noqa: E402
+from jaxnas import sharding  # noqa: E402
 from jaxnas import steps  # noqa: E402
 from jaxnas import supernet  # noqa: E402
 
@@ -143,9 +144,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--what", default="search,weights,forward",
                       help=f"comma-separated subset of {','.join(PROGRAMS)}")
   parser.add_argument("--json", default="", help="write the results to this JSON file")
+  parser.add_argument("--xla_cpu_scheduler", choices=("memory", "default"), default="memory",
+                      help="config.xla_cpu_scheduler: XLA:CPU's scheduler for every measured "
+                           "program (the search loop compiles its step with it)")
   parser.add_argument("--compiler_options", default="",
                       help="XLA options for the measured programs, e.g. "
-                           "'xla_backend_optimization_level=0' (comma-separated key=value)")
+                           "'xla_backend_optimization_level=0' (comma-separated key=value); "
+                           "given, they replace --xla_cpu_scheduler's")
   args = parser.parse_args(argv)
   args.what = [p.strip() for p in args.what.split(",") if p.strip()]
   unknown = sorted(set(args.what) - set(PROGRAMS))
@@ -188,6 +193,7 @@ def make_config(args: argparse.Namespace):
   config.space.unroll = args.unroll == "true"
   config.space.remat = args.remat == "true"
   config.compute_dtype = args.compute_dtype
+  config.xla_cpu_scheduler = args.xla_cpu_scheduler
   config.space.blocks_per_stage = args.cells_per_stage
   config.num_seeds = args.num_seeds
   config.hypergrad = args.hypergrad
@@ -479,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.method == "nao_v2":
     return nao_main(args)
   config = make_config(args)
+  if not args.compiler_options:   # what the search loop compiles its step with
+    args.compiler_options = sharding.compiler_options(config.xla_cpu_scheduler) or {}
   start = time.perf_counter()
   search = loop.build_search(config)
   probe = loop.init_state(search)

@@ -6,6 +6,7 @@ import ml_collections
 from jaxnas import data as data_lib
 from jaxnas import hypergrad
 from jaxnas import parametrize
+from jaxnas import sharding
 from jaxnas import spaces
 from jaxnas import steps
 from jaxnas import supernet
@@ -36,6 +37,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.parametrization, list(parametrize.PARAMETRIZATIONS), "parametrization")
   _choice(config.step_order, steps.STEP_ORDERS, "step_order")
   _choice(config.compute_dtype, supernet.COMPUTE_DTYPES, "compute_dtype")
+  _choice(config.xla_cpu_scheduler, list(sharding.CPU_SCHEDULERS), "xla_cpu_scheduler")
   if not isinstance(config.space.remat, bool):
     raise ValueError(f"config.space.remat must be True or False, got {config.space.remat!r}.")
   _choice(config.data.name, list(data_lib.DATASETS), "data.name")

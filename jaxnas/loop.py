@@ -302,10 +302,12 @@ def jit_search_step(search: Search):
 
   The state's buffers are donated (updated in place), and the new state and the metrics are
   pinned replicated on the mesh (batches arrive split over it), so the step's output placement
-  equals its input placement and the program never recompiles.
+  equals its input placement and the program never recompiles. On CPU it is compiled with
+  ``config.xla_cpu_scheduler`` (``sharding.compiler_options``).
   """
   return jax.jit(functools.partial(search.method.search_step, components=search.components),
-                 donate_argnums=0, out_shardings=search.parallel.replicated)
+                 donate_argnums=0, out_shardings=search.parallel.replicated,
+                 compiler_options=sharding.compiler_options(search.config.xla_cpu_scheduler))
 
 
 def jit_eval_step(search: Search):

@@ -32,6 +32,7 @@ import numpy as np
 
 from jaxnas import loop
 from jaxnas import metrics as metrics_lib
+from jaxnas import sharding
 from jaxnas.state import SearchState
 
 SEEDS_FILE = "seeds.json"
@@ -92,7 +93,8 @@ def jit_vmapped_step(search: loop.Search):
   """The method's search step vmapped over the seed axis, jitted once (state donated, outputs
   replicated on the mesh)."""
   step = functools.partial(search.method.search_step, components=search.components)
-  return jax.jit(jax.vmap(step), donate_argnums=0, out_shardings=search.parallel.replicated)
+  return jax.jit(jax.vmap(step), donate_argnums=0, out_shardings=search.parallel.replicated,
+                 compiler_options=sharding.compiler_options(search.config.xla_cpu_scheduler))
 
 
 def fingerprint(search: loop.Search) -> dict[str, Any]:

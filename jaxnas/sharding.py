@@ -172,3 +172,28 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
 def from_config(config: ml_collections.ConfigDict) -> DataParallel:
   """The data-parallel placement of ``config.mesh`` (0 devices = all)."""
   return DataParallel(make_mesh(config.mesh.data))
+
+
+# XLA:CPU's instruction schedulers (``config.xla_cpu_scheduler``). XLA's default on CPU orders a
+# program for concurrency; on a program with several gradient passes through rolled loops (a
+# search step: the alpha pass and the weight pass; a second-order alpha step: three or four) it
+# keeps each pass's loop buffers live at once, so the temporaries add up. The memory-optimized
+# scheduler lets later passes reuse earlier ones' memory (experiments/README.md, "Cost of one alpha
+# step": the DARTS supernet's first-order search step 13.6 -> 7.9 GB of temporaries, about 10%
+# slower; the exact second-order alpha step at batch 64 from ~30 GB (out of memory on 24 GB) to
+# 10.8 GB).
+CPU_SCHEDULERS = {"memory": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED", "default": None}
+
+
+def compiler_options(cpu_scheduler: str) -> dict[str, str] | None:
+  """The XLA compiler options of a jitted step for ``config.xla_cpu_scheduler``: on the CPU
+  backend, ``'memory'`` selects XLA's memory-optimized scheduler; ``'default'`` keeps XLA's.
+  ``None`` (no options) on GPU and TPU, whose schedulers this field does not touch."""
+  if cpu_scheduler not in CPU_SCHEDULERS:
+    raise ValueError(f"config.xla_cpu_scheduler={cpu_scheduler!r} is not valid; choose one of: "
+                     f"{', '.join(CPU_SCHEDULERS)}.")
+  scheduler = CPU_SCHEDULERS[cpu_scheduler]
+  if scheduler is None or jax.default_backend() != "cpu":
+    return None
+  return {"xla_cpu_scheduler_type": scheduler}
+

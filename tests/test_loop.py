@@ -184,6 +184,7 @@ def test_golden_losses_from_fixed_seed():
     ({"batch_size": 10_000}, "larger than the weight split"),
     ({"data.train_portion": 1.5}, "train_portion"),
     ({"space.ops": "none,conv_9x9"}, "conv_9x9"),
+    ({"xla_cpu_scheduler": "fast"}, "config.xla_cpu_scheduler='fast' is not valid"),
 ])
 def test_bad_configs_fail_fast_with_clear_errors(overrides, message, tmp_path):
   with pytest.raises(ValueError) as info:

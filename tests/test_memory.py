@@ -198,3 +198,33 @@ def test_bad_compute_dtype_names_the_field_and_the_valid_values():
   with pytest.raises(ValueError, match=r"compute_dtype='float16'.*float32, bfloat16"):
     supernet.apply(plain, weights, model_state, x, param.activate(arch), train=False,
                    compute_dtype="float16")
+
+
+def test_memory_scheduler_lets_dependent_gradient_passes_share_memory():
+  """``config.xla_cpu_scheduler='memory'`` (the search step's default): through a rolled loop,
+  XLA:CPU's default scheduler keeps two dependent gradient passes' loop buffers live at once; the
+  memory-optimized one lets the second reuse the first's memory (a search step has two or more
+  such passes)."""
+  from jaxnas import sharding
+
+  def loss(w, a, x):
+    h, _ = jax.lax.scan(lambda h, wl: (jnp.tanh(h @ wl) * a, None), x, w)
+    return jnp.sum(h ** 2)
+
+  def two_passes(w, a, x):
+    grad_a = jax.grad(loss, argnums=1)
+    return grad_a(w, a + 1e-3 * grad_a(w, a, x), x)
+
+  w, a, x = jnp.full((8, 128, 128), 0.01), jnp.ones(()), jnp.ones((128, 128))
+  temp = {}
+  for scheduler in ("default", "memory"):
+    compiled = jax.jit(two_passes, compiler_options=sharding.compiler_options(scheduler)).lower(
+        w, a, x).compile()
+    temp[scheduler] = compiled.memory_analysis().temp_size_in_bytes
+    np.testing.assert_allclose(compiled(w, a, x), two_passes(w, a, x), rtol=1e-6)
+  assert sharding.compiler_options("default") is None
+  assert sharding.compiler_options("memory") == {
+      "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+  assert temp["memory"] < 0.85 * temp["default"], temp
+  with pytest.raises(ValueError, match="xla_cpu_scheduler='fast' is not valid.*memory, default"):
+    sharding.compiler_options("fast")
