@@ -13,9 +13,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.num_seeds = 1                   # >1: seeds seed..seed+num_seeds-1 as one vmapped program (jaxnas.seeds)
   config.compute_dtype = "float32"       # forward dtype: 'float32' | 'bfloat16' (float32 master weights, BN
                                          # statistics and logits; jaxnas/supernet.py)
-  config.xla_cpu_scheduler = "memory"    # XLA:CPU scheduler of the search step: 'memory' (its gradient passes
-                                         # reuse each other's memory: DARTS supernet 13.6 -> 7.9 GB, ~10% slower)
-                                         # | 'default' (XLA's); no effect on GPU/TPU (jaxnas/sharding.py)
+  config.xla_cpu_scheduler = "memory"    # XLA:CPU scheduler of the search and diagnostics steps: 'memory' (gradient
+                                         # passes share memory: DARTS search step 13.6 -> 7.9 GB, ~10% slower; 2nd order
+                                         # ~30 -> 11 GB) | 'default' (XLA's); no effect on GPU/TPU (jaxnas/sharding.py)
 
   config.space = ml_collections.ConfigDict()
   config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths) | 'nao' (NAO-V2 only)

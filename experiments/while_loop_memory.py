@@ -1,18 +1,26 @@
-"""XLA:CPU does not reuse the memory of one while loop's buffers for another's.
+"""With XLA:CPU's default scheduler, one while loop's buffers do not reuse another's memory.
 
 A toy network (a ``lax.scan`` over L tanh layers) and the XLA temporaries of programs holding one
-or two α-gradient passes through it. With the scan rolled (a while loop), two passes need twice
-one pass's temporaries even when the second depends on the first's result; unrolled, the second
-reuses the first's memory. The rolled DARTS supernet (edge scans under ``lax.scan``) therefore
-pays the sum of every gradient pass in a step (``experiments/README.md``).
+or two α-gradient passes through it, compiled with XLA's default CPU scheduler and with its
+memory-optimized one (``config.xla_cpu_scheduler='memory'``, ``jaxnas.sharding``). With the scan
+rolled (a while loop) and the default scheduler, two passes need about twice one pass's
+temporaries even when the second depends on the first's result; unrolled, or with the
+memory-optimized scheduler, the second mostly reuses the first's memory. The rolled DARTS supernet
+(edge scans under ``lax.scan``) has several gradient passes per step (``experiments/README.md``).
 
   .venv/bin/python experiments/while_loop_memory.py
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from jaxnas import sharding  # noqa: E402
 
 LAYERS, BATCH, WIDTH = 16, 256, 512
 
@@ -43,11 +51,16 @@ def main():
   x, a = jnp.ones((BATCH, WIDTH)), jnp.ones(())
   print(f"jax {jax.__version__} backend={jax.default_backend()}; {LAYERS} layers, batch {BATCH}, "
         f"width {WIDTH}: XLA temporaries")
+  print(f"  {'':8s}  {'':24s} {'default':>9s} {'memory':>9s}  (scheduler)")
   for unroll in (False, True):
     for program in programs(unroll):
-      stats = jax.jit(program).lower(w, a, x).compile().memory_analysis()
-      print(f"  scan {'unrolled' if unroll else 'rolled  '}  {program.__name__:24s} "
-            f"{stats.temp_size_in_bytes / 2**20:6.1f} MB")
+      sizes = []
+      for scheduler in ("default", "memory"):
+        compiled = jax.jit(program, compiler_options=sharding.compiler_options(scheduler)).lower(
+            w, a, x).compile()
+        sizes.append(f"{compiled.memory_analysis().temp_size_in_bytes / 2**20:6.1f} MB")
+      print(f"  {'unrolled' if unroll else 'rolled':8s}  {program.__name__:24s} "
+            f"{sizes[0]:>9s} {sizes[1]:>9s}")
 
 
 if __name__ == "__main__":

@@ -351,7 +351,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       steps.diagnostics_step, components=search.components,
       cg_maxiter=config.diagnostics.cg_maxiter,
       eigen_iterations=config.diagnostics.eigen_iterations),
-      out_shardings=search.parallel.replicated)
+      out_shardings=search.parallel.replicated,
+      compiler_options=sharding.compiler_options(config.xla_cpu_scheduler))
   # ---------------------------------------------------------------- the loop
   buckets = load_size_buckets(workdir) if config.milenas.size_buckets else None
   cadence = metrics_lib.Cadence.of(config, search.steps_per_epoch, search.total_steps)

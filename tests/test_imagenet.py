@@ -211,7 +211,8 @@ def test_tfds_imagenet_from_the_tars_equals_the_class_folders(tars, monkeypatch)
   for data_dir in (root / "tars", os.path.dirname(os.path.dirname(version_dir)), version_dir):
     again = data_lib.get_dataset("imagenet", data_dir=str(data_dir), **opts)
     np.testing.assert_array_equal(again.train_labels, built.train_labels)
-    np.testing.assert_array_equal(again.test_images[np.array([2])], built.test_images[np.array([2])])
+    np.testing.assert_array_equal(again.test_images[np.array([2])],
+                                  built.test_images[np.array([2])])
 
 
 def test_tfds_imagenet_bad_input_names_the_fix(tars, tmp_path):

@@ -45,8 +45,9 @@ Registered datasets (``DATASETS``); ``data_dir`` is set from the config with
 
 Caches (``cache_dir`` option, else ``$JAXNAS_CACHE_DIR``, else ``~/.cache/jaxnas``):
 ``<cache>/tfds/<builder>-<fingerprint>/`` (tfds array_record builds),
-``<cache>/cifar10_jpeg/<fingerprint>.npz`` and ``<cache>/imagenet_labels/<fingerprint>.npy``. The fingerprint covers the source files' absolute
-paths, sizes and modification times, so a changed archive is rebuilt, never silently reused.
+``<cache>/cifar10_jpeg/<fingerprint>.npz`` and ``<cache>/imagenet_labels/<fingerprint>.npy``.
+The fingerprint covers the source files' absolute paths, sizes and modification times, so a
+changed archive is rebuilt, never silently reused.
 Missing files raise `DatasetNotFoundError` (what, where, how to get it); malformed files raise
 `DatasetFormatError`. There is never a fallback to other data.
 """

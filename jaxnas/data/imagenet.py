@@ -1,8 +1,8 @@
 """ImageNet (ILSVRC-2012), decoded and augmented on the host per batch.
 
 ImageNet does not fit in host memory as uint8 arrays (1.28M images), so its splits hold
-``LazyImages``: an array-like of shape ``(N, S, S, 3)`` (``S = image_size``, 224) whose integer-array
-indexing reads those encoded images, decodes them (a thread pool) and applies the split's
+``LazyImages``: an array-like of shape ``(N, S, S, 3)`` (``S = image_size``, 224) whose
+integer-array indexing reads those encoded images, decodes them (a thread pool) and applies the split's
 transform; slicing returns a lazy view. Everything downstream (``data.Split``,
 ``DataParallel.put_examples``, the evaluation loop, which prefetches batches on a background
 thread) indexes it like an array.
@@ -326,8 +326,9 @@ def find_tfds_dir(data_dir: str) -> str | None:
     if versions:
       found[name] = max(versions)[1]
   if len(found) > 1:
-    raise DatasetFormatError(f"'{data_dir}' holds several prepared ImageNets ({sorted(found.values())}); "
-                             "pass the one to use as --config.data.data_dir.")
+    raise DatasetFormatError(f"'{data_dir}' holds several prepared ImageNets "
+                             f"({sorted(found.values())}); pass the one to use as "
+                             "--config.data.data_dir.")
   return next(iter(found.values()), None)
 
 

@@ -158,7 +158,9 @@ def _tar_members(tar) -> Iterator:
 
 
 class JaxnasImagenet2012(tfds.core.GeneratorBasedBuilder):
-  """ILSVRC-2012 (1,281,167 train / 50,000 validation, 1,000 classes) from the official tars, TF-free.
+  """ILSVRC-2012 (1,281,167 train / 50,000 validation, 1,000 classes) from the official tars.
+
+  TF-free.
 
   The stock ``imagenet2012`` features (``image`` JPEG, ``label`` over the sorted wnids,
   ``file_name``), so ``jaxnas.data.imagenet`` reads both the same way. The encoded files are stored
