@@ -423,6 +423,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- the loop
   cadence = metrics_lib.Cadence.of(config, spe, total)
   timer = metrics_lib.StepTimer(int(state.step), total)
+
   def place(step: int) -> tuple[jax.Array, jax.Array]:
     idx = data_lib.batch_indices(config.seed, step, len(train), config.batch_size, stream=0,
                                  with_replacement=False)
