@@ -12,8 +12,9 @@ multiply-adds at the data's image size (the mobile setting's limit is 600M at 22
 Data: ``--config.data.data_dir`` holds ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (the
 ImageFolder layout of the reference), a prepared tfds ``imagenet2012`` (array_record), or the
 official ``ILSVRC2012_img_{train,val}.tar`` (``jaxnas.data.imagenet``), decoded and augmented on
-the host (``data.prefetch`` batches ahead, on a background thread) as the reference does (RandomResizedCrop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2); test: resize
-256, center crop 224), so the device-side CIFAR crop/flip/Cutout are off. ``:smoke``: 2 steps of
+the host (``data.prefetch`` batches ahead, on a background thread) as the reference does
+(RandomResizedCrop 224 + flip + ColorJitter(0.4, 0.4, 0.4, 0.2); test: resize 256, center crop
+224), so the device-side CIFAR crop/flip/Cutout are off. ``:smoke``: 2 steps of
 a 3-cell C=8 network on 32x32 synthetic data (auxiliary head off: its 5x5 pooling needs >= 5x5 features, i.e. >= 160x160 inputs
 after the mobile stem and two reductions).
 """

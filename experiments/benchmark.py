@@ -144,7 +144,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--what", default="search,weights,forward",
                       help=f"comma-separated subset of {','.join(PROGRAMS)}")
   parser.add_argument("--json", default="", help="write the results to this JSON file")
-  parser.add_argument("--xla_cpu_scheduler", choices=("memory", "default"), default="memory",
+  parser.add_argument("--xla_cpu_scheduler", choices=tuple(sharding.CPU_SCHEDULERS),
+                      default="memory",
                       help="config.xla_cpu_scheduler: XLA:CPU's scheduler for every measured "
                            "program (the search loop compiles its step with it)")
   parser.add_argument("--compiler_options", default="",

@@ -150,12 +150,17 @@ def _as_dir(data_dir) -> str | None:
   return None if data_dir is None else os.path.expanduser(os.fspath(data_dir))
 
 
+def _tfds_cache_dir(builder_cls, sources: list[str], cache_dir) -> str:
+  """``<cache>/tfds/<builder>-<fingerprint of the source files and the builder version>``."""
+  key = _fingerprint(*sources, salt=f"{builder_cls.name}/{builder_cls.VERSION}")
+  return os.path.join(cache_root(cache_dir), "tfds", f"{builder_cls.name}-{key}")
+
+
 def _load_tfds(name: str, manual_dir: str, sources: list[str], num_classes: int, mean, std,
                cache_dir) -> ImageDataset:
   from jaxnas.data import tfds_builders  # imports tfds (not TensorFlow) only when needed
   builder_cls = tfds_builders.BUILDERS[name]
-  key = _fingerprint(*sources, salt=f"{builder_cls.name}/{builder_cls.VERSION}")
-  tfds_dir = os.path.join(cache_root(cache_dir), "tfds", f"{builder_cls.name}-{key}")
+  tfds_dir = _tfds_cache_dir(builder_cls, sources, cache_dir)
   return _make(name, tfds_builders.load_arrays(builder_cls, manual_dir, tfds_dir), num_classes,
                mean, std)
 
@@ -287,11 +292,11 @@ def _imagenet_tfds_dir(data_dir: str | None, cache_dir) -> str:
                     "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar", data_dir,
                     imagenet.WHERE)
   builder_cls = tfds_builders.JaxnasImagenet2012
-  key = _fingerprint(*tars, salt=f"{builder_cls.name}/{builder_cls.VERSION}")
-  tfds_dir = os.path.join(cache_root(cache_dir), "tfds", f"{builder_cls.name}-{key}")
-  logging.info("imagenet: building %s from the tars in %s into %s (once; a copy of the "
-               "~147 GB of images: set JAXNAS_CACHE_DIR to place it elsewhere).",
-               builder_cls.name, data_dir, tfds_dir)
+  tfds_dir = _tfds_cache_dir(builder_cls, tars, cache_dir)
+  if not os.path.isdir(os.path.join(tfds_dir, builder_cls.name, str(builder_cls.VERSION))):
+    logging.info("imagenet: building %s from the tars in %s into %s (once; a copy of the "
+                 "~147 GB of images: set JAXNAS_CACHE_DIR to place it elsewhere).",
+                 builder_cls.name, data_dir, tfds_dir)
   return os.fspath(tfds_builders.prepare(builder_cls, data_dir, tfds_dir).data_dir)
 
 
@@ -299,9 +304,8 @@ def _imagenet_labels(images, cache_dir) -> np.ndarray:
   """The labels of a tfds ImageNet split: scanned once, then read from an ``.npy`` cache keyed by
   the split's array_record files."""
   from jaxnas.data import imagenet
-  split = images.name.rsplit("/", 1)[-1]
   files = sorted(glob.glob(os.path.join(images.source.dataset_info.data_dir,
-                                        f"*-{split}.array_record*")))
+                                        f"*-{images.source.split}.array_record*")))
   key = _fingerprint(*files, salt=f"imagenet_labels/1/{images.name}")
   path = os.path.join(cache_root(cache_dir), "imagenet_labels", f"{key}.npy")
   if os.path.isfile(path):

@@ -2,8 +2,8 @@
 
 ImageNet does not fit in host memory as uint8 arrays (1.28M images), so its splits hold
 ``LazyImages``: an array-like of shape ``(N, S, S, 3)`` (``S = image_size``, 224) whose
-integer-array indexing reads those encoded images, decodes them (a thread pool) and applies the split's
-transform; slicing returns a lazy view. Everything downstream (``data.Split``,
+integer-array indexing reads those encoded images, decodes them (a thread pool) and applies the
+split's transform; slicing returns a lazy view. Everything downstream (``data.Split``,
 ``DataParallel.put_examples``, the evaluation loop, which prefetches batches on a background
 thread) indexes it like an array.
 
