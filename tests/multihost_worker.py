@@ -1,8 +1,12 @@
 """One process of the 2-process loopback test (tests/test_multihost.py), not a test itself.
 
-Usage: python tests/multihost_worker.py PORT PROCESS_ID WORKDIR
-Runs the quickstart smoke search as process PROCESS_ID of 2 (each with the virtual CPU devices of
-JAX_NUM_CPU_DEVICES), then writes this process's final alpha to WORKDIR/arch_<PROCESS_ID>.npz.
+Usage: python tests/multihost_worker.py PORT PROCESS_ID WORKDIR [MODES]
+Runs, as process PROCESS_ID of 2 (each with the virtual CPU devices of JAX_NUM_CPU_DEVICES), one
+smoke search per comma-separated MODE (default ``search``) in WORKDIR/MODE, and writes what the
+two processes must agree on to WORKDIR/MODE/final_<PROCESS_ID>.npz:
+  search  the quickstart smoke search (2 ops); its final alpha;
+  seeds   the same as 2 vmapped seeds (``config.num_seeds = 2``); the stacked alphas;
+  nao     the NAO-V2 smoke search on NB201; its final pool's architectures and scores.
 """
 import os
 import sys
@@ -14,30 +18,73 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxnas import checkpoint as checkpoint_lib  # noqa: E402
 from jaxnas import loop  # noqa: E402
+from jaxnas import seeds  # noqa: E402
 from jaxnas import sharding  # noqa: E402
+from jaxnas.nao import search as nao_search  # noqa: E402
 from test_loop import load_config  # noqa: E402
 
 
-def main(port: str, process_id: str, workdir: str) -> None:
-  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
-                       **{"space.ops": "none,skip_connect"})  # 2 ops: a short compile
+def search_config(port: str, process_id: str, mode: str):
+  """The smoke config of ``mode`` as process ``process_id`` of 2, coordinated on ``port``."""
+  if mode == "nao":
+    config = load_config(os.path.join(ROOT, "configs", "nao_v2_nb201.py"), "smoke")
+  else:
+    config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
+                         **{"space.ops": "none,skip_connect"})  # 2 ops: a short compile
+    config.num_seeds = 2 if mode == "seeds" else 1
   config.distributed.enabled = True
   config.distributed.coordinator_address = f"127.0.0.1:{port}"
   config.distributed.num_processes = 2
   config.distributed.process_id = int(process_id)
-  sharding.initialize_distributed(config)
-  assert jax.process_count() == 2, jax.process_count()
-  summary = loop.train_and_evaluate(config, workdir)
+  return config
+
+
+def final_values(config, workdir: str, mode: str) -> dict[str, np.ndarray]:
+  """What both processes must agree on, read back from the run's last checkpoint: alpha (stacked
+  over the seeds for ``seeds``), or NAO's final pool (architectures and scores)."""
+  if mode == "nao":
+    search = nao_search.build(config)
+    abstract = jax.eval_shape(lambda: nao_search.init_state(search))
+    with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                          fingerprint=nao_search.fingerprint(search)) as manager:
+      state = manager.restore(abstract)
+    tokens, scores = nao_search.pool(state)
+    return {"pool_tokens": np.asarray(tokens), "pool_scores": np.asarray(scores)}
   search = loop.build_search(config)
-  abstract = jax.eval_shape(lambda: loop.init_state(search))
-  state, _, resumed = loop.restore_or_start(config, workdir, abstract, loop.fingerprint(search),
+  if mode == "seeds":
+    init, fingerprint = (lambda: seeds.init_states(seeds.seed_searches(search)),
+                         seeds.fingerprint(search))
+  else:
+    init, fingerprint = (lambda: loop.init_state(search)), loop.fingerprint(search)
+  state, _, resumed = loop.restore_or_start(config, workdir, jax.eval_shape(init), fingerprint,
                                             search.parallel)
   assert resumed
-  arch = {k: np.asarray(v) for k, v in jax.device_get(state.arch).items()}
-  np.savez(os.path.join(workdir, f"arch_{process_id}.npz"), **arch)
-  print(f"process {process_id}: devices={jax.device_count()} local={jax.local_device_count()} "
-        f"step={summary['step']} final={summary.get('final_genotype')}")
+  return {k: np.asarray(v) for k, v in jax.device_get(state.arch).items()}
+
+
+def run(port: str, process_id: str, workdir: str, mode: str) -> None:
+  """One ``mode`` search in ``workdir``, then its ``final_<process_id>.npz``."""
+  config = search_config(port, process_id, mode)
+  if mode == "nao":
+    summary = nao_search.train_and_evaluate(config, workdir)
+    final, progress = summary["best_arch"], f"pool={summary['pool_size']}"
+  else:
+    summary = loop.train_and_evaluate(config, workdir)
+    final = summary.get("final_genotype", summary.get("spread"))
+    progress = f"step={summary['step']}"
+  np.savez(os.path.join(workdir, f"final_{process_id}.npz"),
+           **final_values(config, workdir, mode))
+  print(f"{mode} process {process_id}: devices={jax.device_count()} "
+        f"local={jax.local_device_count()} {progress} final={final}", flush=True)
+
+
+def main(port: str, process_id: str, workdir: str, modes: str = "search") -> None:
+  sharding.initialize_distributed(search_config(port, process_id, "search"))
+  assert jax.process_count() == 2, jax.process_count()
+  for mode in modes.split(","):
+    run(port, process_id, os.path.join(workdir, mode), mode)
 
 
 if __name__ == "__main__":
