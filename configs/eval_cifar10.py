@@ -15,8 +15,9 @@ seed 0; test accuracy every epoch. GAEA's evaluation uses drop-path 0.3:
 Variants: ``:smoke`` (a 3-cell C=4 network, 32x32 synthetic data, 2 steps; 32x32 because the
 auxiliary head's 5x5 pooling needs at least 5x5 features after the two reductions), ``:nb201``
 (an NB201 cell's network, C=16, N=5; NB201 has no auxiliary head or drop-path; the training
-hyperparameters stay DARTS' unless overridden) and ``:naonet`` (NAO-V2's recipe for NAONet-V2, see
-``naonet``). Put ``smoke`` last: ``:nb201,smoke``, ``:naonet,smoke``.
+hyperparameters stay DARTS' unless overridden), ``:naonet`` (NAO-V2's recipe for NAONet-V2, see
+``naonet``) and ``:naonet_a`` (NAO-V1's for NAONet-A). Put ``smoke`` last: ``:nb201,smoke``,
+``:naonet,smoke``.
 """
 import ml_collections
 
@@ -78,7 +79,8 @@ def get_config(arg=None):
   config.keep_checkpoints = 3
   default.add_scale_fields(config)  # config.mesh, config.distributed (as in search)
   config.plots = True                      # write genotype.png at the end (needs matplotlib)
-  return apply_variants(config, arg, {"smoke": smoke, "nb201": nb201, "naonet": naonet})
+  return apply_variants(config, arg, {"smoke": smoke, "nb201": nb201, "naonet": naonet,
+                                      "naonet_a": naonet_a})
 
 
 def apply_variants(config, arg, variants):
@@ -155,4 +157,21 @@ def naonet(config):
   config.data.crop_padding = 4
   config.data.flip = True
   config.data.cutout = 16
+  return config
+
+
+def naonet_a(config):
+  """NAONet-A trained as ``renqianluo/NAO_pytorch`` ``NAO_V1/train_NAONet_A_36_cifar10.sh``
+  (@418ff71) with ``NAO_V1/train_cifar.py``'s defaults; NAO_V1/README.md reports 2.48 % error.
+
+  ``naonet``'s recipe (the two ``train_cifar.py`` differ only in these defaults) with the arch
+  ``NAONET_A`` (NAO-V1's op numbering), L2 3e-4 (``--l2_reg``'s V1 default) and no auxiliary head
+  (the script does not pass ``--use_aux_head``). NAONet-A-128 (1.93 %):
+  ``--config.network.channels=128 --config.network.auxiliary=true
+  --config.optimizer.weight_decay=5e-4 --config.drop_path_prob=0.3`` (its 4-GPU script's flags).
+  """
+  naonet(config)
+  config.genotype = "NAONET_A"
+  config.network.auxiliary = False
+  config.optimizer.weight_decay = 3e-4
   return config

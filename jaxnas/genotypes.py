@@ -22,10 +22,10 @@ Not in the registry, because no primary source could be verified (never reconstr
 memory): the MiLeNAS paper cells (``chaoyanghe/MiLeNAS search_space/genotypes.py`` holds dozens of
 run genotypes but does not say which one the paper reports), the GAEA PC-DARTS cell (not in
 ``liamcli/gaea_release``), and the DARTS-PRIME cells (``k8lion/DARTS-PRIME src/genotypes.py``
-names none as the paper's). Not in the registry because jaxnas cannot build it: NAONet-A
-(``renqianluo/NAO_pytorch NAO_V1/train_NAONet_A_36_cifar10.sh`` @418ff71), whose op indices up to
-15 refer to NAO-V1's large op set (1x1/3x3/1x7-7x1 convs, 2x2/5x5 pools: ``NAO_V1/model.py``), not
-to the NAO space's small/middle sets.
+names none as the paper's).
+
+NAONet-A's op indices (5-15) follow NAO-V1's numbering (``NAO_V1/model.py``: 0-4 the small set,
+5-15 NAO's original 11 ops), the ``'v1'`` op set: ``"nao:v1:0 7 1 15 ..."``.
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ class Entry:
 class NAOArch:
   """A NAO architecture: the raw arch (``fixed_arc`` ints) and the op set its op indices refer to.
 
-  ``ops``: a name of ``jaxnas.spaces.nao.OP_SETS`` (``'small'``, ``'middle'``); the number of
-  nodes is ``len(arch) // 8``. Validated on construction (ValueError names the bad node).
+  ``ops``: a name of ``jaxnas.spaces.nao.OP_SETS`` (``'small'``, ``'middle'``, ``'v1'``); the
+  number of nodes is ``len(arch) // 8``. Validated on construction (ValueError names the bad node).
   """
   arch: tuple[int, ...]
   ops: str = "small"
@@ -66,7 +66,15 @@ class NAOArch:
       raise ValueError(f"Malformed NAO arch {' '.join(map(str, self.arch))!r}: expected 8 "
                        "integers per node ([x_id, x_op, y_id, y_op] x nodes x 2 cells), got "
                        f"{len(self.arch)}.")
-    self.tokens()  # validates ids and ops
+    try:
+      self.tokens()  # validates ids and ops
+    except ValueError as e:
+      ops = self.arch[1::2]
+      if self.ops != "v1" and max(ops) < len(nao_lib.OP_SETS["v1"]) and max(ops) >= len(
+          nao_lib.OP_SETS[self.ops]):
+        raise ValueError(f"{e} Op indices up to 15 are NAO-V1's numbering (NAONet-A's "
+                         "train_*.sh): write the arch as 'nao:v1:<ints>'.") from None
+      raise
 
   @classmethod
   def from_string(cls, text: str, ops: str = "small") -> "NAOArch":
@@ -142,6 +150,12 @@ REGISTRY: dict[str, Entry] = {
     "NAONET_V2": Entry("nao", NAOArch.from_string(
         "1 1 0 1 2 4 0 0 0 0 2 1 0 0 0 2 0 3 0 0 0 2 0 2 2 2 1 0 0 0 0 1 0 0 0 3 0 0 0 1"),
         _NAO_PYTORCH + " NAO_V2/train_NAONet_V2_36_cifar10.sh (fixed_arc)"),
+    # NAO (Luo et al., NeurIPS 2018): "the best architecture we discovered by NAO (Fig. 1 in the
+    # Appendix)", in NAO's original 11-op space (NAO-V1's ops 5-15). NAO_V1/README.md reports
+    # 2.48 % test error (C=36, N=6, cutout 16) and 1.93 % at C=128; no parameter count.
+    "NAONET_A": Entry("nao", NAOArch.from_string(
+        "0 7 1 15 2 8 1 7 0 6 1 7 0 8 4 7 1 5 0 7 0 7 1 13 0 6 0 14 0 9 1 10 0 14 2 6 1 11 0 7",
+        "v1"), _NAO_PYTORCH + " NAO_V1/train_NAONet_A_36_cifar10.sh (fixed_arc)"),
     # NAO-WS (Luo et al., NeurIPS 2018), NAO-V1's ops 0-4 = the small op set (NAO_V1/model.py
     # builds them as NAO-V2's OPERATIONS_small): NAO_V1/README.md reports 2.93 % test error
     # (C=36, N=6) and no parameter count.

@@ -13,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnas import genotypes
 from jaxnas.spaces import nao
+from jaxnas.spaces import nao_network
 
 C, LAYERS, BATCH = 4, 1, 4
 TINY_OPS = ("sep_conv_3x3", "max_pool_3x3", "identity")
@@ -350,3 +352,94 @@ def test_supernet_rejects_wrong_token_count(tiny, setup):
   with pytest.raises(ValueError, match="expects 40 tokens"):
     space.supernet(channels=C, layers=LAYERS).apply(
         setup["variables"], setup["x"], jnp.zeros((20,), jnp.int32), train=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# NAO-V1's op numbering ('v1') and NAONet-A
+# ----------------------------------------------------------------------------------------------
+
+def _pool(name, x, stride):
+  kind, kernel = nao_network._KIND[name]
+  return np.asarray(nao_network._pool(kind, jnp.asarray(x, jnp.float32), kernel, stride))
+
+
+def test_v1_pools_pad_as_the_reference():
+  """Closed forms of NAO-V1's padding rules (``NAO_V1/model.py``, ``operations.py``)."""
+  ones = np.ones((1, 4, 4, 1), np.float32)
+  # AvgPool2d(3, padding=1) counts the zero padding: 4/9 at corners, 6/9 on edges, 1 inside.
+  want = np.array([[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]]) / 9
+  np.testing.assert_allclose(_pool("avg_pool_3x3_count_pad", ones, 1)[0, :, :, 0], want,
+                             rtol=1e-6)
+  # ... unlike the small set's avg_pool_3x3 (count_include_pad=False): all ones.
+  np.testing.assert_allclose(_pool("avg_pool_3x3", ones, 1), ones, rtol=1e-6)
+  # 2x2 pools: F.pad(x, [0, 1, 0, 1]) with zeros, then no padding. Stride 1 keeps the size and
+  # the last row / column see the zeros; stride 2 halves it and never reaches them (even sizes).
+  want = np.array([[1, 1, 1, .5], [1, 1, 1, .5], [1, 1, 1, .5], [.5, .5, .5, .25]])
+  np.testing.assert_allclose(_pool("avg_pool_2x2", ones, 1)[0, :, :, 0], want, rtol=1e-6)
+  np.testing.assert_allclose(_pool("avg_pool_2x2", ones, 2), np.ones((1, 2, 2, 1)), rtol=1e-6)
+  got = _pool("max_pool_2x2", -ones, 1)[0, :, :, 0]
+  assert np.all(got[:3, :3] == -1) and np.all(got[3, :] == 0) and np.all(got[:, 3] == 0)
+  # MaxPool2d(5, padding=2) pads with -inf: on an increasing ramp each output is the largest
+  # pixel within 2 rows and columns below-right, clipped at the border.
+  ramp = np.arange(36, dtype=np.float32).reshape(1, 6, 6, 1)
+  idx = np.minimum(np.arange(6) + 2, 5)
+  np.testing.assert_array_equal(_pool("max_pool_5x5", ramp, 1)[0, :, :, 0],
+                                ramp[0, idx][:, idx, 0])
+  np.testing.assert_array_equal(_pool("max_pool_5x5", ramp, 2)[0, :, :, 0],
+                                ramp[0, idx[::2]][:, idx[::2], 0])
+
+
+def test_naonet_a_builds_counts_and_trains():
+  """NAONet-A (``genotypes.NAONET_A``, ops 5-15 of NAO-V1's numbering): the reference's parameter
+  counts at C=36 and 128; at C=4, N=1 the parameter tree matches the analytic count (1x3 / 3x1 factorized
+  kernels) and a jitted training step reaches every weight. (The new ops' outputs were also
+  checked against the reference's PyTorch modules by hand: ``experiments/README.md``.)"""
+  arch = genotypes.get("NAONET_A").genotype
+  assert arch.ops == "v1" and str(arch).startswith("nao:v1:0 7 1 15 ")
+  assert genotypes.parse(str(arch)) == ("nao", arch)
+  space, tokens = arch.space, arch.tokens()
+  assert space.ops == nao.NAO_V1_OPS and len(space.ops) == 16
+  net = space.network(tokens, channels=C, layers=LAYERS)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  shapes = jax.eval_shape(lambda: net.init(jax.random.key(1), x, train=False))
+  assert space.num_params(tokens, channels=C, layers=LAYERS) == _counted(shapes)
+  # Values without compiling init (a forward pass): random weights, fresh BatchNorm statistics.
+  rng = np.random.default_rng(1)  # NumPy: eager jax.random would compile once per shape
+  variables = {"params": jax.tree.map(lambda a: rng.normal(0, 0.3, a.shape).astype(np.float32),
+                                      shapes["params"]),
+               "batch_stats": jax.tree_util.tree_map_with_path(
+                   lambda path, a: np.full(a.shape, "var" in jax.tree_util.keystr(path),
+                                           np.float32), shapes["batch_stats"])}
+  # The conv cell's node 1 applies conv_1x3_3x1 (op 8) to state 2: two (1,3) / (3,1) kernels.
+  node = shapes["params"]["cell_0"]["node_1"]["x"]["conv_1x3_3x1"]
+  assert node["conv_1"].shape == (1, 3, C, C) and node["conv_2"].shape == (3, 1, C, C)
+  # The first reduction cell (C doubles): node 2 applies conv_1x7_7x1 (op 9) to state 0.
+  node = shapes["params"][f"cell_{LAYERS}"]["node_2"]["x"]["conv_1x7_7x1"]
+  assert node["conv_1"].shape == (1, 7, 2 * C, 2 * C) and node["conv_2"].shape == (7, 1, 2 * C,
+                                                                                  2 * C)
+  # Golden: the reference NASNetworkCIFAR (NAO_V1/model.py @418ff71) built with NAONet-A, C=36,
+  # N=6 (128: 144,576,394), counted with torch 2.14: 11,470,150 parameters without the aux head.
+  # (The analytic count equals the module's tree, as checked above at C=4 and for other archs.)
+  assert space.num_params(tokens, channels=36, layers=6) == 11_470_150
+  assert space.num_params(tokens, channels=128, layers=6) == 144_576_394
+  labels = jnp.arange(2) % 10
+
+  @jax.jit
+  def grads(params):
+    def loss(params):
+      (logits, _), _ = net.apply({**variables, "params": params}, x, train=True,
+                                 mutable=["batch_stats"])
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+    return jax.grad(loss)(params)
+
+  g = grads(variables["params"])
+  for path, leaf in jax.tree_util.tree_leaves_with_path(g):
+    assert np.all(np.isfinite(leaf)) and np.any(leaf != 0), jax.tree_util.keystr(path)
+
+
+def test_v1_numbering_errors_name_the_fix():
+  text = genotypes.get("NAONET_A").genotype.arch
+  with pytest.raises(ValueError, match="nao:v1:"):
+    genotypes.parse(" ".join(map(str, text)))  # bare ints mean the small set
+  with pytest.raises(ValueError, match="cannot search the op set .* 'v1'"):
+    nao.NAOSpace("v1").supernet(channels=C, layers=LAYERS)

@@ -20,11 +20,13 @@ from jaxnas.spaces import ops as ops_lib
 from jaxnas.spaces.nao_network import AUX_HEAD as AUX_HEAD
 from jaxnas.spaces.nao_network import NAO_MIDDLE_OPS as NAO_MIDDLE_OPS
 from jaxnas.spaces.nao_network import NAO_SMALL_OPS as NAO_SMALL_OPS
+from jaxnas.spaces.nao_network import NAO_V1_OPS as NAO_V1_OPS
 from jaxnas.spaces.nao_network import NAONetwork as NAONetwork
 from jaxnas.spaces.nao_network import NAOSupernet as NAOSupernet
 from jaxnas.spaces.nao_network import OP_SETS as OP_SETS
 from jaxnas.spaces.nao_network import _KIND
 from jaxnas.spaces.nao_network import _tokens_to_arch
+from jaxnas.spaces.nao_network import check_supernet_ops as check_supernet_ops
 from jaxnas.spaces.nao_network import count_network_params as count_network_params
 from jaxnas.spaces.nao_network import input_slots as input_slots
 from jaxnas.spaces.nao_network import step_keep_prob as step_keep_prob
@@ -36,8 +38,9 @@ class NAOSpace:
   """NAO's cell space as a ``TokenSpace`` (``jaxnas.nao.token_space``); see the module docstring.
 
   Args:
-    ops: ``'small'`` (5 ops, NAO-V2's default), ``'middle'`` (10 ops) or a tuple of op names
-      (op index = position).
+    ops: ``'small'`` (5 ops, NAO-V2's default), ``'middle'`` (10 ops), ``'v1'`` (NAO-V1's 16-op
+      numbering, stand-alone networks only: NAONet-A) or a tuple of op names (op index =
+      position).
     num_nodes: B, nodes per cell.
   """
   name = "nao"
@@ -48,7 +51,8 @@ class NAOSpace:
         raise ValueError(f"Unknown NAO op set {ops!r}; valid: {', '.join(OP_SETS)} or a tuple "
                          f"of op names from {', '.join(_KIND)}.")
       ops = OP_SETS[ops]
-    self.ops = ops_lib.validate_ops(tuple(ops), tuple(_KIND), self.name)
+    # Duplicates allowed: NAO-V1's numbering ('v1') names two ops twice, as the reference does.
+    self.ops = ops_lib.validate_ops(tuple(ops), tuple(_KIND), self.name, unique=False)
     if num_nodes < 1:
       raise ValueError(f"num_nodes must be >= 1, got {num_nodes}.")
     self.num_nodes = int(num_nodes)
@@ -148,8 +152,10 @@ class NAOSpace:
   def supernet(self, *, channels: int = 20, layers: int = 3, num_classes: int = 10,
                stem_multiplier: int = 3, keep_prob: float = 1.0,
                unroll: bool = False) -> NAOSupernet:
-    """The weight-sharing supernet (NAO-V2 CIFAR search: C=20, N=3, 11 cells)."""
+    """The weight-sharing supernet (NAO-V2 CIFAR search: C=20, N=3, 11 cells); ValueError for an
+    op set it cannot search (``check_supernet_ops``)."""
     _check_sizes(channels, layers)
+    check_supernet_ops(self.ops)
     return NAOSupernet(self.ops, channels, layers, num_classes, self.num_nodes, stem_multiplier,
                        keep_prob, unroll)
 

@@ -24,6 +24,11 @@ weight sets of an op are stacked along one leading axis (rows ``input_slots``), 
 normal cells of a stage run under ``nn.scan``. No auxiliary head in the supernet (NAO-V2 searches
 without). ``init`` declares the variables without running the cells.
 
+**Op sets** (``OP_SETS``): NAO-V2's ``small`` (its default) and ``middle``, searched by the
+supernet; NAO-V1's ``v1`` numbering (0-4 = ``small``, 5-15 = NAO's original 11 ops: 1x1, 3x3,
+1x3+3x1 and 1x7+7x1 convolutions, 2x2/3x3/5x5 max and average pools), for the stand-alone networks
+of NAO-V1's archs (NAONet-A) only.
+
 **Networks** (``network``): ``combine='concat'`` is ``model.NASNetworkCIFAR`` (cell output = the
 channel concat, C*k channels; the reference instantiates it to weight sampling by size and to
 re-rank the top archs; ``num_params`` counts it analytically); ``combine='conv'`` is the
@@ -56,12 +61,32 @@ NAO_SMALL_OPS: tuple[str, ...] = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3"
 NAO_MIDDLE_OPS: tuple[str, ...] = ("zero", "identity", "sep_conv_3x3", "sep_conv_5x5",
                                    "sep_conv_7x7", "dil_sep_conv_3x3", "dil_sep_conv_5x5",
                                    "dil_sep_conv_7x7", "avg_pool_3x3", "max_pool_3x3")
-OP_SETS = {"small": NAO_SMALL_OPS, "middle": NAO_MIDDLE_OPS}
-# name -> (kind, kernel); sep: [ReLU dw pw BN] x 2; dil: ReLU dw(dilation 2) pw BN.
+# NAO-V1's numbering (``NAO_V1/model.py`` @418ff71, which trains NAONet-A and NAONet-B): ops 0-4
+# are the small set, 5-15 NAO's original 11-op space (``OPERATIONS_large``), so 4/5 and 3/11 name
+# the same op. NAONet-A uses ops 5-15 only. NAO_V2's own 'large' set renumbers these 11 ops but
+# differs (no zero pad before the 2x2 pools, whose stride-1 outputs then lose a row and a column;
+# average pools that exclude the padding), so it is not offered.
+NAO_V1_OPS: tuple[str, ...] = NAO_SMALL_OPS + (
+    "identity", "conv_1x1", "conv_3x3", "conv_1x3_3x1", "conv_1x7_7x1", "max_pool_2x2",
+    "max_pool_3x3", "max_pool_5x5", "avg_pool_2x2", "avg_pool_3x3_count_pad",
+    "avg_pool_5x5_count_pad")
+OP_SETS = {"small": NAO_SMALL_OPS, "middle": NAO_MIDDLE_OPS, "v1": NAO_V1_OPS}
+# name -> (kind, kernel). sep: [ReLU dw pw BN] x 2; dil: ReLU dw(dilation 2) pw BN; conv: ReLU
+# conv k x k BN; conv_fact: ReLU conv 1 x k (stride on the width) BN ReLU conv k x 1 (stride on the
+# height) BN; avg: padding excluded from the divisor; avg_count_pad: included (PyTorch's default,
+# NAO-V1's ops 14, 15); max: -inf padding. The 2x2 pools (NAO-V1's ops 10, 13) zero-pad one row
+# and column at the bottom and right, then pool without padding (so both count the zeros).
 _KIND = {"sep_conv_3x3": ("sep", 3), "sep_conv_5x5": ("sep", 5), "sep_conv_7x7": ("sep", 7),
          "dil_sep_conv_3x3": ("dil", 3), "dil_sep_conv_5x5": ("dil", 5),
          "dil_sep_conv_7x7": ("dil", 7), "avg_pool_3x3": ("avg", 3), "max_pool_3x3": ("max", 3),
-         "identity": ("identity", 0), "zero": ("zero", 0)}
+         "identity": ("identity", 0), "zero": ("zero", 0), "conv_1x1": ("conv", 1),
+         "conv_3x3": ("conv", 3), "conv_1x3_3x1": ("conv_fact", 3),
+         "conv_1x7_7x1": ("conv_fact", 7), "max_pool_2x2": ("max_zero_pad", 2),
+         "max_pool_5x5": ("max", 5), "avg_pool_2x2": ("avg_zero_pad", 2),
+         "avg_pool_3x3_count_pad": ("avg_count_pad", 3),
+         "avg_pool_5x5_count_pad": ("avg_count_pad", 5)}
+# The op kinds the weight-sharing supernet implements (per-input-id weight stacks).
+SUPERNET_KINDS = ("sep", "dil", "avg", "max", "identity", "zero")
 AUX_HEAD = "auxiliary_head"
 _EPS, _MOMENTUM = 1e-5, 0.1
 
@@ -181,6 +206,37 @@ def _dil(x, p, s, kernel, stride, train):
   return _bn(h, p, s, train)
 
 
+def _conv_bn(x, p, s, kernel, stride, train):
+  """NAO-V1's ``Conv`` with an int kernel: ReLU, k x k conv (stride, padding k // 2), BN."""
+  return _bn(_conv(nn.relu(x), p["conv"], stride, kernel // 2), p, s, train)
+
+
+def _factorized_conv_bn(x, p, s, kernel, stride, train):
+  """NAO-V1's ``Conv`` with a (1, k) kernel: ReLU, 1 x k conv (stride (1, s), padding (0, k // 2)),
+  BN, ReLU, k x 1 conv (stride (s, 1), padding (k // 2, 0)), BN."""
+  pad = kernel // 2
+  h = kernels.conv(nn.relu(x), p["conv_1"], (1, stride), ((0, 0), (pad, pad)))
+  h, s1 = _bn(h, p, s, train, "_1")
+  h = kernels.conv(nn.relu(h), p["conv_2"], (stride, 1), ((pad, pad), (0, 0)))
+  h, s2 = _bn(h, p, s, train, "_2")
+  return h, {**s1, **s2}
+
+
+def _pool(kind: str, x, kernel: int, stride: int):
+  """The pooling kinds of ``_KIND`` (see there)."""
+  if kind in ("max_zero_pad", "avg_zero_pad"):  # F.pad(x, [0, 1, 0, 1]), then pool, no padding
+    x, pad = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), 0
+  elif kind == "avg_count_pad":  # zeros padded in, then every window divides by k * k
+    pad = kernel // 2
+    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    pad = 0
+  else:
+    pad = kernel // 2
+  if kind.startswith("max"):
+    return ops_lib.max_pool(x, kernel, stride, pad)
+  return ops_lib.avg_pool_exclude_pad(x, kernel, stride, pad)
+
+
 def _fr(x, p, s, train):
   """The reference's FactorizedReduce (no ReLU): two 1x1 stride-2 convs, one shifted, concat, BN."""
   shifted = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))[:, 1:, 1:, :]
@@ -199,18 +255,20 @@ def _apply_op(name: str, x, p, s, stride: int, train: bool):
     return _sep(x, p, s, k, stride, train)
   if kind == "dil":
     return _dil(x, p, s, k, stride, train)
+  if kind == "conv":
+    return _conv_bn(x, p, s, k, stride, train)
+  if kind == "conv_fact":
+    return _factorized_conv_bn(x, p, s, k, stride, train)
   if kind == "identity":
     return _fr(x, p, s, train) if stride == 2 else (x, s)
-  if kind == "avg":
-    return ops_lib.avg_pool_exclude_pad(x, 3, stride, 1), s
-  if kind == "max":
-    return ops_lib.max_pool(x, 3, stride, 1), s
-  return jnp.zeros_like(x[:, ::stride, ::stride, :]), s
+  if kind == "zero":
+    return jnp.zeros_like(x[:, ::stride, ::stride, :]), s
+  return _pool(kind, x, k, stride), s
 
 
 def _has_params(name: str, stride: int) -> bool:
   kind = _KIND[name][0]
-  return kind in ("sep", "dil") or (kind == "identity" and stride == 2)
+  return kind in ("sep", "dil", "conv", "conv_fact") or (kind == "identity" and stride == 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -246,6 +304,11 @@ def _op_spec(name: str, c: int, stack: int = 0) -> tuple:
   if kind == "dil":
     return (("dw", _kernel((k, k, 1, c), stack)), ("pw", _kernel((1, 1, c, c), stack))
             ) + _bn_leaves(c, stack, 0)
+  if kind == "conv":
+    return (("conv", _kernel((k, k, c, c), stack)),) + _bn_leaves(c, stack, 0)
+  if kind == "conv_fact":
+    return (("conv_1", _kernel((1, k, c, c), stack)),) + _bn_leaves(c, stack, 0, "_1") + (
+        ("conv_2", _kernel((k, 1, c, c), stack)),) + _bn_leaves(c, stack, 0, "_2")
   return _fr_spec(c, c, stack)
 
 
@@ -480,6 +543,20 @@ class SupernetCell(nn.Module):
     return h
 
 
+def check_supernet_ops(ops: Sequence[str]) -> None:
+  """Raises unless the weight-sharing supernet implements ``ops``: distinct ops of the kinds in
+  ``SUPERNET_KINDS`` (NAO-V1's 'v1' set builds stand-alone networks only)."""
+  unsupported = sorted({op for op in ops if _KIND[op][0] not in SUPERNET_KINDS})
+  repeated = sorted({op for op in ops if list(ops).count(op) > 1})
+  if unsupported or repeated:
+    raise ValueError(
+        f"The NAO weight-sharing supernet cannot search the op set {tuple(ops)}: "
+        + "; ".join(([f"no weight-shared version of {unsupported}"] if unsupported else [])
+                    + ([f"{repeated} appear twice"] if repeated else []))
+        + ". Search the 'small' or 'middle' set; NAO-V1's 'v1' numbering (NAONet-A/B) is for "
+        "stand-alone networks (NAOSpace.network, --config.genotype).")
+
+
 class NAOSupernet(nn.Module):
   """NAO-V2's weight-sharing supernet (``NASWSNetworkCIFAR``); see the module docstring.
 
@@ -505,6 +582,7 @@ class NAOSupernet(nn.Module):
 
   @nn.compact
   def __call__(self, x, tokens, *, train: bool, drop_path_keep_prob: Any = 1.0):
+    check_supernet_ops(self.ops)
     b, n = self.nodes, self.layers
     if tokens.shape != (8 * b,):
       raise ValueError(f"NAOSupernet expects {8 * b} tokens, got shape {tokens.shape}.")
@@ -769,6 +847,10 @@ def _op_param_count(name: str, c: int, stride: int) -> int:
     return 2 * (k * k * c + c * c + 2 * c)
   if kind == "dil":
     return k * k * c + c * c + 2 * c
+  if kind == "conv":
+    return k * k * c * c + 2 * c
+  if kind == "conv_fact":
+    return 2 * (k * c * c + 2 * c)
   return c * c + 2 * c if kind == "identity" and stride == 2 else 0
 
 

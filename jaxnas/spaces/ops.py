@@ -249,14 +249,16 @@ def make_op(name: str, channels: int, stride: int, *, affine: bool, pool_bn: boo
   return OPS[name](channels, stride, affine, pool_bn, module_name or name)
 
 
-def validate_ops(ops: tuple[str, ...], allowed: tuple[str, ...], space: str) -> tuple[str, ...]:
-  """Checks that ``ops`` is a non-empty duplicate-free subset of ``allowed``; returns it as a tuple."""
+def validate_ops(ops: tuple[str, ...], allowed: tuple[str, ...], space: str, *,
+                 unique: bool = True) -> tuple[str, ...]:
+  """Checks that ``ops`` is a non-empty subset of ``allowed``, duplicate-free if ``unique``;
+  returns it as a tuple."""
   ops = tuple(ops)
   unknown = [op for op in ops if op not in allowed]
   if unknown:
     raise ValueError(f"Unknown operation(s) {unknown} for the {space!r} space; valid operations: "
                      f"{', '.join(allowed)}.")
-  if len(set(ops)) != len(ops) or not [op for op in ops if op != "none"]:
+  if (unique and len(set(ops)) != len(ops)) or not [op for op in ops if op != "none"]:
     raise ValueError(f"Operation set {ops} for the {space!r} space must be duplicate-free and "
                      "contain at least one operation other than 'none'.")
   return ops
