@@ -3,7 +3,8 @@
 
 Every entry below was copied from a primary source (the authors' repository) and, where a
 reference figure exists, checked by a test (``tests/test_evaluation.py``: DARTS V1/V2 parameter
-counts at C=36, 20 cells equal the reference code's 3,169,414 / 3,349,342).
+counts at C=36, 20 cells equal the reference code's 3,169,414 / 3,349,342;
+``tests/test_nao_space.py``: NAONet-A's 11,470,150 at C=36, counted on the reference model).
 
 ``resolve(spec)`` turns a config value into ``(space_name, genotype)``: a registry name, a genotype
 string (DARTS ``Genotype(...)``, an NB201 ``|op~0|+...`` string, or a NAO arch, below), or the
