@@ -1,7 +1,7 @@
 """Dense 3x3 convolution gradients on XLA:CPU: XLA's own against matrix-product forms.
 
-NB201 supernets are made of dense 3x3 ReLU-conv-BN layers on 16/32/64 channels, whose backward XLA:CPU
-runs at ~40% of PyTorch's speed (``shared/spec/performance.md``). For NB201's three stage
+NB201 supernets are made of dense 3x3 ReLU-conv-BN layers on 16/32/64 channels, whose backward
+XLA:CPU runs at ~40% of PyTorch's speed (``shared/spec/performance.md``). For NB201's three stage
 geometries (batch 64: 32x32 C16, 16x16 C32, 8x8 C64; stride 1, padding 1) this times, jitted,
 median of ``--repeats`` calls after one warm-up:
 
@@ -112,7 +112,8 @@ def main() -> None:
            f"weight grad {dw:.1f}; im2col forward {fwd_cols:.1f}"]
     for name, fn in alternatives.items():
       ms, got = median_ms(jax.jit(fn), x, dy, repeats=args.repeats)
-      row.append(f"  weight grad {name}: {ms:.1f} ms (max |diff| {float(jnp.max(jnp.abs(got - want))):.1e})")
+      diff = float(jnp.max(jnp.abs(got - want)))
+      row.append(f"  weight grad {name}: {ms:.1f} ms (max |diff| {diff:.1e})")
     print("\n".join(row), flush=True)
 
 

@@ -391,9 +391,9 @@ def test_v1_pools_pad_as_the_reference():
 
 def test_naonet_a_builds_counts_and_trains():
   """NAONet-A (``genotypes.NAONET_A``, ops 5-15 of NAO-V1's numbering): the reference's parameter
-  counts at C=36 and 128; at C=4, N=1 the parameter tree matches the analytic count (1x3 / 3x1 factorized
-  kernels) and a jitted training step reaches every weight. (The new ops' outputs were also
-  checked against the reference's PyTorch modules by hand: ``experiments/README.md``.)"""
+  counts at C=36 and 128; at C=4, N=1 the parameter tree matches the analytic count (1x3 / 3x1
+  factorized kernels) and a jitted training step reaches every weight. (The new ops' outputs were
+  also checked against the reference's PyTorch modules by hand: ``experiments/README.md``.)"""
   arch = genotypes.get("NAONET_A").genotype
   assert arch.ops == "v1" and str(arch).startswith("nao:v1:0 7 1 15 ")
   assert genotypes.parse(str(arch)) == ("nao", arch)
