@@ -70,9 +70,8 @@ class NAOArch:
     try:
       self.tokens()  # validates ids and ops
     except ValueError as e:
-      ops = self.arch[1::2]
-      if self.ops != "v1" and max(ops) < len(nao_lib.OP_SETS["v1"]) and max(ops) >= len(
-          nao_lib.OP_SETS[self.ops]):
+      largest = max(self.arch[1::2])
+      if len(nao_lib.OP_SETS[self.ops]) <= largest < len(nao_lib.OP_SETS["v1"]):
         raise ValueError(f"{e} Op indices up to 15 are NAO-V1's numbering (NAONet-A's "
                          "train_*.sh): write the arch as 'nao:v1:<ints>'.") from None
       raise

@@ -293,11 +293,9 @@ def _imagenet_tfds_dir(data_dir: str | None, cache_dir) -> str:
                     imagenet.WHERE)
   builder_cls = tfds_builders.JaxnasImagenet2012
   tfds_dir = _tfds_cache_dir(builder_cls, tars, cache_dir)
-  if not os.path.isdir(os.path.join(tfds_dir, builder_cls.name, str(builder_cls.VERSION))):
-    logging.info("imagenet: building %s from the tars in %s into %s (once; a copy of the "
-                 "~147 GB of images: set JAXNAS_CACHE_DIR to place it elsewhere).",
-                 builder_cls.name, data_dir, tfds_dir)
-  return os.fspath(tfds_builders.prepare(builder_cls, data_dir, tfds_dir).data_dir)
+  builder = tfds_builders.prepare(builder_cls, data_dir, tfds_dir, note="; a copy of the ~147 GB "
+                                  "of images: set JAXNAS_CACHE_DIR to place it elsewhere")
+  return os.fspath(builder.data_dir)
 
 
 def _imagenet_labels(images, cache_dir) -> np.ndarray:

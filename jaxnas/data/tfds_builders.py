@@ -32,6 +32,7 @@ from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from jaxnas.data import formats
 
@@ -227,13 +228,17 @@ BUILDERS: dict[str, type[_ManualImageBuilder]] = {
 
 
 def prepare(builder_cls: type[tfds.core.GeneratorBasedBuilder], manual_dir: str,
-            tfds_dir: str) -> tfds.core.DatasetBuilder:
+            tfds_dir: str, note: str = "") -> tfds.core.DatasetBuilder:
   """Builds ``builder_cls`` from ``manual_dir`` into ``tfds_dir`` (array_record); no-op if done.
 
-  tfds writes to a temporary ``incomplete.*`` directory and renames it when done, so an
-  interrupted or failed preparation leaves nothing that a later call would mistake for a result.
+  Logs when it builds (``note`` is appended to that message). tfds writes to a temporary
+  ``incomplete.*`` directory and renames it when done, so an interrupted or failed preparation
+  leaves nothing that a later call would mistake for a result.
   """
   builder = builder_cls(data_dir=tfds_dir, file_format="array_record")
+  if not os.path.isdir(builder.data_dir):
+    logging.info("%s: building it from %s into %s (once%s).", builder_cls.name, manual_dir,
+                 tfds_dir, note)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return builder

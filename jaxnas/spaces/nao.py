@@ -155,7 +155,6 @@ class NAOSpace:
     """The weight-sharing supernet (NAO-V2 CIFAR search: C=20, N=3, 11 cells); ValueError for an
     op set it cannot search (``check_supernet_ops``)."""
     _check_sizes(channels, layers)
-    check_supernet_ops(self.ops)
     return NAOSupernet(self.ops, channels, layers, num_classes, self.num_nodes, stem_multiplier,
                        keep_prob, unroll)
 

@@ -206,11 +206,6 @@ def _dil(x, p, s, kernel, stride, train):
   return _bn(h, p, s, train)
 
 
-def _conv_bn(x, p, s, kernel, stride, train):
-  """NAO-V1's ``Conv`` with an int kernel: ReLU, k x k conv (stride, padding k // 2), BN."""
-  return _bn(_conv(nn.relu(x), p["conv"], stride, kernel // 2), p, s, train)
-
-
 def _factorized_conv_bn(x, p, s, kernel, stride, train):
   """NAO-V1's ``Conv`` with a (1, k) kernel: ReLU, 1 x k conv (stride (1, s), padding (0, k // 2)),
   BN, ReLU, k x 1 conv (stride (s, 1), padding (k // 2, 0)), BN."""
@@ -224,14 +219,11 @@ def _factorized_conv_bn(x, p, s, kernel, stride, train):
 
 def _pool(kind: str, x, kernel: int, stride: int):
   """The pooling kinds of ``_KIND`` (see there)."""
+  pad = kernel // 2
   if kind in ("max_zero_pad", "avg_zero_pad"):  # F.pad(x, [0, 1, 0, 1]), then pool, no padding
     x, pad = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), 0
   elif kind == "avg_count_pad":  # zeros padded in, then every window divides by k * k
-    pad = kernel // 2
-    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    pad = 0
-  else:
-    pad = kernel // 2
+    x, pad = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), 0
   if kind.startswith("max"):
     return ops_lib.max_pool(x, kernel, stride, pad)
   return ops_lib.avg_pool_exclude_pad(x, kernel, stride, pad)
@@ -244,8 +236,9 @@ def _fr(x, p, s, train):
   return _bn(h, p, s, train)
 
 
-def _relu_conv_bn(x, p, s, train):
-  return _bn(_conv(nn.relu(x), p["conv"]), p, s, train)
+def _relu_conv_bn(x, p, s, train, stride: int = 1, padding: int = 0):
+  """ReLU, conv ``p['conv']``, BN: ``ReLUConvBN`` and NAO-V1's square ``Conv``."""
+  return _bn(_conv(nn.relu(x), p["conv"], stride, padding), p, s, train)
 
 
 def _apply_op(name: str, x, p, s, stride: int, train: bool):
@@ -256,7 +249,7 @@ def _apply_op(name: str, x, p, s, stride: int, train: bool):
   if kind == "dil":
     return _dil(x, p, s, k, stride, train)
   if kind == "conv":
-    return _conv_bn(x, p, s, k, stride, train)
+    return _relu_conv_bn(x, p, s, train, stride, k // 2)
   if kind == "conv_fact":
     return _factorized_conv_bn(x, p, s, k, stride, train)
   if kind == "identity":
@@ -548,13 +541,13 @@ def check_supernet_ops(ops: Sequence[str]) -> None:
   ``SUPERNET_KINDS`` (NAO-V1's 'v1' set builds stand-alone networks only)."""
   unsupported = sorted({op for op in ops if _KIND[op][0] not in SUPERNET_KINDS})
   repeated = sorted({op for op in ops if list(ops).count(op) > 1})
-  if unsupported or repeated:
-    raise ValueError(
-        f"The NAO weight-sharing supernet cannot search the op set {tuple(ops)}: "
-        + "; ".join(([f"no weight-shared version of {unsupported}"] if unsupported else [])
-                    + ([f"{repeated} appear twice"] if repeated else []))
-        + ". Search the 'small' or 'middle' set; NAO-V1's 'v1' numbering (NAONet-A/B) is for "
-        "stand-alone networks (NAOSpace.network, --config.genotype).")
+  problems = ([f"no weight-shared version of {unsupported}"] if unsupported else []) + (
+      [f"{repeated} appear twice"] if repeated else [])
+  if problems:
+    raise ValueError(f"The NAO weight-sharing supernet cannot search the op set {tuple(ops)}: "
+                     f"{'; '.join(problems)}. Search the 'small' or 'middle' set; NAO-V1's 'v1' "
+                     "numbering (NAONet-A) is for stand-alone networks (NAOSpace.network, "
+                     "--config.genotype).")
 
 
 class NAOSupernet(nn.Module):
@@ -580,9 +573,12 @@ class NAOSupernet(nn.Module):
   unroll: bool = False
   remat: bool = False  # nn.remat each cell: its activations are recomputed in the backward pass
 
+  def __post_init__(self):
+    check_supernet_ops(self.ops)  # at construction: before any tracing
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, x, tokens, *, train: bool, drop_path_keep_prob: Any = 1.0):
-    check_supernet_ops(self.ops)
     b, n = self.nodes, self.layers
     if tokens.shape != (8 * b,):
       raise ValueError(f"NAOSupernet expects {8 * b} tokens, got shape {tokens.shape}.")

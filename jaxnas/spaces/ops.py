@@ -258,9 +258,11 @@ def validate_ops(ops: tuple[str, ...], allowed: tuple[str, ...], space: str, *,
   if unknown:
     raise ValueError(f"Unknown operation(s) {unknown} for the {space!r} space; valid operations: "
                      f"{', '.join(allowed)}.")
-  if (unique and len(set(ops)) != len(ops)) or not [op for op in ops if op != "none"]:
-    raise ValueError(f"Operation set {ops} for the {space!r} space must be duplicate-free and "
-                     "contain at least one operation other than 'none'.")
+  if unique and len(set(ops)) != len(ops):
+    raise ValueError(f"Operation set {ops} for the {space!r} space must be duplicate-free.")
+  if not [op for op in ops if op != "none"]:
+    raise ValueError(f"Operation set {ops} for the {space!r} space must contain at least one "
+                     "operation other than 'none'.")
   return ops
 
 
