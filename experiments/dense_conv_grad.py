@@ -14,13 +14,19 @@ median of ``--repeats`` calls after one warm-up:
   axes are the minor ones);
 * ``im2col`` forward (one matrix product of the concatenated windows).
 
+With ``--whole``: the whole gradient (x and w) and a Hessian-vector product of XLA's convolution
+against ``dense_conv``, a custom-JVP convolution whose weight gradient is the per-image form, over a
+grid of geometries: the candidate kernel for NB201 supernets, measured and not adopted
+(``experiments/README.md``, "CPU kernels").
+
 Each alternative's weight gradient is compared with XLA's (max abs difference printed).
 
-  .venv/bin/python experiments/dense_conv_grad.py
+  .venv/bin/python experiments/dense_conv_grad.py [--whole]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -90,11 +96,70 @@ def forward_im2col(x, w):
       x.shape[:-1] + (w.shape[-1],))
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def dense_conv(x, w, padding, dilation):
+  """XLA's stride-1 convolution whose weight gradient is the per-image form: the tangent's weight
+  term ``sum_pq window_pq(x) @ w_dot[p, q]`` is written as products batched over images with
+  ``w_dot`` broadcast, so its transpose is ``wgrad_per_image``. Rematerialized (reverse mode keeps
+  x, not its 9 windows). Equal to XLA's to second order (checked in float64)."""
+  return lax.conv_general_dilated(x, w, (1, 1), padding, rhs_dilation=dilation,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.checkpoint, static_argnums=(2, 3))
+def _dense_weight_tangent(x, w_dot, padding, dilation):
+  k, y = w_dot.shape[0], None
+  for t, window in enumerate(kernels._windows(x, k, (1, 1), padding, dilation)):
+    tap = jnp.broadcast_to(w_dot[t // k, t % k], (x.shape[0],) + w_dot.shape[2:])
+    term = lax.dot_general(window, tap, (((3,), (1,)), ((0,), (0,))))
+    y = term if y is None else y + term
+  return y
+
+
+@dense_conv.defjvp
+def _dense_conv_jvp(padding, dilation, primals, tangents):
+  (x, w), (x_dot, w_dot) = primals, tangents
+  return dense_conv(x, w, padding, dilation), (dense_conv(x_dot, w, padding, dilation)
+                                               + _dense_weight_tangent(x, w_dot, padding, dilation))
+
+
+def whole_gradients(repeats: int) -> None:
+  """XLA's convolution against ``dense_conv``: the gradient w.r.t. (x, w) of
+  ``sum(sin(conv(x, w)) * dy)`` and a Hessian-vector product (``jvp`` of that gradient), over a
+  grid of geometries (batch 64/32, 32x32/16x16/8x8, 8-64 channels)."""
+  print("geometry: gradient XLA / dense_conv ms; HVP XLA / dense_conv ms")
+  padding, dilation = PADDING, DILATION
+  for batch in (64, 32):
+    for size in (32, 16, 8):
+      for channels in (8, 16, 32, 64):
+        kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(kx, (batch, size, size, channels))
+        w = 0.1 * jax.random.normal(kw, (3, 3, channels, channels))
+        dy = jax.random.normal(kg, (batch, size, size, channels))
+        times = []
+        for conv in (xla_conv, lambda x, w: dense_conv(x, w, padding, dilation)):
+          grad = jax.grad(lambda x, w, conv=conv: jnp.sum(jnp.sin(conv(x, w)) * dy), (0, 1))
+          hvp = jax.jit(lambda x, w, grad=grad: jax.jvp(grad, (x, w), (dy, w))[1])
+          ms_g, g = median_ms(jax.jit(grad), x, w, repeats=repeats)
+          ms_h, _ = median_ms(hvp, x, w, repeats=repeats)
+          times.append((ms_g, ms_h, g))
+        diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(times[0][2], times[1][2]))
+        print(f"batch {batch} {size}x{size} C{channels}: gradient {times[0][0]:.1f} / "
+              f"{times[1][0]:.1f}; HVP {times[0][1]:.1f} / {times[1][1]:.1f} "
+              f"(max |diff| {diff:.1e})", flush=True)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--whole", action="store_true",
+                      help="time whole gradients and HVPs of XLA's conv and dense_conv "
+                           "over a grid of geometries instead")
   args = parser.parse_args()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+  if args.whole:
+    whole_gradients(args.repeats)
+    return
   alternatives = {"taps": wgrad_taps, "im2col": wgrad_im2col, "per_image": wgrad_per_image,
                   "channel_major": wgrad_channel_major}
   for batch, size, channels in GEOMETRIES:
