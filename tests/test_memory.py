@@ -127,6 +127,11 @@ def test_build_supernet_passes_config_remat():
     assert loop.build_supernet(config, space, 10).remat is False
     config.space.remat = True
     assert loop.build_supernet(config, space, 10).remat is True
+  # The DARTS-space configs rematerialize by default (half the memory, no slower); smoke runs not.
+  darts = test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"), None)
+  assert darts.space.remat is True
+  assert test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"),
+                               "smoke").space.remat is False
 
 
 # ------------------------------------------------------------------------------- bfloat16
