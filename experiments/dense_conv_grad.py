@@ -101,7 +101,7 @@ def dense_conv(x, w, padding, dilation):
   """XLA's stride-1 convolution whose weight gradient is the per-image form: the tangent's weight
   term ``sum_pq window_pq(x) @ w_dot[p, q]`` is written as products batched over images with
   ``w_dot`` broadcast, so its transpose is ``wgrad_per_image``. Rematerialized (reverse mode keeps
-  x, not its 9 windows). Equal to XLA's to second order (checked in float64)."""
+  x, not its 9 windows). Equal to XLA's to second order (checked by hand in float64)."""
   return lax.conv_general_dilated(x, w, (1, 1), padding, rhs_dilation=dilation,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
