@@ -26,7 +26,9 @@ Usage (from the repository root; recorded figures and their commands: experiment
   .venv/bin/python experiments/benchmark.py --space=nb201 --channels=16 --cells_per_stage=5 \
       --batch_size=64 --steps=5 --warmup=1 --what=search --json=nb201_search.json
   .venv/bin/python experiments/benchmark.py --space=darts --channels=16 --layers=8 \
-      --batch_size=64 --steps=2 --warmup=1 --what=weights --unroll=true --json=darts_weights.json
+      --batch_size=64 --steps=2 --warmup=1 --what=weights --unroll=false --remat=true
+  (what the DARTS-space configs run: rolled edge scans, rematerialized cells; the flags'
+  defaults, --unroll=true --remat=false, are the NB201 configs')
   RARTS vs DARTS first and second order (same supernet, batch and machine; one process each):
   .venv/bin/python experiments/benchmark.py --space=darts --what=search --method=rarts
   .venv/bin/python experiments/benchmark.py --space=darts --what=search --hypergrad=first_order
