@@ -1,17 +1,19 @@
-"""Depthwise k x k weight gradient on XLA:CPU: the shifted kernel's against fused alternatives.
+"""Depthwise k x k weight gradient on XLA:CPU: the halving sums, the variadic reduction and alternatives.
 
 ``dW[p, q, c] = sum_{n,i,j} window_pq(x)[n, i, j, c] * dy[n, i, j, c]`` for DARTS' four depthwise
 geometries (3x3 / 5x5, dilation 1 / 2, same-size output) at C=16, 32x32, batch 64, jitted, median of
 ``--repeats`` calls after a warm-up:
 
-* ``shifted``: what ``kernels.depthwise_conv`` runs (the transpose of ``_weight_tangent_tiled``:
-  one halving sum per tap);
+* ``halving``: what ``kernels.depthwise_conv`` ran until 2026-12-01 (the transpose of
+  ``halving_weight_tangent``, below: one halving sum per tap over batch x rows);
 * ``variadic``: all k² products reduced by *one* variadic ``lax.reduce`` (one pass over x and dy);
+* ``library``: the weight gradient ``kernels.depthwise_conv``'s reverse mode runs now (the
+  ``weight_gradient_p`` primitive: the variadic reduction);
 * ``stacked``: the k² products stacked, then one sum;
 * ``per_tap``: one plain sum per tap;
 * ``xla``: XLA's depthwise weight-gradient convolution.
 
-Each result's max |difference| from ``shifted`` is printed (sums of 65,536 float32 products).
+Each result's max |difference| from ``halving`` is printed (sums of 65,536 float32 products).
 
   .venv/bin/python experiments/depthwise_weight_grad.py
 """
@@ -32,6 +34,30 @@ from jaxnas.spaces import kernels  # noqa: E402
 
 BATCH, SIZE, CHANNELS = 64, 32, 16
 GEOMETRIES = ((3, 1), (5, 1), (3, 2), (5, 2))  # (kernel, dilation): DARTS' sep/dil convolutions
+ROWS_PER_IMAGE = 4
+
+
+def _tile_rows(row: jax.Array, n: int) -> jax.Array:
+  """(1, W) -> (n, W) by repeated self-concatenation: its transpose is a halving sum over rows."""
+  if n == 1:
+    return row
+  half = _tile_rows(row, n // 2)
+  return jnp.concatenate([half, half] + ([row] if n % 2 else []), axis=0)
+
+
+def halving_weight_tangent(x, w_dot, strides, padding, dilation):
+  """``sum_pq window_pq(x) * w_dot[p, q, 0]`` with each tap broadcast by ``_tile_rows`` over
+  batch x ``ROWS_PER_IMAGE`` rows, so that its transpose sums the products by halving."""
+  k, channels, batch = w_dot.shape[0], x.shape[-1], x.shape[0]
+  out_hw = kernels._output_hw(x, k, strides, padding, dilation)
+  rows = next(r for r in (ROWS_PER_IMAGE, 2, 1) if (out_hw[0] * out_hw[1]) % r == 0)
+  taps = w_dot.reshape(k * k, channels)
+  y = None
+  for t, window in enumerate(kernels._windows(x, k, strides, padding, dilation)):
+    row = jnp.broadcast_to(taps[t], (out_hw[0] * out_hw[1] // rows, channels)).reshape(1, -1)
+    term = window * _tile_rows(row, batch * rows).reshape(window.shape)
+    y = term if y is None else y + term
+  return y
 
 
 def alternatives(k: int, dilation: int):
@@ -43,10 +69,14 @@ def alternatives(k: int, dilation: int):
   def products(x, dy):
     return [window * dy for window in kernels._windows(x, k, strides, padding, dil)]
 
-  def shifted(x, dy):
+  def halving(x, dy):
     w = jnp.zeros(shape, x.dtype)
-    tangent = lambda w: kernels._weight_tangent_tiled(x, w, strides, padding, dil)  # noqa: E731
+    tangent = lambda w: halving_weight_tangent(x, w, strides, padding, dil)  # noqa: E731
     return jax.vjp(tangent, w)[1](dy)[0]
+
+  def library(x, dy):
+    conv = lambda w: kernels.depthwise_conv(x, w, strides, padding, dil)  # noqa: E731
+    return jax.vjp(conv, jnp.zeros(shape, x.dtype))[1](dy)[0]
 
   def variadic(x, dy):
     terms = products(x, dy)
@@ -66,8 +96,8 @@ def alternatives(k: int, dilation: int):
         feature_group_count=CHANNELS)
     return jax.vjp(conv, jnp.zeros(shape, x.dtype))[1](dy)[0]
 
-  return {"shifted": shifted, "variadic": variadic, "stacked": stacked, "per_tap": per_tap,
-          "xla": xla}
+  return {"halving": halving, "variadic": variadic, "library": library, "stacked": stacked,
+          "per_tap": per_tap, "xla": xla}
 
 
 def main() -> None:
@@ -79,7 +109,7 @@ def main() -> None:
   dy = jax.random.normal(jax.random.key(1), (BATCH, SIZE, SIZE, CHANNELS))
   for k, dilation in GEOMETRIES:
     fns = {name: jax.jit(fn) for name, fn in alternatives(k, dilation).items()}
-    want = fns["shifted"](x, dy)
+    want = fns["halving"](x, dy)
     row = []
     for name, fn in fns.items():
       diff = float(jnp.max(jnp.abs(fn(x, dy) - want)))

@@ -254,6 +254,13 @@ def plot_mixing_history(workdir: str, path: str) -> str:
 
 def _jaxpr_eqn_macs(eqn) -> int:
   name = eqn.primitive.name
+  if eqn.primitive in (kernels.weight_tangent_p, kernels.weight_gradient_p):
+    # k² products per element of the output-sized tangent (T) or cotangent (G), as XLA's
+    # depthwise convolution and its weight gradient are counted.
+    tangent = eqn.primitive is kernels.weight_tangent_p
+    image = (eqn.outvars if tangent else eqn.invars[1:])[0].aval
+    kernel = eqn.invars[1].aval.shape[0] if tangent else eqn.params["kernel"]
+    return int(np.prod(image.shape)) * kernel * kernel
   if name not in ("conv_general_dilated", "dot_general"):
     return 0
   out = eqn.outvars[0].aval
@@ -299,7 +306,8 @@ def _jaxpr_count(jaxpr) -> int:
   """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest).
 
   The shifted depthwise kernels (``spaces.kernels``, jitted under ``DEPTHWISE_JAXPR_NAMES``) count
-  their multiplications, so a convolution counts the same whichever kernels computed it.
+  their multiplications and its weight tangent / weight gradient primitives k² per element, so a
+  convolution counts the same whichever kernels computed it.
   """
   total = 0
   for eqn in jaxpr.eqns:

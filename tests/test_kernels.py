@@ -70,13 +70,60 @@ def test_depthwise_conv_equals_xla_to_second_order(kernel, stride, dilation, pad
   _assert_all_close(ours, reference)
 
 
-def test_weight_tangent_handles_sizes_not_divisible_into_rows():
-  # 3x5 outputs per image: 15 positions, neither 4 nor 2 rows divide them.
+def test_depthwise_conv_handles_small_non_square_outputs():
+  # 3x5 outputs per image, two images: the variadic weight-gradient reduction over (n, i, j).
   x, w = _random((2, 3, 5, 2), 3), _random((3, 3, 1, 2), 4)
   args = ((1, 1), ((1, 1), (1, 1)), (1, 1))
   probe = _random((2, 3, 5, 2), 5)
   _assert_all_close(_derivatives(lambda x, w: kernels.depthwise_conv(x, w, *args), x, w, probe),
                     _derivatives(lambda x, w: _xla_depthwise(x, w, *args), x, w, probe))
+
+
+def test_reverse_mode_runs_the_weight_gradient_primitive():
+  """The weight gradient is the variadic-reduction primitive, not a transposed expression, and
+  reverse-over-reverse transposes it back into the weight tangent."""
+  x, w = _random((2, 6, 6, 3), 6), _random((5, 5, 1, 3), 7)
+  args = ((1, 1), ((2, 2), (2, 2)), (1, 1))
+  loss = lambda w: jnp.sum(jnp.tanh(kernels.depthwise_conv(x, w, *args)))
+  grad_names = {e.primitive.name for e in jax.make_jaxpr(jax.grad(loss))(w).jaxpr.eqns}
+  assert kernels.weight_gradient_p.name in grad_names
+  grad_of_grad = jax.make_jaxpr(jax.grad(lambda w: jnp.sum(jax.grad(loss)(w) ** 2)))(w)
+  assert kernels.weight_tangent_p.name in {e.primitive.name for e in grad_of_grad.jaxpr.eqns}
+
+
+@pytest.mark.parametrize("in_axes", [(0, 0), (None, 0), (0, None)])
+def test_vmapped_depthwise_conv_equals_a_loop_over_the_mapped_axis(in_axes):
+  """vmap (e.g. over seeds) folds the mapped axis into channels: gradients and HVPs per element
+  equal XLA's, whichever of input and weights is mapped."""
+  seeds = 3
+  x = _random((seeds, 2, 6, 6, 2), 8) if in_axes[0] == 0 else _random((2, 6, 6, 2), 8)
+  w = _random((seeds, 3, 3, 1, 2), 9) if in_axes[1] == 0 else _random((3, 3, 1, 2), 9)
+  args = ((1, 1), ((2, 2), (2, 2)), (2, 2))
+
+  def derivatives(conv):
+    def one(x, w):
+      grad = jax.grad(lambda x, w: jnp.sum(jnp.tanh(conv(x, w, *args)) ** 2), argnums=(0, 1))
+      return grad(x, w), jax.jvp(grad, (x, w), (jnp.cos(x), jnp.sin(w)))[1]
+    return one
+
+  ours = jax.jit(jax.vmap(derivatives(kernels.depthwise_conv), in_axes=in_axes))(x, w)
+  pick = lambda a, axis, i: a if axis is None else a[i]  # noqa: E731
+  loop = [derivatives(_xla_depthwise)(pick(x, in_axes[0], i), pick(w, in_axes[1], i))
+          for i in range(seeds)]
+  _assert_all_close(jax.tree.leaves(ours), jax.tree.leaves(jax.tree.map(lambda *a: jnp.stack(a),
+                                                                        *loop)))
+
+
+def test_sharded_weight_gradient_equals_the_single_device_one():
+  """The weight-gradient reduction over a batch sharded across the 8 virtual devices."""
+  from jaxnas import sharding
+  mesh = sharding.make_mesh(8)
+  x, w = _random((8, 6, 6, 2), 10), _random((3, 3, 1, 2), 11)
+  args = ((1, 1), ((1, 1), (1, 1)), (1, 1))
+  grad = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.tanh(kernels.depthwise_conv(x, w, *args))),
+                          argnums=1))
+  sharded_x = jax.device_put(x, jax.NamedSharding(mesh, jax.P(sharding.DATA_AXIS)))
+  np.testing.assert_allclose(grad(sharded_x, w), grad(x, w), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -15,9 +15,9 @@ differentiation order works (``grad``; ``jvp`` of ``grad`` for the Hessian-vecto
 * **Depthwise k x k convolution** ``y = sum_pq window_pq * w[p, q, 0]`` (``depthwise_conv``).
   Tangent ``sum_pq window_pq(x_dot) * w[p, q] + (the same with w_dot)``. At stride 1 the x_dot
   part is computed in the *placed* form (below), whose transpose, the input gradient, is slices
-  of one padded cotangent; the weight part transposes into one halving sum per tap over the
-  batch (``_weight_tangent_tiled``), not into reductions of products of strided windows, which
-  XLA:CPU runs slowly.
+  of one padded cotangent; the w_dot part is a primitive (``weight_tangent_p``) whose transpose,
+  the weight gradient, is one variadic reduction of all k² products (``weight_gradient_p``), the
+  fastest form XLA:CPU was measured to run it in.
 * **1x1 convolution** as a matrix product (``pointwise_conv``): its gradients are matrix products
   too, where XLA's 1x1 convolution backward is 3x slower.
 * **Max pooling** ``y = max_pq window_pq`` (``max_pool``) with the tangent routed to the first
@@ -32,9 +32,9 @@ pads into one loop that tests k² bounds per element (13 ms for a 5x5 input grad
 padded into its place in a common frame, turns its transpose into one pad and k² slices; primal
 values keep the window form, whose forward is the fast direction.
 
-Cost: a k x k depthwise convolution becomes ~k² slices in the forward and ~25 ops per tap in its
-weight gradient, so fully unrolled programs grow large: the unrolled DARTS supernet's weight step
-(C=16, 8 cells) exceeded 24 GB while compiling, and DARTS searches roll their edge scans instead
+Cost: a k x k depthwise convolution becomes ~k² slices in the forward and k² products per pass
+in its gradients, so fully unrolled programs grow large: the unrolled DARTS supernet's weight step
+(C=16, 8 cells) exceeded 24 GB while compiling (with the earlier halving-sum weight gradients), and DARTS searches roll their edge scans instead
 (``configs/default.py`` ``darts_space``), which no longer costs speed since no XLA convolution is
 left in the loop body.
 
@@ -52,6 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend import core as jex_core
+from jax.interpreters import ad, batching, mlir
 
 IMPLS = ("auto", "shifted", "xla")
 ENV_VAR = "JAXNAS_KERNELS"
@@ -123,40 +125,6 @@ def _depthwise_sum(x: jax.Array, w: jax.Array, strides: Pair, padding: Pairs,
   return y
 
 
-def _tile_rows(row: jax.Array, n: int) -> jax.Array:
-  """(1, W) -> (n, W) by repeated self-concatenation: its transpose is a halving sum over rows,
-  which XLA:CPU runs as fused adds (its reductions of products of strided windows are slow)."""
-  if n == 1:
-    return row
-  half = _tile_rows(row, n // 2)
-  return jnp.concatenate([half, half] + ([row] if n % 2 else []), axis=0)
-
-
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _weight_tangent_tiled(x: jax.Array, w_dot: jax.Array, strides: Pair, padding: Pairs,
-                          dilation: Pair) -> jax.Array:
-  """``sum_pq window_pq(x) * w_dot[p, q, 0]`` with each tap broadcast by ``_tile_rows``.
-
-  Each image's output is split into ``ROWS_PER_IMAGE`` rows (fewer if that does not divide
-  H_out W_out), so reverse mode sums products over batch x rows by halving: measured on the
-  2-core CPU, C=16, 32x32, batch 64, 4 rows per image took 4.3 / 16 ms for 3x3 / 5x5 kernels
-  against 20 / 39 ms for XLA's depthwise weight-gradient convolution and 7 / 37 ms for one row.
-  """
-  k, channels, batch = w_dot.shape[0], x.shape[-1], x.shape[0]
-  out_hw = _output_hw(x, k, strides, padding, dilation)
-  rows = next(r for r in (ROWS_PER_IMAGE, 2, 1) if (out_hw[0] * out_hw[1]) % r == 0)
-  taps = w_dot.reshape(k * k, channels)
-  y = None
-  for t, window in enumerate(_windows(x, k, strides, padding, dilation)):
-    row = jnp.broadcast_to(taps[t], (out_hw[0] * out_hw[1] // rows, channels)).reshape(1, -1)
-    term = window * _tile_rows(row, batch * rows).reshape(window.shape)
-    y = term if y is None else y + term
-  return y
-
-
-ROWS_PER_IMAGE = 4
-
-
 # --------------------------------------------------- the placed form (see the module docstring)
 #
 #     sum_pq window_pq(x) * m_pq  ==  crop( sum_pq place_pq(x * m_pq) ),
@@ -209,11 +177,133 @@ def _depthwise_sum_placed(x: jax.Array, w: jax.Array, padding: Pairs, dilation: 
   terms = [_place(x * taps[p, q], p, q, k, dilation) for p in range(k) for q in range(k)]
   return _placed_sum(terms, x.shape, padding, k, dilation)
 
-# The three depthwise sums above are jitted (XLA inlines nested jits: no cost) so that they keep
+# The two depthwise sums above are jitted (XLA inlines nested jits: no cost) so that they keep
 # their names in jaxprs, also after partial evaluation and transposition: ``reports`` counts the
 # multiplications inside them as a depthwise convolution's multiply-adds (k² per output, as
 # ``conv_general_dilated`` is counted), which would otherwise be invisible among elementwise ops.
-DEPTHWISE_JAXPR_NAMES = ("_depthwise_sum", "_depthwise_sum_placed", "_weight_tangent_tiled")
+DEPTHWISE_JAXPR_NAMES = ("_depthwise_sum", "_depthwise_sum_placed")
+
+
+# ------------------------------------------- the weight tangent and weight gradient as primitives
+#
+# The depthwise convolution is bilinear in (x, w), and so are its two weight-side maps:
+#
+#     weight tangent   T(x, m)[n, i, j, c] = sum_pq window_pq(x)[n, i, j, c] * m[p, q, 0, c]
+#     weight gradient  G(x, g)[p, q, 0, c] = sum_nij window_pq(x)[n, i, j, c] * g[n, i, j, c]
+#
+# G is T's transpose in m. Reverse mode only emits the transposes of what a tangent is written in,
+# and XLA:CPU runs G fastest as one *variadic* reduction of all k² products (one pass over x and
+# g), which is no transpose of any linear JAX expression; its best transposable form (a halving
+# sum per tap) was 1.5-2.7x slower (``experiments/depthwise_weight_grad.py``). So T and G are
+# primitives whose rules name each other:
+#
+#     jvp    (bilinear)       dT = T(dx, m) + T(x, dm),    dG = G(dx, g) + G(x, dg)
+#     transpose in m / in g   T^T = G(x, .),               G^T = T(x, .)
+#     transpose in x          both are the depthwise input gradient (``_input_gradient``)
+#     vmap                    the mapped axis folded into channels (depthwise: channels are
+#                             independent), e.g. vmapped seeds
+#
+# so every order of differentiation (``grad``, ``jvp`` of ``grad``, ``grad`` of ``grad``) runs the
+# variadic reduction for G and the forward window sum for T. Neither keeps the k² windows of x as
+# residuals: transposes take x itself.
+
+
+def _weight_gradient_sum(x: jax.Array, g: jax.Array, *, kernel: int, strides: Pair,
+                         padding: Pairs, dilation: Pair) -> jax.Array:
+  """``G(x, g)``: the k² products reduced by one variadic ``lax.reduce`` over (n, i, j)."""
+  products = [window * g for window in _windows(x, kernel, strides, padding, dilation)]
+  zeros = [jnp.zeros((), g.dtype)] * len(products)
+  sums = lax.reduce(products, zeros, lambda a, b: [u + v for u, v in zip(a, b)], (0, 1, 2))
+  return jnp.stack(sums).reshape(kernel, kernel, 1, g.shape[-1])
+
+
+def _weight_tangent_sum(x: jax.Array, m: jax.Array, *, strides: Pair, padding: Pairs,
+                        dilation: Pair) -> jax.Array:
+  """``T(x, m)``: the forward window sum (its fast direction)."""
+  return _depthwise_sum(x, m, strides, padding, dilation)
+
+
+def _input_gradient(g: jax.Array, m: jax.Array, x_shape, strides: Pair, padding: Pairs,
+                    dilation: Pair) -> jax.Array:
+  """``sum_pq window_pq^T(g * m[p, q])``: the transpose in x of both T(x, m) and G(x, g) (for G,
+  ``m`` is the cotangent of the weight gradient). Transposes the placed form where it applies
+  (slices of one padded ``g``)."""
+  if _placed_form_applies(m.shape[0], strides, padding, dilation):
+    linear = lambda v: _depthwise_sum_placed(v, m, padding, dilation)  # noqa: E731
+  else:
+    linear = lambda v: _depthwise_sum(v, m, strides, padding, dilation)  # noqa: E731
+  return jax.linear_transpose(linear, jax.ShapeDtypeStruct(x_shape, g.dtype))(g)[0]
+
+
+def _weight_tangent_abstract(x, m, *, strides, padding, dilation):
+  out_hw = _output_hw(x, m.shape[0], strides, padding, dilation)
+  return jax.core.ShapedArray((x.shape[0],) + out_hw + (x.shape[-1],), x.dtype)
+
+
+def _weight_gradient_abstract(x, g, *, kernel, strides, padding, dilation):
+  return jax.core.ShapedArray((kernel, kernel, 1, x.shape[-1]), g.dtype)
+
+
+weight_tangent_p = jex_core.Primitive("depthwise_weight_tangent")
+weight_gradient_p = jex_core.Primitive("depthwise_weight_gradient")
+
+
+def _weight_tangent_transpose_x(g, x, m, *, strides, padding, dilation):
+  return _input_gradient(g, m, x.aval.shape, strides, padding, dilation)
+
+
+def _weight_tangent_transpose_m(g, x, m, *, strides, padding, dilation):
+  return weight_gradient_p.bind(x, g, kernel=m.aval.shape[0], strides=strides, padding=padding,
+                                dilation=dilation)
+
+
+def _weight_gradient_transpose_x(m, x, g, *, kernel, strides, padding, dilation):
+  del kernel
+  return _input_gradient(g, m, x.aval.shape, strides, padding, dilation)
+
+
+def _weight_gradient_transpose_g(m, x, g, *, kernel, strides, padding, dilation):
+  del g, kernel
+  return weight_tangent_p.bind(x, m, strides=strides, padding=padding, dilation=dilation)
+
+
+def _batch_channels(primitive, args, dims, **params):
+  """vmap rule: the mapped axis (of either or both arguments) folded into the channel axis."""
+  size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+
+  def fold(a, d):
+    a = jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+    return jnp.moveaxis(a, 0, -2).reshape(a.shape[1:-1] + (size * a.shape[-1],))
+
+  out = primitive.bind(*(fold(a, d) for a, d in zip(args, dims)), **params)
+  return out.reshape(out.shape[:-1] + (size, -1)), out.ndim - 1
+
+
+for _primitive, _sum, _abstract, _transposes in (
+    (weight_tangent_p, _weight_tangent_sum, _weight_tangent_abstract,
+     (_weight_tangent_transpose_x, _weight_tangent_transpose_m)),
+    (weight_gradient_p, _weight_gradient_sum, _weight_gradient_abstract,
+     (_weight_gradient_transpose_x, _weight_gradient_transpose_g))):
+  _primitive.def_impl(_sum)
+  _primitive.def_abstract_eval(_abstract)
+  mlir.register_lowering(_primitive, mlir.lower_fun(_sum, multiple_results=False))
+  ad.defbilinear(_primitive, *_transposes)
+  batching.primitive_batchers[_primitive] = functools.partial(_batch_channels, _primitive)
+
+
+def depthwise_weight_tangent(x: jax.Array, m: jax.Array, strides: Pair, padding: Pairs,
+                             dilation: Pair) -> jax.Array:
+  """``T(x, m) = sum_pq window_pq(x) * m[p, q, 0]`` (the depthwise convolution of x with m),
+  whose transpose in m is the variadic-reduction weight gradient (see above)."""
+  return weight_tangent_p.bind(x, m, strides=strides, padding=padding, dilation=dilation)
+
+
+def depthwise_weight_gradient(x: jax.Array, g: jax.Array, kernel: int, strides: Pair,
+                              padding: Pairs, dilation: Pair) -> jax.Array:
+  """``G(x, g)[p, q, 0, c] = sum_nij window_pq(x) * g``: the weight gradient of a depthwise
+  ``kernel x kernel`` convolution of x for the output cotangent g."""
+  return weight_gradient_p.bind(x, g, kernel=kernel, strides=strides, padding=padding,
+                                dilation=dilation)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
@@ -237,13 +327,7 @@ def _depthwise_conv_jvp(strides, padding, dilation, primals, tangents):
     x_part = _depthwise_sum_placed(x_dot, w, padding, dilation)
   else:
     x_part = _depthwise_sum(x_dot, w, strides, padding, dilation)
-  return y, x_part + _remat_weight_tangent(x, w_dot, strides, padding, dilation)
-
-
-# Reverse mode would otherwise keep the k² windows of x as residuals (25x the activation for 5x5
-# kernels: the DARTS supernet's weight step ran out of 24 GB); rematerialized, only x is kept and
-# the windows are sliced again in the backward pass.
-_remat_weight_tangent = jax.checkpoint(_weight_tangent_tiled, static_argnums=(2, 3, 4))
+  return y, x_part + depthwise_weight_tangent(x, w_dot, strides, padding, dilation)
 
 
 # ----------------------------------------------------------------------------- 1x1 convolution
