@@ -1,21 +1,22 @@
 """Depthwise k x k weight gradient on XLA:CPU: the halving sums, the variadic reduction and alternatives.
 
 ``dW[p, q, c] = sum_{n,i,j} window_pq(x)[n, i, j, c] * dy[n, i, j, c]`` for DARTS' four depthwise
-geometries (3x3 / 5x5, dilation 1 / 2, same-size output) at C=16, 32x32, batch 64, jitted, median of
-``--repeats`` calls after a warm-up:
+geometries (3x3 / 5x5, dilation 1 / 2, same-size output) at C=16, 32x32, batch 64 (or the
+flags'), jitted, median of ``--repeats`` calls after a warm-up:
 
 * ``halving``: what ``kernels.depthwise_conv`` ran until 2026-12-01 (the transpose of
   ``halving_weight_tangent``, below: one halving sum per tap over batch x rows);
 * ``variadic``: all k² products reduced by *one* variadic ``lax.reduce`` (one pass over x and dy);
 * ``library``: the weight gradient ``kernels.depthwise_conv``'s reverse mode runs now (the
-  ``weight_gradient_p`` primitive: the variadic reduction);
+  ``weight_gradient_p`` primitive: the variadic reduction, the batch in up to 8 parts);
 * ``stacked``: the k² products stacked, then one sum;
 * ``per_tap``: one plain sum per tap;
 * ``xla``: XLA's depthwise weight-gradient convolution.
 
-Each result's max |difference| from ``halving`` is printed (sums of 65,536 float32 products).
+Each result's max |difference| from ``halving`` is printed (float32 sums over batch x height x
+width products; 65,536 at the defaults).
 
-  .venv/bin/python experiments/depthwise_weight_grad.py
+  .venv/bin/python experiments/depthwise_weight_grad.py [--batch_size=96 --size=32 --channels=36]
 """
 from __future__ import annotations
 
@@ -60,11 +61,11 @@ def halving_weight_tangent(x, w_dot, strides, padding, dilation):
   return y
 
 
-def alternatives(k: int, dilation: int):
+def alternatives(k: int, dilation: int, channels: int = CHANNELS):
   """``{name: f(x, dy) -> dW}`` for one geometry (stride 1, same-size output)."""
   pad = dilation * (k - 1) // 2
   strides, padding, dil = (1, 1), ((pad, pad), (pad, pad)), (dilation, dilation)
-  shape = (k, k, 1, CHANNELS)
+  shape = (k, k, 1, channels)
 
   def products(x, dy):
     return [window * dy for window in kernels._windows(x, k, strides, padding, dil)]
@@ -88,12 +89,12 @@ def alternatives(k: int, dilation: int):
     return jnp.stack(products(x, dy)).sum((1, 2, 3)).reshape(shape)
 
   def per_tap(x, dy):
-    return jnp.stack([t.reshape(-1, CHANNELS).sum(0) for t in products(x, dy)]).reshape(shape)
+    return jnp.stack([t.reshape(-1, channels).sum(0) for t in products(x, dy)]).reshape(shape)
 
   def xla(x, dy):
     conv = lambda w: lax.conv_general_dilated(  # noqa: E731
         x, w, strides, padding, rhs_dilation=dil, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=CHANNELS)
+        feature_group_count=channels)
     return jax.vjp(conv, jnp.zeros(shape, x.dtype))[1](dy)[0]
 
   return {"halving": halving, "variadic": variadic, "library": library, "stacked": stacked,
@@ -103,12 +104,21 @@ def alternatives(k: int, dilation: int):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--batch_size", type=int, default=BATCH)
+  parser.add_argument("--size", type=int, default=SIZE)
+  parser.add_argument("--channels", type=int, default=CHANNELS)
+  parser.add_argument("--methods", default="halving,variadic,library,stacked,per_tap,xla",
+                      help="comma-separated subset of the alternatives to time")
   args = parser.parse_args()
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
-  x = jax.random.normal(jax.random.key(0), (BATCH, SIZE, SIZE, CHANNELS))
-  dy = jax.random.normal(jax.random.key(1), (BATCH, SIZE, SIZE, CHANNELS))
+  shape = (args.batch_size, args.size, args.size, args.channels)
+  print(f"batch, height, width, channels = {shape}")
+  x = jax.random.normal(jax.random.key(0), shape)
+  dy = jax.random.normal(jax.random.key(1), shape)
   for k, dilation in GEOMETRIES:
-    fns = {name: jax.jit(fn) for name, fn in alternatives(k, dilation).items()}
+    chosen = args.methods.split(",")
+    fns = {name: jax.jit(fn) for name, fn in alternatives(k, dilation, args.channels).items()
+           if name in chosen or name == "halving"}
     want = fns["halving"](x, dy)
     row = []
     for name, fn in fns.items():
