@@ -1,4 +1,4 @@
-"""Depthwise k x k weight gradient on XLA:CPU: the halving sums, the variadic reduction and alternatives.
+"""Depthwise k x k weight gradient on XLA:CPU: halving sums, variadic reductions, alternatives.
 
 ``dW[p, q, c] = sum_{n,i,j} window_pq(x)[n, i, j, c] * dy[n, i, j, c]`` for DARTS' four depthwise
 geometries (3x3 / 5x5, dilation 1 / 2, same-size output) at C=16, 32x32, batch 64 (or the

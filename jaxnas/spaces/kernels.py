@@ -16,8 +16,8 @@ differentiation order works (``grad``; ``jvp`` of ``grad`` for the Hessian-vecto
   Tangent ``sum_pq window_pq(x_dot) * w[p, q] + (the same with w_dot)``. At stride 1 the x_dot
   part is computed in the *placed* form (below), whose transpose, the input gradient, is slices
   of one padded cotangent; the w_dot part is a primitive (``weight_tangent_p``) whose transpose,
-  the weight gradient, is one variadic reduction of all k² products (``weight_gradient_p``), the
-  fastest form XLA:CPU was measured to run it in.
+  the weight gradient, is one variadic reduction of all k² products over the batch in parts
+  (``weight_gradient_p``), the fastest form XLA:CPU was measured to run it in.
 * **1x1 convolution** as a matrix product (``pointwise_conv``): its gradients are matrix products
   too, where XLA's 1x1 convolution backward is 3x slower.
 * **Max pooling** ``y = max_pq window_pq`` (``max_pool``) with the tangent routed to the first
@@ -34,9 +34,9 @@ values keep the window form, whose forward is the fast direction.
 
 Cost: a k x k depthwise convolution becomes ~k² slices in the forward and k² products per pass
 in its gradients, so fully unrolled programs grow large: the unrolled DARTS supernet's weight step
-(C=16, 8 cells) exceeded 24 GB while compiling (with the earlier halving-sum weight gradients), and DARTS searches roll their edge scans instead
-(``configs/default.py`` ``darts_space``), which no longer costs speed since no XLA convolution is
-left in the loop body.
+(C=16, 8 cells) exceeded 24 GB while compiling (with the earlier halving-sum weight gradients),
+and DARTS searches roll their edge scans instead (``configs/default.py`` ``darts_space``), which
+no longer costs speed since no XLA convolution is left in the loop body.
 
 Used through Flax as ``nn.Conv(..., conv_general_dilated_cls=FastConv)`` (``ops.conv`` does it),
 so parameter layout, checkpoints and multiply-add counts are those of the plain ``nn.Conv``.
@@ -195,9 +195,9 @@ DEPTHWISE_JAXPR_NAMES = ("_depthwise_sum", "_depthwise_sum_placed")
 # G is T's transpose in m. Reverse mode only emits the transposes of what a tangent is written in,
 # and XLA:CPU runs G fastest as one *variadic* reduction of all k² products (one pass over x and
 # g; the batch in parts, ``WEIGHT_GRADIENT_PARTS``), which is no transpose of any linear JAX
-# expression; its best transposable form (a halving
-# sum per tap) was 1.5-2.7x slower (``experiments/depthwise_weight_grad.py``). So T and G are
-# primitives whose rules name each other:
+# expression; its best transposable form (a halving sum per tap) was up to 4x slower
+# (``experiments/depthwise_weight_grad.py``). So T and G are primitives whose rules name each
+# other:
 #
 #     jvp    (bilinear)       dT = T(dx, m) + T(x, dm),    dG = G(dx, g) + G(x, dg)
 #     transpose in m / in g   T^T = G(x, .),               G^T = T(x, .)
@@ -309,14 +309,6 @@ def depthwise_weight_tangent(x: jax.Array, m: jax.Array, strides: Pair, padding:
   """``T(x, m) = sum_pq window_pq(x) * m[p, q, 0]`` (the depthwise convolution of x with m),
   whose transpose in m is the variadic-reduction weight gradient (see above)."""
   return weight_tangent_p.bind(x, m, strides=strides, padding=padding, dilation=dilation)
-
-
-def depthwise_weight_gradient(x: jax.Array, g: jax.Array, kernel: int, strides: Pair,
-                              padding: Pairs, dilation: Pair) -> jax.Array:
-  """``G(x, g)[p, q, 0, c] = sum_nij window_pq(x) * g``: the weight gradient of a depthwise
-  ``kernel x kernel`` convolution of x for the output cotangent g."""
-  return weight_gradient_p.bind(x, g, kernel=kernel, strides=strides, padding=padding,
-                                dilation=dilation)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
