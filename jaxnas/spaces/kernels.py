@@ -236,15 +236,21 @@ def _weight_tangent_sum(x: jax.Array, m: jax.Array, *, strides: Pair, padding: P
   return _depthwise_sum(x, m, strides, padding, dilation)
 
 
+def _depthwise_sum_for_tangents(v: jax.Array, m: jax.Array, strides: Pair, padding: Pairs,
+                                dilation: Pair) -> jax.Array:
+  """``sum_pq window_pq(v) * m[p, q, 0]`` in the form with the fast transpose (the input
+  gradient): the placed form where it applies, else the window form."""
+  if _placed_form_applies(m.shape[0], strides, padding, dilation):
+    return _depthwise_sum_placed(v, m, padding, dilation)
+  return _depthwise_sum(v, m, strides, padding, dilation)
+
+
 def _input_gradient(g: jax.Array, m: jax.Array, x_shape, strides: Pair, padding: Pairs,
                     dilation: Pair) -> jax.Array:
   """``sum_pq window_pq^T(g * m[p, q])``: the transpose in x of both T(x, m) and G(x, g) (for G,
-  ``m`` is the cotangent of the weight gradient). Transposes the placed form where it applies
-  (slices of one padded ``g``)."""
-  if _placed_form_applies(m.shape[0], strides, padding, dilation):
-    linear = lambda v: _depthwise_sum_placed(v, m, padding, dilation)  # noqa: E731
-  else:
-    linear = lambda v: _depthwise_sum(v, m, strides, padding, dilation)  # noqa: E731
+  ``m`` is the cotangent of the weight gradient), as the depthwise convolution's own tangent in x
+  transposes (``_depthwise_sum_for_tangents``)."""
+  linear = lambda v: _depthwise_sum_for_tangents(v, m, strides, padding, dilation)  # noqa: E731
   return jax.linear_transpose(linear, jax.ShapeDtypeStruct(x_shape, g.dtype))(g)[0]
 
 
@@ -328,10 +334,7 @@ def _depthwise_conv_jvp(strides, padding, dilation, primals, tangents):
   x, w = primals
   x_dot, w_dot = tangents
   y = _depthwise_sum(x, w, strides, padding, dilation)
-  if _placed_form_applies(w.shape[0], strides, padding, dilation):
-    x_part = _depthwise_sum_placed(x_dot, w, padding, dilation)
-  else:
-    x_part = _depthwise_sum(x_dot, w, strides, padding, dilation)
+  x_part = _depthwise_sum_for_tangents(x_dot, w, strides, padding, dilation)
   return y, x_part + depthwise_weight_tangent(x, w_dot, strides, padding, dilation)
 
 
