@@ -56,7 +56,10 @@ def _assert_all_close(ours, reference):
     (3, 2, 1, ((0, 1), (1, 0)), 7),       # asymmetric padding, odd size
     (3, 1, 2, ((2, 2), (2, 2)), 8),       # dil_conv_3x3 on a normal edge (placed tangent)
     (3, 1, 1, ((0, 2), (2, 0)), 7),       # stride 1, same size, asymmetric (placed tangent)
-    (3, 1, 1, ((1, 0), (0, 0)), 7),       # stride 1, smaller output (window-form tangent)
+    (3, 1, 1, ((1, 0), (0, 0)), 7),       # stride 1, smaller output (phase-form tangent)
+    (3, 2, 1, ((1, 1), (1, 1)), 8),       # sep_conv_3x3 on a reduction edge (phase-form tangent)
+    (5, 2, 1, ((2, 2), (2, 2)), 9),       # sep_conv_5x5 on a reduction edge, odd input size
+    (3, 3, 1, ((1, 1), (1, 1)), 8),       # stride 3: nine phases
 ])
 def test_depthwise_conv_equals_xla_to_second_order(kernel, stride, dilation, padding, size):
   x = _random((3, size, size + 1, 4), 0)
@@ -89,6 +92,40 @@ def test_reverse_mode_runs_the_weight_gradient_primitive():
   assert kernels.weight_gradient_p.name in grad_names
   grad_of_grad = jax.make_jaxpr(jax.grad(lambda w: jnp.sum(jax.grad(loss)(w) ** 2)))(w)
   assert kernels.weight_tangent_p.name in {e.primitive.name for e in grad_of_grad.jaxpr.eqns}
+
+
+def _pad_interiors(jaxpr) -> list[int]:
+  """The interior padding of every ``pad`` in ``jaxpr`` and its sub-jaxprs."""
+  interiors = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "pad":
+      interiors += [int(interior) for _, _, interior in eqn.params["padding_config"]]
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (list, tuple)) else [value]:
+        sub = getattr(sub, "jaxpr", sub)
+        if hasattr(sub, "eqns"):
+          interiors += _pad_interiors(sub)
+  return interiors
+
+
+@pytest.mark.parametrize("op", ["depthwise", "max_pool", "avg_pool"])
+def test_strided_input_gradients_have_no_interior_padding(op):
+  """At stride 2 the tangents in x are in the phase form, whose transpose (the input gradient,
+  also inside an HVP) is slices and pads without interior padding: the windows' own transposes
+  are interior-padded pads, which XLA:CPU fuses into loops testing every tap per element."""
+  x, w = _random((2, 8, 9, 3), 18), _random((5, 5, 1, 3), 19)
+  f = {"depthwise": lambda x: kernels.depthwise_conv(x, w, (2, 2), ((4, 4), (4, 4)), (2, 2)),
+       "max_pool": lambda x: kernels.max_pool(x, 3, 2, 1),
+       "avg_pool": lambda x: kernels.avg_pool(x, 3, 2, 1)}[op]
+  grad = jax.grad(lambda x: jnp.sum(jnp.tanh(f(x))))
+  hvp = lambda x: jax.jvp(grad, (x,), (jnp.cos(x),))[1]
+  for fn in (grad, hvp):
+    interiors = _pad_interiors(jax.make_jaxpr(fn)(x).jaxpr)
+    assert interiors and max(interiors) == 0, interiors
+  # The window form, for contrast: its transpose is interior-padded.
+  window_sum = lambda x: sum(kernels._windows(x, 3, (2, 2), ((1, 1), (1, 1)), (1, 1)))
+  assert max(_pad_interiors(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(window_sum(x))))(x)
+                            .jaxpr)) == 1
 
 
 @pytest.mark.parametrize("in_axes", [(0, 0), (None, 0), (0, None)])
@@ -137,7 +174,7 @@ def test_pointwise_conv_equals_xla(stride):
       _derivatives(xla, x, w, probe))
 
 
-@pytest.mark.parametrize("stride,size", [(1, 6), (2, 6), (2, 7)])
+@pytest.mark.parametrize("stride,size", [(1, 6), (2, 6), (2, 7), (3, 8)])
 def test_max_pool_equals_xla_without_ties(stride, size):
   x = _random((2, size, size, 3), 9)
   xla = lambda x: nn.max_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)))

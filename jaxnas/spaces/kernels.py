@@ -30,7 +30,10 @@ The placed form: reverse mode transposes each window (a slice) into a pad, and X
 pads into one loop that tests k² bounds per element (13 ms for a 5x5 input gradient that takes
 1.8 ms as slices). Writing the stride-1 window sum as ``crop(sum_pq place_pq(v))``, each term
 padded into its place in a common frame, turns its transpose into one pad and k² slices; primal
-values keep the window form, whose forward is the fast direction.
+values keep the window form, whose forward is the fast direction. At stride s the windows are
+strided slices, whose transposes are pads with interior padding; the *phase form* first splits the
+padded input into its s x s phases (a reshape), in which every window is a stride-1 slice, and
+places those, so tangents at any stride transpose into slices too.
 
 Cost: a k x k depthwise convolution becomes ~k² slices in the forward and k² products per pass
 in its gradients, so fully unrolled programs grow large: the unrolled DARTS supernet's weight step
@@ -178,11 +181,98 @@ def _depthwise_sum_placed(x: jax.Array, w: jax.Array, padding: Pairs, dilation: 
   terms = [_place(x * taps[p, q], p, q, k, dilation) for p in range(k) for q in range(k)]
   return _placed_sum(terms, x.shape, padding, k, dilation)
 
-# The two depthwise sums above are jitted (XLA inlines nested jits: no cost) so that they keep
+# ------------------------------------------ the phase form (any stride; see the module docstring)
+#
+# At stride s the windows are strided slices, whose transposes are pads with interior padding:
+# XLA:CPU fused a reduction edge's input gradient (the k² taps of each of its ops) into one loop
+# testing ~90 interior-padded bounds per element, 13% of the DARTS weight step. Splitting the
+# padded input into its s x s phases, phase_ab[i, j] = xp[s i + a, s j + b] (a reshape), makes
+# every window a stride-1 slice of one phase:
+#
+#     window_pq(x)[i, j] = phase_{(d p) % s, (d q) % s}[i + (d p) // s, j + (d q) // s],
+#
+# and those are placed as in the placed form, each into a common frame at its offset, so the
+# transpose is one pad, k² slices, and the phases' interleave (pads on axes of size s).
+
+
+def _phase_geometry(in_hw: Pair, kernel: int, strides: Pair, padding: Pairs, dilation: Pair):
+  """Per axis ``(rows of each phase, (lo, hi) padding of the input to s * rows)`` and per tap
+  ``(phase_h, phase_w, offset_h, offset_w)``, (p, q) row-major."""
+  axes = []
+  for size, s, d, (lo, hi) in zip(in_hw, strides, dilation, padding):
+    out = output_size(size, kernel, s, d, (lo, hi))
+    rows = -(-(s * (out - 1) + d * (kernel - 1) + 1) // s)
+    axes.append((rows, (lo, s * rows - size - lo)))  # hi may be negative: a crop
+  (sh, sw), (dh, dw) = strides, dilation
+  taps = [(dh * p % sh, dw * q % sw, dh * p // sh, dw * q // sw)
+          for p in range(kernel) for q in range(kernel)]
+  return axes, taps
+
+
+def _phases(v: jax.Array, kernel: int, strides: Pair, padding: Pairs, dilation: Pair,
+            pad_value=0.0) -> dict[Pair, jax.Array]:
+  """``{(a, b): phase_ab}`` of the padded ``v``, each (n, rows_h, rows_w, c)."""
+  (rows_h, pad_h), (rows_w, pad_w) = _phase_geometry(v.shape[1:3], kernel, strides, padding,
+                                                     dilation)[0]
+  (sh, sw) = strides
+  vp = lax.pad(v, jnp.asarray(pad_value, v.dtype),
+               ((0, 0, 0), pad_h + (0,), pad_w + (0,), (0, 0, 0)))
+  vr = vp.reshape(v.shape[0], rows_h, sh, rows_w, sw, v.shape[-1])
+  return {(a, b): vr[:, :, a, :, b, :] for a in range(sh) for b in range(sw)}
+
+
+def _phase_frame_offsets(taps) -> Pair:
+  """The frame's top-left margin: the largest offsets of any tap."""
+  return max(t[2] for t in taps), max(t[3] for t in taps)
+
+
+def _place_phase(u: jax.Array, offset_h: int, offset_w: int, margin: Pair) -> jax.Array:
+  """A phase-sized ``u`` padded into its tap's place in the (rows + margin) frame."""
+  return jnp.pad(u, ((0, 0), (margin[0] - offset_h, offset_h), (margin[1] - offset_w, offset_w),
+                     (0, 0)))
+
+
+def _crop_phase_frame(z: jax.Array, out_hw: Pair, margin: Pair) -> jax.Array:
+  return z[:, margin[0]: margin[0] + out_hw[0], margin[1]: margin[1] + out_hw[1], :]
+
+
+def _uncrop_phase_frame(v: jax.Array, frame_hw: Pair, margin: Pair, pad_value) -> jax.Array:
+  """An output-sized ``v`` padded into the frame (the inverse of ``_crop_phase_frame``)."""
+  return jnp.pad(v, ((0, 0), (margin[0], frame_hw[0] - margin[0] - v.shape[1]),
+                     (margin[1], frame_hw[1] - margin[1] - v.shape[2]), (0, 0)),
+                 constant_values=pad_value)
+
+
+def _phase_placed_terms(v: jax.Array, kernel: int, strides: Pair, padding: Pairs,
+                        dilation: Pair, tap_fn=None, pad_value=0.0):
+  """``(terms, margin)``: ``tap_fn(t, phase of tap t)`` (default: the phase itself) placed for
+  each tap ``t``; ``crop(sum of terms)`` is then ``sum_t tap_fn(t, .)`` over the windows."""
+  taps = _phase_geometry(v.shape[1:3], kernel, strides, padding, dilation)[1]
+  phases = _phases(v, kernel, strides, padding, dilation, pad_value)
+  margin = _phase_frame_offsets(taps)
+  tap_fn = tap_fn or (lambda t, u: u)
+  return [_place_phase(tap_fn(t, phases[a, b]), oh, ow, margin)
+          for t, (a, b, oh, ow) in enumerate(taps)], margin
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _depthwise_sum_phased(x: jax.Array, w: jax.Array, strides: Pair, padding: Pairs,
+                          dilation: Pair) -> jax.Array:
+  """``_depthwise_sum`` in the phase form (for tangents at any stride: a fast transpose)."""
+  k = w.shape[0]
+  taps = w.reshape(k * k, 1, 1, 1, w.shape[-1])
+  terms, margin = _phase_placed_terms(x, k, strides, padding, dilation,
+                                      lambda t, u: u * taps[t])
+  return _crop_phase_frame(functools.reduce(jnp.add, terms),
+                           _output_hw(x, k, strides, padding, dilation), margin)
+
+# The three depthwise sums above are jitted (XLA inlines nested jits: no cost) so that they keep
 # their names in jaxprs, also after partial evaluation and transposition: ``reports`` counts the
 # multiplications inside them as a depthwise convolution's multiply-adds (k² per output, as
 # ``conv_general_dilated`` is counted), which would otherwise be invisible among elementwise ops.
-DEPTHWISE_JAXPR_NAMES = ("_depthwise_sum", "_depthwise_sum_placed")
+# (The phase form multiplies whole phases, up to 1.6x the output at DARTS' reduction geometries,
+# so its tangents count that many more.)
+DEPTHWISE_JAXPR_NAMES = ("_depthwise_sum", "_depthwise_sum_placed", "_depthwise_sum_phased")
 
 
 # ------------------------------------------- the weight tangent and weight gradient as primitives
@@ -239,10 +329,10 @@ def _weight_tangent_sum(x: jax.Array, m: jax.Array, *, strides: Pair, padding: P
 def _depthwise_sum_for_tangents(v: jax.Array, m: jax.Array, strides: Pair, padding: Pairs,
                                 dilation: Pair) -> jax.Array:
   """``sum_pq window_pq(v) * m[p, q, 0]`` in the form with the fast transpose (the input
-  gradient): the placed form where it applies, else the window form."""
+  gradient): the placed form where it applies, else the phase form."""
   if _placed_form_applies(m.shape[0], strides, padding, dilation):
     return _depthwise_sum_placed(v, m, padding, dilation)
-  return _depthwise_sum(v, m, strides, padding, dilation)
+  return _depthwise_sum_phased(v, m, strides, padding, dilation)
 
 
 def _input_gradient(g: jax.Array, m: jax.Array, x_shape, strides: Pair, padding: Pairs,
@@ -378,8 +468,8 @@ def _max_pool_tangent(index: jax.Array, x_dot: jax.Array, geometry) -> jax.Array
   """``sum_t [index == t] window_t(x_dot)``: ``x_dot`` at the first maximal element of each window.
 
   In the placed form at stride 1 (its transpose is slices; the window form's took 31 ms against
-  3 ms for C=16, 32x32, batch 64). Rematerialized: reverse mode keeps the int8 ``index``, not the
-  k² masks.
+  3 ms for C=16, 32x32, batch 64), else in the phase form. Rematerialized: reverse mode keeps the
+  int8 ``index``, not the k² masks.
   """
   kernel, strides, padding, dilation = geometry
   zero = jnp.zeros((), x_dot.dtype)
@@ -388,9 +478,10 @@ def _max_pool_tangent(index: jax.Array, x_dot: jax.Array, geometry) -> jax.Array
     terms = [jnp.where(frame_index == t, placed, zero)
              for t, placed in enumerate(_placed_windows(x_dot, kernel, dilation))]
     return _placed_sum(terms, x_dot.shape, padding, kernel, dilation)
-  terms = [jnp.where(index == t, window, zero)
-           for t, window in enumerate(_windows(x_dot, *geometry))]
-  return functools.reduce(jnp.add, terms)
+  placed, margin = _phase_placed_terms(x_dot, *geometry)
+  frame_index = _uncrop_phase_frame(index, placed[0].shape[1:3], margin, -1)
+  terms = [jnp.where(frame_index == t, term, zero) for t, term in enumerate(placed)]
+  return _crop_phase_frame(functools.reduce(jnp.add, terms), index.shape[1:3], margin)
 
 
 @max_pool.defjvp
@@ -407,15 +498,20 @@ def avg_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
   """``window x window`` average pooling of NHWC ``x`` whose divisor counts only real pixels
   (PyTorch's ``count_include_pad=False``): the sum of the k² windows times a constant reciprocal
   count (XLA:CPU's ``reduce_window`` took 6 ms forward for C=16, 32x32, batch 64, this 1.3 ms).
-  Linear; the custom JVP only computes the tangent in the placed form at stride 1."""
-  return _window_mean(x, _pool_geometry(window, stride, padding), placed=False)
+  Linear; the custom JVP only computes the tangent in the placed (stride 1) or phase form."""
+  return _window_mean(x, _pool_geometry(window, stride, padding), form="window")
 
 
-def _window_mean(x: jax.Array, geometry, *, placed: bool) -> jax.Array:
-  """The mean over each window's real pixels, as a window sum or (``placed``) a placed sum."""
+def _window_mean(x: jax.Array, geometry, *, form: str) -> jax.Array:
+  """The mean over each window's real pixels, as a sum in ``form``: ``'window'`` (the fast
+  forward), ``'placed'`` or ``'phased'`` (fast transposes, for tangents)."""
   kernel, strides, padding, dilation = geometry
-  if placed:
+  if form == "placed":
     total = _placed_sum(_placed_windows(x, kernel, dilation), x.shape, padding, kernel, dilation)
+  elif form == "phased":
+    terms, margin = _phase_placed_terms(x, *geometry)
+    total = _crop_phase_frame(functools.reduce(jnp.add, terms),
+                              _output_hw(x, *geometry), margin)
   else:
     total = functools.reduce(jnp.add, _windows(x, *geometry))
   ones = np.ones((1, x.shape[1], x.shape[2], 1), np.float32)
@@ -427,8 +523,9 @@ def _window_mean(x: jax.Array, geometry, *, placed: bool) -> jax.Array:
 def _avg_pool_jvp(window, stride, padding, primals, tangents):
   (x,), (x_dot,) = primals, tangents
   geometry = _pool_geometry(window, stride, padding)
-  placed = _placed_form_applies(*geometry)
-  return _window_mean(x, geometry, placed=False), _window_mean(x_dot, geometry, placed=placed)
+  tangent_form = "placed" if _placed_form_applies(*geometry) else "phased"
+  return (_window_mean(x, geometry, form="window"),
+          _window_mean(x_dot, geometry, form=tangent_form))
 
 
 # ---------------------------------------------------------------------------- Flax integration
