@@ -18,7 +18,9 @@ processes an alpha batch of the same size). GFLOP/s is the program's convolution
 hypergradient; scans times their length, CG's while loop once) per median step, and "% peak" its
 fraction of the machine's measured float32 matmul FLOP/s (``--matmul_peak``). Peak RSS is the process's ``ru_maxrss`` after the
 program was compiled and run: it never goes down, so a later program's figure includes the earlier
-ones (run one ``--what`` per process for isolated figures). Device memory statistics are added when
+ones (run one ``--what`` per process for isolated figures). ``peak_rss_before_steps_mb`` is the same
+figure after compilation, before the first step: when it equals the peak, the steps did not set it
+(compilation or setup did); ``rss_after_steps_mb`` is the resident set after the timed steps. Device memory statistics are added when
 the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer assignment of
 each program (``compiled.memory_analysis()``: temporaries, arguments) is recorded too.
 
@@ -26,8 +28,9 @@ Usage (from the repository root; recorded figures and their commands: experiment
   .venv/bin/python experiments/benchmark.py --space=nb201 --channels=16 --cells_per_stage=5 \
       --batch_size=64 --steps=5 --warmup=1 --what=search --json=nb201_search.json
   .venv/bin/python experiments/benchmark.py --space=darts --channels=16 --layers=8 \
-      --batch_size=64 --steps=2 --warmup=1 --what=weights --unroll=false --remat=true
-  (what the DARTS-space configs run: rolled edge scans, rematerialized cells; the flags'
+      --batch_size=64 --steps=2 --warmup=1 --what=weights --unroll=false --remat=true \
+      --remat_scope=edge
+  (what the DARTS-space configs run: rolled edge scans, rematerialized edges; the flags'
   defaults, --unroll=true --remat=false, are the NB201 configs')
   RARTS vs DARTS first and second order (same supernet, batch and machine; one process each):
   .venv/bin/python experiments/benchmark.py --space=darts --what=search --method=rarts
@@ -42,7 +45,8 @@ Usage (from the repository root; recorded figures and their commands: experiment
   Memory options (one process each, compare peak RSS and XLA temp MB):
   .venv/bin/python experiments/benchmark.py --what=weights --unroll=false --remat=true
   .venv/bin/python experiments/benchmark.py --what=weights --unroll=false --compute_dtype=bfloat16
-  (--remat: config.space.remat, nn.remat on every cell; --compute_dtype: config.compute_dtype,
+  (--remat: config.space.remat, nn.remat on every cell, or with --remat_scope=edge on every
+  edge's MixedOp; --compute_dtype: config.compute_dtype,
   the forward in bfloat16 on float32 master weights; not for --method=nao_v2)
   --method picks a method by name (METHOD_PRESETS: darts, darts_2nd, darts_2nd_fd, milenas, idarts,
   gaea, darts_prime, rarts, nao_v2); --suite=all (or e.g. --suite=nb201,width) runs every (space,
@@ -119,8 +123,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="config.space.unroll: unrolled cell/edge loops (fast steps on CPU, "
                            "slow compile) or rolled scans")
   parser.add_argument("--remat", choices=("true", "false"), default="false",
-                      help="config.space.remat: nn.remat on every cell (recompute activations "
-                           "in the backward pass: less memory, more compute)")
+                      help="config.space.remat: recompute activations in the backward pass "
+                           "(less memory, more compute), at --remat_scope")
+  parser.add_argument("--remat_scope", choices=("cell", "edge"), default="cell",
+                      help="config.space.remat_scope: with --remat=true, nn.remat per cell or per "
+                           "edge MixedOp (DARTS/NB201; the DARTS configs use 'edge')")
   parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"), default="float32",
                       help="config.compute_dtype: the forward's dtype (float32 master weights, "
                            "BN statistics and logits either way)")
@@ -195,6 +202,7 @@ def make_config(args: argparse.Namespace):
   config.space.cells_per_stage = args.cells_per_stage
   config.space.unroll = args.unroll == "true"
   config.space.remat = args.remat == "true"
+  config.space.remat_scope = args.remat_scope
   config.compute_dtype = args.compute_dtype
   config.xla_cpu_scheduler = args.xla_cpu_scheduler
   config.space.blocks_per_stage = args.cells_per_stage
@@ -249,6 +257,15 @@ def peak_rss_mb() -> float:
   """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def rss_mb() -> float:
+  """This process's resident set size now (Linux ``/proc/self/statm``; else the peak)."""
+  try:
+    with open("/proc/self/statm") as statm:
+      return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+  except OSError:
+    return peak_rss_mb()
 
 
 def device_memory() -> dict[str, float]:
@@ -320,7 +337,9 @@ def compile_and_time(name: str, jitted, state, batches: list, args: argparse.Nam
   start = time.perf_counter()
   compiled = lowered.compile(args.compiler_options or None)
   compile_s = time.perf_counter() - start
-  print(f"  {name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s", flush=True)
+  peak_rss_compiled = peak_rss_mb()
+  print(f"  {name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s "
+        f"(peak RSS so far {peak_rss_compiled:.0f} MB)", flush=True)
   times = []
   for i in range(args.warmup + args.steps):
     start = time.perf_counter()
@@ -339,6 +358,7 @@ def compile_and_time(name: str, jitted, state, batches: list, args: argparse.Nam
             "conv_matmul_gflop": flops / 1e9, "achieved_gflops": flops / median / 1e9,
             "lower_s": lower_s,
             "compile_s": compile_s, "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_before_steps_mb": peak_rss_compiled, "rss_after_steps_mb": rss_mb(),
             "loadavg_1m": os.getloadavg()[0], **device_memory(), **compiled_stats(compiled)}
   del compiled, lowered, state
   return result
@@ -501,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       "machine": machine_info(),
       "setup": {"space": args.space, **sizes, "batch_size": args.batch_size,
                 "image_size": args.image_size, "unroll": config.space.unroll,
-                "remat": config.space.remat, "compute_dtype": config.compute_dtype,
+                "remat": config.space.remat, "remat_scope": config.space.remat_scope,
+                "compute_dtype": config.compute_dtype,
                 "num_seeds": args.num_seeds,
                 "method": args.method, "hypergrad": args.hypergrad,
                 "hypergrad_options": config.hypergrad_options.to_dict(),
@@ -514,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   batches = [loop.step_batches(search, step) for step in range(min(4, args.warmup + args.steps))]
   print(f"{args.space} {sizes} batch={args.batch_size} image={args.image_size} "
         f"unroll={config.space.unroll} remat={config.space.remat} "
+        f"remat_scope={config.space.remat_scope} "
         f"compute_dtype={config.compute_dtype} "
         f"params={report['setup']['params']:,} backend={jax.default_backend()}", flush=True)
   for name in PROGRAMS:  # fixed order, so that cumulative peak RSS grows with the programs

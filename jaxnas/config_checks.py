@@ -12,10 +12,12 @@ from jaxnas import steps
 from jaxnas import supernet
 from jaxnas import methods
 from jaxnas.methods import estimators
+from jaxnas.spaces import ops as ops_lib
 
 HYPERGRADS = estimators.ESTIMATORS
 ARCH_OPTIMIZERS = ("adam", "exponentiated_gradient", "projected_gradient")
 SIMPLEX_OPTIMIZERS = ("exponentiated_gradient", "projected_gradient")
+EDGE_SCAN_SPACES = ("darts", "nb201")  # cells that run their edges with ops.scan_edges
 
 
 def _choice(value: str, valid: tuple[str, ...] | list[str], field: str) -> None:
@@ -40,6 +42,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.xla_cpu_scheduler, list(sharding.CPU_SCHEDULERS), "xla_cpu_scheduler")
   if not isinstance(config.space.remat, bool):
     raise ValueError(f"config.space.remat must be True or False, got {config.space.remat!r}.")
+  _choice(config.space.remat_scope, list(ops_lib.REMAT_SCOPES), "space.remat_scope")
+  if (config.space.remat and config.space.remat_scope == "edge"
+      and config.space.name not in EDGE_SCAN_SPACES):
+    raise ValueError(f"config.space.remat_scope='edge' rematerializes the edges of the spaces whose "
+                     f"cells scan their edges ({', '.join(EDGE_SCAN_SPACES)}); the "
+                     f"{config.space.name!r} space rematerializes whole cells or blocks: set "
+                     f"config.space.remat_scope='cell'.")
   _choice(config.data.name, list(data_lib.DATASETS), "data.name")
   _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
   if config.data.name == "imagenet":

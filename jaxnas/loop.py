@@ -74,7 +74,8 @@ def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   if config.space.name == "darts":
     return space.supernet(channels=config.space.channels, layers=config.space.layers,
                           num_classes=num_classes, unroll=config.space.unroll,
-                          node_batchnorm=config.space.node_batchnorm, remat=config.space.remat)
+                          node_batchnorm=config.space.node_batchnorm, remat=config.space.remat,
+                          remat_scope=config.space.remat_scope)
   elif config.space.name == "width":
     return space.supernet(channels=config.space.channels,
                           blocks_per_stage=config.space.blocks_per_stage,
@@ -83,7 +84,7 @@ def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   return space.supernet(channels=config.space.channels,
                         cells_per_stage=config.space.cells_per_stage, num_classes=num_classes,
                         unroll=config.space.unroll, node_batchnorm=config.space.node_batchnorm,
-                        remat=config.space.remat)
+                        remat=config.space.remat, remat_scope=config.space.remat_scope)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
@@ -175,9 +176,10 @@ def init_state(search: Search) -> SearchState:
 
 
 def space_sizes(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """``config.space`` as a checkpoint fingerprint records it: without ``remat``, which changes how
-  a step computes, not the state (a run resumes with or without it)."""
-  return {k: v for k, v in config.space.to_dict().items() if k != "remat"}
+  """``config.space`` as a checkpoint fingerprint records it: without ``remat`` and
+  ``remat_scope``, which change how a step computes, not the state (a run resumes with or without
+  them)."""
+  return {k: v for k, v in config.space.to_dict().items() if k not in ("remat", "remat_scope")}
 
 
 def fingerprint(search: Search) -> dict[str, Any]:

@@ -118,6 +118,54 @@ def test_remat_checkpoints_the_cells_and_keeps_variables_loss_and_gradients(spac
   assert float(optax.tree.norm(plain_out[1][1])) > 0  # alpha really gets a gradient
 
 
+def checkpoints_inside_scans(jaxpr, inside=False):
+  """How many remat/checkpoint equations sit inside a scan body (``inside``: already in one)."""
+  count = 0
+  for eqn in jaxpr.eqns:
+    count += inside and is_remat(eqn.primitive.name)
+    for sub in jex.core.jaxprs_in_params(eqn.params):
+      count += checkpoints_inside_scans(sub, inside or eqn.primitive.name == "scan")
+  return count
+
+
+@pytest.mark.parametrize("space_name", ("darts", "nb201"))
+def test_edge_remat_checkpoints_each_edge_inside_the_scan_with_the_same_results(space_name):
+  """``remat_scope='edge'`` puts the checkpoint inside the edge scan (the cell scope does not:
+  it wraps the cell around its scans, and NB201's cell scan around the edge scans' cell) and gives
+  the plain step's variables, loss, BN state and gradients."""
+  space, plain, cell_remat, param, arch, weights, model_state, x, labels = tiny(space_name)
+  edge_remat = space.supernet(remat=True, remat_scope="edge", **TINY[space_name][1])
+  assert specs(jax.eval_shape(functools.partial(supernet.init, edge_remat), jax.random.key(0), x,
+                              param.activate(arch))) == specs((weights, model_state))
+  traced = {module.remat_scope if module.remat else "none":
+            jax.jit(grad_fn(module, param, model_state, x, labels)).trace(weights, arch)
+            for module in (plain, cell_remat, edge_remat)}
+  inside = {name: checkpoints_inside_scans(t.jaxpr.jaxpr) for name, t in traced.items()}
+  assert inside["edge"] > 0 and inside["none"] == 0, inside
+  if space_name == "darts":  # DARTS' cells are not scanned: the cell scope is outside any scan
+    assert inside["cell"] == 0, inside
+  plain_out = traced["none"].lower().compile()(weights, arch)
+  edge_out = traced["edge"].lower().compile()(weights, arch)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6),
+               edge_out, plain_out)
+  assert float(optax.tree.norm(plain_out[1][1])) > 0
+
+
+def test_remat_scope_is_checked():
+  config = test_loop.load_config(os.path.join(ROOT, "configs", "default.py"), None,
+                                 **{"space.name": "width"})
+  config.space.remat, config.space.remat_scope = True, "edge"
+  with pytest.raises(ValueError, match="remat_scope='edge'.*set config.space.remat_scope='cell'"):
+    config_checks.validate(config)
+  config.space.remat = False  # the scope only matters with remat on
+  config_checks.validate(config)
+  config.space.remat_scope = "block"
+  with pytest.raises(ValueError, match="space.remat_scope='block' is not valid"):
+    config_checks.validate(config)
+  with pytest.raises(ValueError, match="remat_scope must be one of"):
+    jaxnas.spaces.get("darts").supernet(remat=True, remat_scope="cells")
+
+
 def test_build_supernet_passes_config_remat():
   for space_name in SPACES:
     config = test_loop.load_config(os.path.join(ROOT, "configs", "default.py"), None,
@@ -127,9 +175,15 @@ def test_build_supernet_passes_config_remat():
     assert loop.build_supernet(config, space, 10).remat is False
     config.space.remat = True
     assert loop.build_supernet(config, space, 10).remat is True
-  # The DARTS-space configs rematerialize by default (half the memory, no slower); smoke runs not.
+    config.space.remat_scope = "edge" if space_name in ("darts", "nb201") else "cell"
+    module = loop.build_supernet(config, space, 10)
+    assert getattr(module, "remat_scope", "cell") == config.space.remat_scope
+  # The DARTS-space configs rematerialize each edge by default (a quarter of the memory, no
+  # slower); smoke runs not.
   darts = test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"), None)
-  assert darts.space.remat is True
+  assert darts.space.remat is True and darts.space.remat_scope == "edge"
+  darts_space = loop.build_space(darts)
+  assert loop.build_supernet(darts, darts_space, 10).remat_scope == "edge"
   assert test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"),
                                "smoke").space.remat is False
 

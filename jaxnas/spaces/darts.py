@@ -146,6 +146,7 @@ class DartsSearchCell(nn.Module):
   partial_channels: int = 1
   unroll: bool = False  # unroll the edge scans in the compiled program (see ops.scan_edges)
   node_batchnorm: bool = False
+  remat_edges: bool = False  # nn.remat every edge's MixedOp (see ops.scan_edges)
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array,
@@ -158,7 +159,8 @@ class DartsSearchCell(nn.Module):
     s1 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train=train)
     groups = edge_groups(self.nodes, per_node=self.node_batchnorm)
     common = dict(ops=self.ops, channels=c, pool_bn=True, train=train,
-                  partial_channels=self.partial_channels, unroll=self.unroll)
+                  partial_channels=self.partial_channels, unroll=self.unroll,
+                  remat=self.remat_edges)
 
     def scales(edges):
       if edge_weights is None:
@@ -210,9 +212,12 @@ class DartsSupernet(nn.Module):
 
   With ``partial_channels`` / ``edge_normalization`` it is the PC-DARTS search network
   (``mixing`` then also has ``'normal_edges'`` and ``'reduce_edges'``, see ``arch_shapes``).
-  ``remat=True`` wraps every cell in ``nn.remat`` (activation rematerialization): the backward pass
-  recomputes a cell's activations from its inputs instead of storing them, less memory for about
-  one more forward pass of compute. Same variables (names and shapes) as without.
+  ``remat=True`` rematerializes activations: the backward pass recomputes them instead of storing
+  them, less memory for about one more forward pass of compute. ``remat_scope='cell'`` wraps every
+  cell in ``nn.remat`` (the backward keeps each cell's inputs); ``'edge'`` every edge's MixedOp
+  inside the edge scans (the backward keeps each edge's input: a quarter of the cell scope's XLA
+  temporaries in the rolled C=16 weight step, at the same speed). Same variables (names and
+  shapes) as without.
   """
   ops: tuple[str, ...] = DARTS_OPS
   channels: int = 16
@@ -225,12 +230,14 @@ class DartsSupernet(nn.Module):
   edge_normalization: bool = False
   unroll: bool = False  # unroll the edge scans: slower compile, much faster on CPU
   node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
-  remat: bool = False  # nn.remat each cell: its activations are recomputed in the backward pass
+  remat: bool = False  # recompute activations in the backward pass (at remat_scope)
+  remat_scope: str = "cell"  # 'cell': nn.remat each cell; 'edge': each edge's MixedOp
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
     check_mixing(mixing, arch_shapes(self.nodes, len(self.ops), self.edge_normalization), "darts")
-    run_cell = _run_cell_remat if self.remat else _run_cell
+    remat_cells = self.remat and ops_lib.check_remat_scope(self.remat_scope) == "cell"
+    run_cell = _run_cell_remat if remat_cells else _run_cell
     x = ops_lib.conv(self.stem_multiplier * self.channels, 3, padding=1, name="stem_conv")(x)
     s0 = s1 = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
     width, reduction_prev = self.channels, False
@@ -240,7 +247,7 @@ class DartsSupernet(nn.Module):
       cell = DartsSearchCell(self.ops, width, reduction, reduction_prev, self.nodes,
                              self.multiplier, partial_channels=self.partial_channels,
                              unroll=self.unroll, node_batchnorm=self.node_batchnorm,
-                             name=f"cell_{layer}")
+                             remat_edges=self.remat and not remat_cells, name=f"cell_{layer}")
       kind = "reduce" if reduction else "normal"
       betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
                if self.edge_normalization else None)
@@ -342,14 +349,14 @@ class DartsSpace(SearchSpace):
 
   def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
                unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
-               **unused: Any) -> DartsSupernet:
+               remat_scope: str = "cell", **unused: Any) -> DartsSupernet:
     """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS).
 
     ``unroll=False`` keeps the per-cell edge loops rolled: a much shorter compile (tests, smoke
     runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
     ``node_batchnorm=True``: DARTS-PRIME's BatchNorm (no affine) after every intermediate node.
-    ``remat=True``: ``nn.remat`` on every cell (recompute activations in the backward pass; the
-    same variables).
+    ``remat=True``: recompute activations in the backward pass (the same variables), with
+    ``nn.remat`` on every cell (``remat_scope='cell'``) or on every edge's MixedOp (``'edge'``).
     """
     self._reject_unused(unused)
     if layers < 1:
@@ -360,7 +367,8 @@ class DartsSpace(SearchSpace):
     return DartsSupernet(self.ops, channels, layers, num_classes, self.nodes,
                          multiplier=self.nodes, partial_channels=self.partial_channels,
                          edge_normalization=self.edge_normalization, unroll=unroll,
-                         node_batchnorm=bool(node_batchnorm), remat=bool(remat))
+                         node_batchnorm=bool(node_batchnorm), remat=bool(remat),
+                         remat_scope=ops_lib.check_remat_scope(remat_scope))
 
   def network(self, genotype: Genotype, **sizes: Any) -> nn.Module:
     """The discrete evaluation network of ``genotype`` (``darts_network.network``: C=36, 20

@@ -136,6 +136,7 @@ class NB201SearchCell(nn.Module):
   train: bool
   unroll: bool = False
   node_batchnorm: bool = False  # BatchNorm (no affine) on nodes 1..3; one scan group per node
+  remat_edges: bool = False  # nn.remat every edge's MixedOp (see ops.scan_edges)
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array):
@@ -147,13 +148,15 @@ class NB201SearchCell(nn.Module):
         nodes = ops_lib.scan_edges(nodes, [EDGES[e][1] for e in edges], [j] * len(edges),
                                    mixing[edges[0]:edges[-1] + 1], ops=self.ops,
                                    channels=self.channels, stride=1, pool_bn=False,
-                                   train=self.train, name=f"edges_{j}", unroll=self.unroll)
+                                   train=self.train, name=f"edges_{j}", unroll=self.unroll,
+                                   remat=self.remat_edges)
         node = ops_lib.batch_norm(self.train, affine=False, name=f"node_bn_{j}")(nodes[j])
         nodes = nodes.at[j].set(node)
       return nodes[-1], None
     nodes = ops_lib.scan_edges(nodes, [i for _, i in EDGES], [j for j, _ in EDGES], mixing,
                                ops=self.ops, channels=self.channels, stride=1, pool_bn=False,
-                               train=self.train, name="edges", unroll=self.unroll)
+                               train=self.train, name="edges", unroll=self.unroll,
+                               remat=self.remat_edges)
     return nodes[-1], None
 
 
@@ -166,9 +169,10 @@ def edge_variables(cell_variables: Mapping[str, Any], edge: int) -> dict[str, An
 class NB201Supernet(nn.Module):
   """TinyNetworkDarts: the NB201 weight-sharing supernet; ``mixing = {'cell': (6, len(ops))}``.
 
-  ``remat=True`` wraps every cell in ``nn.remat`` (activation rematerialization): the backward pass
-  recomputes a cell's activations from its input instead of storing them, less memory for about
-  one more forward pass of compute. Same variables (names and shapes) as without.
+  ``remat=True`` rematerializes activations: the backward pass recomputes them instead of storing
+  them, less memory for about one more forward pass of compute. ``remat_scope='cell'`` wraps every
+  cell in ``nn.remat`` (the backward keeps each cell's input), ``'edge'`` every edge's MixedOp
+  inside the edge scan (it keeps each edge's input). Same variables (names and shapes) as without.
   """
   ops: tuple[str, ...] = NB201_OPS
   channels: int = 16
@@ -176,7 +180,8 @@ class NB201Supernet(nn.Module):
   num_classes: int = 10
   unroll: bool = False  # unroll the cell and edge scans: slower compile, much faster on CPU
   node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
-  remat: bool = False  # nn.remat each cell: its activations are recomputed in the backward pass
+  remat: bool = False  # recompute activations in the backward pass (at remat_scope)
+  remat_scope: str = "cell"  # 'cell': nn.remat each cell; 'edge': each edge's MixedOp
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
@@ -190,13 +195,14 @@ class NB201Supernet(nn.Module):
         x = ops_lib.ResNetBasicBlock(width, 2, name=f"reduce_{stage}")(x, train=train)
       # remat before scan: the backward keeps only each cell's input, not its activations. Inside
       # a scan, CSE cannot merge the recomputation with the forward, so prevent_cse is not needed.
-      cell = nn.remat(NB201SearchCell, prevent_cse=False) if self.remat else NB201SearchCell
+      remat_cells = self.remat and ops_lib.check_remat_scope(self.remat_scope) == "cell"
+      cell = nn.remat(NB201SearchCell, prevent_cse=False) if remat_cells else NB201SearchCell
       cells = nn.scan(cell, variable_axes={"params": 0, "batch_stats": 0},
                       split_rngs={"params": True}, in_axes=nn.broadcast,
                       length=self.cells_per_stage,
                       unroll=self.cells_per_stage if self.unroll else 1)
       x, _ = cells(self.ops, width, train, self.unroll, self.node_batchnorm,
-                   name=f"stage_{stage}")(x, cell_mixing)
+                   self.remat and not remat_cells, name=f"stage_{stage}")(x, cell_mixing)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -213,17 +219,18 @@ class NB201Space(SearchSpace):
 
   def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
                unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
-               **unused: Any) -> NB201Supernet:
+               remat_scope: str = "cell", **unused: Any) -> NB201Supernet:
     """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24).
 
     ``unroll=False`` keeps the cell and edge loops rolled: a much shorter compile (tests, smoke
     runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
-    ``remat=True``: ``nn.remat`` on every cell (recompute activations in the backward pass; the
-    same variables).
+    ``remat=True``: recompute activations in the backward pass (the same variables), with
+    ``nn.remat`` on every cell (``remat_scope='cell'``) or on every edge's MixedOp (``'edge'``).
     """
     self._reject_unused(unused)
     return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll,
-                         bool(node_batchnorm), bool(remat))
+                         bool(node_batchnorm), bool(remat),
+                         ops_lib.check_remat_scope(remat_scope))
 
   def network(self, genotype: NB201Genotype | str, **sizes: Any) -> nn.Module:
     """The discrete NAS-Bench-201 network of ``genotype`` (``nb201_network.network``: C=16, N=5)."""

@@ -337,13 +337,36 @@ class MixedOp(nn.Module):
     return channel_shuffle(jnp.concatenate([out, rest], axis=-1), k)
 
 
+# What ``remat=True`` rematerializes in the spaces whose cells scan their edges (DARTS, NB201):
+# 'cell' = nn.remat per cell (the backward keeps each cell's inputs, and its recomputation stacks
+# every edge's activations), 'edge' = nn.remat per MixedOp inside the edge scan (the backward keeps
+# each edge's input and recomputes one edge at a time).
+REMAT_SCOPES = ("cell", "edge")
+
+
+def check_remat_scope(remat_scope: str) -> str:
+  if remat_scope not in REMAT_SCOPES:
+    raise ValueError(f"remat_scope must be one of {', '.join(map(repr, REMAT_SCOPES))}, got "
+                     f"{remat_scope!r}.")
+  return remat_scope
+
+
+def _apply_mixed(op: MixedOp, h: jax.Array, mixing_row: jax.Array, train: bool) -> jax.Array:
+  return op(h, mixing_row, train=train)
+
+
+# The MixedOp under nn.remat; ``train`` (argument 3, counting the module) is static. Inside a scan
+# CSE cannot merge the recomputation with the forward, so prevent_cse is not needed.
+_apply_mixed_remat = nn.remat(_apply_mixed, static_argnums=(3,), prevent_cse=False)
+
+
 class _ScanEdge(nn.Module):
   """Scan body: one edge of a cell reading and accumulating into a buffer of node states.
 
   ``xs = (src, dst, mixing_row)`` or ``(src, dst, mixing_row, edge_scale)``; the carry is the
   buffer ``(num_nodes, B, H, W, C)``. ``nodes[dst] += edge_scale * MixedOp(nodes[src])``. With
   ``dst < 0`` the edge's output is emitted as the scan output instead of being accumulated (used
-  for the stride-2 edges of reduction cells).
+  for the stride-2 edges of reduction cells). ``remat=True`` runs the MixedOp under ``nn.remat``.
   """
   ops: tuple[str, ...]
   channels: int
@@ -352,14 +375,15 @@ class _ScanEdge(nn.Module):
   train: bool
   accumulate: bool
   partial_channels: int = 1
+  remat: bool = False
 
   @nn.compact
   def __call__(self, nodes: jax.Array, xs: tuple[jax.Array, ...]):
     src, dst, mixing_row = xs[:3]
     h = jax.lax.dynamic_index_in_dim(nodes, src, axis=0, keepdims=False)
-    y = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
-                partial_channels=self.partial_channels, name="mixed")(
-        h, mixing_row, train=self.train)
+    op = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
+                 partial_channels=self.partial_channels, name="mixed")
+    y = (_apply_mixed_remat if self.remat else _apply_mixed)(op, h, mixing_row, self.train)
     if len(xs) == 4:  # PC-DARTS edge normalization: beta scales the whole edge output
       y = xs[3].astype(y.dtype) * y
     if not self.accumulate:
@@ -371,7 +395,7 @@ class _ScanEdge(nn.Module):
 def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
                mixing_rows: jax.Array, *, ops: tuple[str, ...], channels: int, stride: int,
                pool_bn: bool, train: bool, name: str, partial_channels: int = 1,
-               edge_scales: jax.Array | None = None, unroll: bool = False):
+               edge_scales: jax.Array | None = None, unroll: bool = False, remat: bool = False):
   """Runs a list of same-shaped edges as ONE compiled MixedOp body under ``nn.scan``.
 
   XLA compiles a loop body once, so a cell costs the compile time of one or two MixedOps instead
@@ -387,6 +411,11 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
   longer, but XLA:CPU runs convolution gradients inside a loop body 10-20x slower than unrolled
   (measured: 6 NB201 MixedOps, batch 64, fwd+bwd 17 s rolled vs 0.96 s unrolled), so real
   searches unroll and tests keep the loop rolled for fast compiles.
+
+  ``remat=True`` rematerializes every edge's MixedOp: the scan keeps only each edge's input for the
+  backward pass and recomputes the MixedOp's activations inside the backward loop, instead of
+  stacking them in the forward loop (those stacks are most of a rolled DARTS step's memory).
+  Same variables, same values.
   """
   accumulate = targets is not None
   body = nn.scan(_ScanEdge, variable_axes={"params": 0, "batch_stats": 0},
@@ -397,5 +426,5 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
   if edge_scales is not None:
     xs = xs + (edge_scales,)
   nodes, outputs = body(ops, channels, stride, pool_bn, train, accumulate,
-                        partial_channels=partial_channels, name=name)(nodes, xs)
+                        partial_channels=partial_channels, remat=remat, name=name)(nodes, xs)
   return nodes if accumulate else outputs
