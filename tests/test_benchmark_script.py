@@ -1,19 +1,13 @@
 """experiments/benchmark.py: a tiny NB201 supernet end to end, in process (no subprocess)."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import repo_files
 
 
 def load_benchmark_module():
-  path = os.path.join(ROOT, "experiments", "benchmark.py")
-  spec = importlib.util.spec_from_file_location("experiments_benchmark", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return repo_files.load_module("experiments/benchmark.py", "experiments_benchmark")
 
 
 def test_tiny_nb201_benchmark_writes_positive_figures(tmp_path):

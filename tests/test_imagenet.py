@@ -14,6 +14,8 @@ from jaxnas import data as data_lib
 from jaxnas import evaluate
 from jaxnas.data import imagenet
 
+import repo_files
+
 SIZES = [(48, 40), (40, 64), (56, 56), (36, 50)]   # (width, height) per image of a class
 
 
@@ -118,12 +120,7 @@ def test_bad_trees_fail_with_the_fix(tmp_path):
 
 
 def test_eval_imagenet_config_trains_on_the_tree(tree, tmp_path):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "eval_imagenet", os.path.join(os.path.dirname(__file__), "..", "configs",
-                                    "eval_imagenet.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = repo_files.load_module("configs/eval_imagenet.py", "eval_imagenet")
   config = module.get_config("smoke")
   config.data.name, config.data.data_dir = "imagenet", str(tree)
   config.data.image_size, config.data.resize_size = 32, 36

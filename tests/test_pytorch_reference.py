@@ -3,20 +3,13 @@
 The timing itself needs PyTorch and a checkout of quark0/darts, neither of which CI has; what can
 go silently wrong without them is the patching, which is tested here on a fake checkout.
 """
-import importlib.util
-import os
-
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import repo_files
 
 
 def load_script():
-  path = os.path.join(ROOT, "experiments", "pytorch_reference.py")
-  spec = importlib.util.spec_from_file_location("experiments_pytorch_reference", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return repo_files.load_module("experiments/pytorch_reference.py")
 
 
 def fake_checkout(script, root):

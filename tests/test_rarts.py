@@ -1,7 +1,6 @@
 """RARTS (jaxnas/methods/rarts.py): the Gauss–Seidel pass against hand-written updates, the
 solvable model's closed forms, the β → ∞ and λ = 0 limits, and smoke runs with resume."""
 import functools
-import importlib.util
 import os
 
 import jax
@@ -17,6 +16,7 @@ from jaxnas import loop
 from jaxnas import methods
 from jaxnas import steps
 from jaxnas.methods import rarts
+import repo_files
 from test_loop import ROOT, load_config
 
 MODEL = rarts.SolvableModel.random(0)
@@ -317,10 +317,7 @@ def test_smoke_run_resumes_exactly_and_refuses_other_hyperparameters(name, tmp_p
 
 def test_benchmark_builds_the_method_named_by_the_flag():
   # Timing the step itself (--steps=1 --warmup=0) compiles it: run by hand (README, experiments/).
-  path = os.path.join(ROOT, "experiments", "benchmark.py")
-  spec = importlib.util.spec_from_file_location("experiments_benchmark", path)
-  benchmark = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(benchmark)
+  benchmark = repo_files.load_module("experiments/benchmark.py", "experiments_benchmark")
   args = benchmark.parse_args(["--space=nb201", "--channels=4", "--cells_per_stage=1",
                                "--batch_size=8", "--image_size=8", "--method=rarts",
                                "--rarts_alpha_gradient_at=current"])
