@@ -37,7 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                          # darts_space turns it on: no slower there, half the memory)
   config.space.remat_scope = "cell"      # with remat: 'cell' (nn.remat per cell / block) | 'edge' (DARTS / NB201: per
                                          # edge MixedOp inside the edge scans; darts_space's choice: a quarter of
-                                         # the memory of 'cell' on the rolled DARTS supernet, same speed)
+                                         # the XLA temporaries of 'cell' on the rolled DARTS supernet, same speed)
 
   config.method = "darts"                # search method: 'darts' (DARTS family: the hypergrad, parametrization and
                                          # arch optimizer below pick DARTS/MiLeNAS/iDARTS/GAEA) | 'darts_prime' | 'rarts'
@@ -228,7 +228,8 @@ def darts_space(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   weight step 10.1 s, 5.3 GB peak RSS against 12.2 s, 10.8 GB; first-order search step 16.7 s,
   7.9 GB against 16.7 s, 11.3 GB; exact second-order α step 41.8 s, 10.3 GB against 40.8 s,
   15.8 GB. ``remat_scope='edge'`` (``nn.remat`` per edge MixedOp instead) halves the weight step's
-  peak RSS again at the same speed: 2.7 GB against 5.0 GB (XLA temporaries 0.57 against 2.2 GB).
+  peak RSS again at the same speed: 2.7–2.8 GB against 5.0 GB (XLA temporaries 0.57 against 2.2
+  GB).
   ``experiments/README.md`` "CPU kernels" and "Scale and memory".
   """
   config.space.name = "darts"

@@ -16,13 +16,15 @@ images/s is ``batch_size / median step time`` (training images per step; the sea
 processes an alpha batch of the same size). GFLOP/s is the program's convolution and matmul FLOPs
 (2 x the multiply-accumulates read off its jaxpr, ``reports.function_macs``: forward, backward and
 hypergradient; scans times their length, CG's while loop once) per median step, and "% peak" its
-fraction of the machine's measured float32 matmul FLOP/s (``--matmul_peak``). Peak RSS is the process's ``ru_maxrss`` after the
-program was compiled and run: it never goes down, so a later program's figure includes the earlier
-ones (run one ``--what`` per process for isolated figures). ``peak_rss_before_steps_mb`` is the same
-figure after compilation, before the first step: when it equals the peak, the steps did not set it
-(compilation or setup did); ``rss_after_steps_mb`` is the resident set after the timed steps. Device memory statistics are added when
-the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer assignment of
-each program (``compiled.memory_analysis()``: temporaries, arguments) is recorded too.
+fraction of the machine's measured float32 matmul FLOP/s (``--matmul_peak``). Peak RSS is the
+process's ``ru_maxrss`` after the program was compiled and run: it never goes down, so a later
+program's figure includes the earlier ones (run one ``--what`` per process for isolated figures).
+``peak_rss_before_steps_mb`` is the same figure after compilation, before the first step: when it
+equals the peak, the steps did not set it (compilation or setup did); ``rss_after_steps_mb`` is the
+resident set after the timed steps (null where ``/proc`` is missing). Device memory statistics are
+added when the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer
+assignment of each program (``compiled.memory_analysis()``: temporaries, arguments) is recorded
+too.
 
 Usage (from the repository root; recorded figures and their commands: experiments/README.md):
   .venv/bin/python experiments/benchmark.py --space=nb201 --channels=16 --cells_per_stage=5 \
@@ -259,13 +261,13 @@ def peak_rss_mb() -> float:
   return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def rss_mb() -> float:
-  """This process's resident set size now (Linux ``/proc/self/statm``; else the peak)."""
+def rss_mb() -> float | None:
+  """This process's resident set size now (Linux ``/proc/self/statm``; None elsewhere)."""
   try:
     with open("/proc/self/statm") as statm:
       return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
   except OSError:
-    return peak_rss_mb()
+    return None
 
 
 def device_memory() -> dict[str, float]:

@@ -178,8 +178,8 @@ def test_build_supernet_passes_config_remat():
     config.space.remat_scope = "edge" if space_name in ("darts", "nb201") else "cell"
     module = loop.build_supernet(config, space, 10)
     assert getattr(module, "remat_scope", "cell") == config.space.remat_scope
-  # The DARTS-space configs rematerialize each edge by default (a quarter of the memory, no
-  # slower); smoke runs not.
+  # The DARTS-space configs rematerialize each edge by default (a quarter of the cell scope's XLA
+  # temporaries, no slower); smoke runs not.
   darts = test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"), None)
   assert darts.space.remat is True and darts.space.remat_scope == "edge"
   darts_space = loop.build_space(darts)

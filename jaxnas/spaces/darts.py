@@ -236,7 +236,7 @@ class DartsSupernet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
     check_mixing(mixing, arch_shapes(self.nodes, len(self.ops), self.edge_normalization), "darts")
-    remat_cells = self.remat and ops_lib.check_remat_scope(self.remat_scope) == "cell"
+    remat_cells, remat_edges = ops_lib.remat_placement(self.remat, self.remat_scope)
     run_cell = _run_cell_remat if remat_cells else _run_cell
     x = ops_lib.conv(self.stem_multiplier * self.channels, 3, padding=1, name="stem_conv")(x)
     s0 = s1 = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
@@ -247,7 +247,7 @@ class DartsSupernet(nn.Module):
       cell = DartsSearchCell(self.ops, width, reduction, reduction_prev, self.nodes,
                              self.multiplier, partial_channels=self.partial_channels,
                              unroll=self.unroll, node_batchnorm=self.node_batchnorm,
-                             remat_edges=self.remat and not remat_cells, name=f"cell_{layer}")
+                             remat_edges=remat_edges, name=f"cell_{layer}")
       kind = "reduce" if reduction else "normal"
       betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
                if self.edge_normalization else None)

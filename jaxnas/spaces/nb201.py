@@ -195,14 +195,14 @@ class NB201Supernet(nn.Module):
         x = ops_lib.ResNetBasicBlock(width, 2, name=f"reduce_{stage}")(x, train=train)
       # remat before scan: the backward keeps only each cell's input, not its activations. Inside
       # a scan, CSE cannot merge the recomputation with the forward, so prevent_cse is not needed.
-      remat_cells = self.remat and ops_lib.check_remat_scope(self.remat_scope) == "cell"
+      remat_cells, remat_edges = ops_lib.remat_placement(self.remat, self.remat_scope)
       cell = nn.remat(NB201SearchCell, prevent_cse=False) if remat_cells else NB201SearchCell
       cells = nn.scan(cell, variable_axes={"params": 0, "batch_stats": 0},
                       split_rngs={"params": True}, in_axes=nn.broadcast,
                       length=self.cells_per_stage,
                       unroll=self.cells_per_stage if self.unroll else 1)
       x, _ = cells(self.ops, width, train, self.unroll, self.node_batchnorm,
-                   self.remat and not remat_cells, name=f"stage_{stage}")(x, cell_mixing)
+                   remat_edges, name=f"stage_{stage}")(x, cell_mixing)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,

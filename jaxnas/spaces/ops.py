@@ -351,6 +351,12 @@ def check_remat_scope(remat_scope: str) -> str:
   return remat_scope
 
 
+def remat_placement(remat: bool, remat_scope: str) -> tuple[bool, bool]:
+  """``(remat each cell, remat each edge's MixedOp)`` for a supernet's ``remat`` and scope."""
+  remat_cells = remat and check_remat_scope(remat_scope) == "cell"
+  return remat_cells, remat and not remat_cells
+
+
 def _apply_mixed(op: MixedOp, h: jax.Array, mixing_row: jax.Array, train: bool) -> jax.Array:
   return op(h, mixing_row, train=train)
 
