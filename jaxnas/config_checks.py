@@ -69,7 +69,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints", "num_seeds"):
     _positive(_get(config, field), field)
   for field in ("arch_batch_size", "max_steps", "data.max_examples", "eval_max_batches",
-                "data.crop_padding", "data.cutout", "diagnostics.every_steps", "mesh.data"):
+                "data.crop_padding", "data.cutout", "diagnostics.every_steps", "mesh.data",
+                "mesh.cpu_devices"):
     _positive(_get(config, field), field, allow_zero=True)
   simplex_opt = config.arch_optimizer.name in SIMPLEX_OPTIMIZERS
   if simplex_opt != (config.parametrization == "simplex"):

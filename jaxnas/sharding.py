@@ -22,6 +22,8 @@ all rows.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from typing import Any, Callable
 
 import jax
@@ -59,6 +61,92 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
         "Outside Cloud TPU / Slurm / Kubernetes set --config.distributed.coordinator_address="
         "HOST:PORT, --config.distributed.num_processes and --config.distributed.process_id on "
         "every process; for a single-process run leave config.distributed.enabled=False.") from e
+
+
+def batch_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """Every batch a run splits over the ``'data'`` mesh axis, as ``{config field: size}``: the
+  search's weight, alpha and evaluation batches, an evaluation-mode run's training and evaluation
+  batches, or NAO-V2's training and scoring batches (what ``train.py`` dispatches on)."""
+  if config.get("method") == "nao_v2":
+    return {"batch_size": config.batch_size, "nao.score_batch_size": config.nao.score_batch_size}
+  if config.get("mode", "search") == "eval":
+    return {"batch_size": config.batch_size, "eval_batch_size": config.eval_batch_size}
+  return {"batch_size": config.batch_size,
+          "arch_batch_size": config.get("arch_batch_size") or config.batch_size,
+          "eval_batch_size": config.eval_batch_size}
+
+
+def usable_cores() -> int:
+  """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # macOS, Windows
+    return os.cpu_count() or 1
+
+
+# The automatic split keeps at least this many examples of the smallest batch on every device:
+# measured on 2 cores only (batch 64: 32 per device); the floor keeps a many-core host from
+# splitting a batch into single examples, whose per-device kernels would be mostly overhead.
+MIN_EXAMPLES_PER_CPU_DEVICE = 8
+
+
+def auto_cpu_devices(sizes: dict[str, int], cores: int) -> int:
+  """The largest device count ``<= cores`` that divides every batch size and leaves every device
+  at least ``MIN_EXAMPLES_PER_CPU_DEVICE`` examples of the smallest batch (at least 1)."""
+  if not sizes:
+    return 1
+  common, smallest = math.gcd(*sizes.values()), min(sizes.values())
+  return max(n for n in range(1, max(1, cores) + 1)
+             if common % n == 0 and (n == 1 or smallest // n >= MIN_EXAMPLES_PER_CPU_DEVICE))
+
+
+def configure_cpu_devices(config: ml_collections.ConfigDict) -> str:
+  """Splits XLA's CPU backend into ``config.mesh.cpu_devices`` devices (``jax_num_cpu_devices``).
+
+  XLA runs one device's program with intra-op threads that leave cores idle between its many
+  small kernels (DARTS weight step on 2 cores: 1.6 busy cores of 2); with one device per core the
+  batch is split over the mesh like over GPUs and the devices' programs overlap: 13-24% faster
+  weight, alpha and search steps on DARTS and NB201 supernets (``experiments/README.md``, "One XLA
+  device per core"). The numbers are the one-device step's up to reduction order (the mesh's
+  global means; ``tests/test_sharding.py``). Values:
+
+  * ``0`` (auto, default): ``config.mesh.data`` devices where that asks for a number, else one
+    device per usable core, lowered to the largest count that divides every batch size of the
+    run (``batch_sizes``) and leaves each device at least ``MIN_EXAMPLES_PER_CPU_DEVICE`` examples;
+    an explicit
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` wins, and a multi-host run
+    (``config.distributed.enabled``) keeps JAX's one device per process;
+  * ``N >= 1``: exactly N devices (1 = JAX's default).
+
+  Must run before the first JAX computation (``train.py`` calls it first). It does not touch GPU or
+  TPU devices: on those hosts the mesh uses the accelerators and the CPU devices stay idle. Returns
+  a line saying what it did, for the log.
+  """
+  wanted = int(config.mesh.get("cpu_devices", 1))
+  if wanted < 0:
+    raise ValueError(f"config.mesh.cpu_devices={wanted} is not valid: use 0 (one XLA device per "
+                     "CPU core) or a positive device count (1 = JAX's default).")
+  if wanted == 0:
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+      return "CPU devices: as XLA_FLAGS' --xla_force_host_platform_device_count says."
+    if config.distributed.enabled:
+      return "CPU devices: one per process (multi-host run; set config.mesh.cpu_devices to split)."
+    wanted = config.mesh.data or auto_cpu_devices(batch_sizes(config), usable_cores())
+  try:
+    jax.config.update("jax_num_cpu_devices", wanted)
+    return (f"CPU devices: {wanted} (config.mesh.cpu_devices={config.mesh.cpu_devices}; "
+            "on a CPU host the batch is split over them).")
+  except RuntimeError:  # the backend started already (JAX used before this call)
+    have = len(jax.devices("cpu"))
+  if have == wanted:
+    return f"CPU devices: {have}."
+  if int(config.mesh.cpu_devices) == 0:
+    return (f"CPU devices: {have} (JAX had started before jaxnas could split the CPU into "
+            f"{wanted}).")
+  raise RuntimeError(
+      f"config.mesh.cpu_devices={wanted}, but JAX's CPU backend already started with {have} "
+      "device(s). Set it before any JAX computation: run through `python -m jaxnas.train`, or "
+      f"call jax.config.update('jax_num_cpu_devices', {wanted}) right after `import jax`.")
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:

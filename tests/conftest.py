@@ -41,6 +41,10 @@ _CACHE_DIR = os.environ[_CACHE_ENV]
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# Start the backend now, on the 8 devices above: code under test that splits the CPU
+# (``sharding.configure_cpu_devices``: the CLI, the benchmark scripts) then finds it started and
+# keeps it, whichever test a pytest-xdist worker runs first.
+jax.devices()
 
 # ``config.mesh.data = 0`` means "all devices". On the 8 virtual CPU devices above, that would
 # partition every test program 8 ways: the same numbers (tested in test_sharding.py), but ~1.6x the

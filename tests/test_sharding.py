@@ -133,3 +133,109 @@ def nao_child_steps(devices: int):
 
 def test_nao_supernet_step_sharded_equals_single_device():
   assert_states_close(nao_child_steps(DEVICES), nao_child_steps(1))
+
+
+# ----------------------------------------------------------------- one XLA device per CPU core
+def test_auto_cpu_devices_is_the_largest_core_count_dividing_every_batch():
+  assert sharding.MIN_EXAMPLES_PER_CPU_DEVICE == 8
+  assert sharding.auto_cpu_devices({"batch_size": 64, "eval_batch_size": 256}, cores=2) == 2
+  assert sharding.auto_cpu_devices({"batch_size": 256}, cores=16) == 16
+  assert sharding.auto_cpu_devices({"batch_size": 64}, cores=16) == 8    # >= 8 examples each
+  assert sharding.auto_cpu_devices({"batch_size": 96, "eval_batch_size": 250}, cores=16) == 2
+  assert sharding.auto_cpu_devices({"batch_size": 96}, cores=16) == 12
+  assert sharding.auto_cpu_devices({"batch_size": 96}, cores=7) == 6
+  assert sharding.auto_cpu_devices({"batch_size": 7}, cores=4) == 1
+  assert sharding.auto_cpu_devices({"batch_size": 8}, cores=2) == 1     # the smoke configs
+  assert sharding.auto_cpu_devices({"batch_size": 64}, cores=1) == 1
+
+
+def test_batch_sizes_are_those_the_run_splits():
+  search = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
+                       **{"batch_size": 12, "arch_batch_size": 0, "eval_batch_size": 40})
+  assert sharding.batch_sizes(search) == {"batch_size": 12, "arch_batch_size": 12,
+                                          "eval_batch_size": 40}
+  evaluation = load_config(os.path.join(ROOT, "configs", "eval_cifar10.py"), "smoke")
+  assert set(sharding.batch_sizes(evaluation)) == {"batch_size", "eval_batch_size"}
+  nao = load_config(os.path.join(ROOT, "configs", "nao_v2_nb201.py"), "smoke")
+  assert sharding.batch_sizes(nao) == {"batch_size": nao.batch_size,
+                                       "nao.score_batch_size": nao.nao.score_batch_size}
+
+
+def test_cpu_devices_after_jax_started_keeps_them_or_names_the_fix():
+  """In this process JAX runs on DEVICES virtual devices (conftest)."""
+  assert jax.device_count() == DEVICES  # the backend has started
+  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke")
+  config.mesh.cpu_devices = DEVICES
+  assert sharding.configure_cpu_devices(config).startswith(f"CPU devices: {DEVICES}")
+  config.mesh.cpu_devices = 3
+  with pytest.raises(RuntimeError, match="config.mesh.cpu_devices=3, but JAX's CPU backend "
+                     "already started with 8 device"):
+    sharding.configure_cpu_devices(config)
+  config.mesh.cpu_devices = -1
+  with pytest.raises(ValueError, match="config.mesh.cpu_devices=-1 is not valid"):
+    sharding.configure_cpu_devices(config)
+
+
+CPU_DEVICES_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+from tests.test_loop import load_config
+from jaxnas import sharding
+os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:{cores}]))
+config = load_config(os.path.join({root!r}, "configs", "quickstart.py"), "smoke",
+                     **{{"mesh.cpu_devices": {wanted}, "mesh.data": {mesh_data},
+                        "batch_size": 16, "eval_batch_size": 16}})
+message = sharding.configure_cpu_devices(config)
+import jax
+print(json.dumps({{"message": message, "devices": jax.device_count()}}))
+"""
+
+
+def _configure_in_fresh_process(wanted: int, cores: int, xla_flags: str = "",
+                                mesh_data: int = 0) -> dict:
+  import json
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+  env["JAX_PLATFORMS"] = "cpu"
+  if xla_flags:
+    env["XLA_FLAGS"] = xla_flags
+  out = subprocess.run([sys.executable, "-c", CPU_DEVICES_SCRIPT.format(
+      root=ROOT, wanted=wanted, cores=cores, mesh_data=mesh_data)], env=env, capture_output=True, text=True,
+      timeout=120, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_cpu_devices_split_the_host_before_jax_starts():
+  cores = len(os.sched_getaffinity(0))
+  auto = _configure_in_fresh_process(0, cores=1)
+  assert auto["devices"] == 1, auto            # one usable core: one device
+  if cores >= 2:
+    auto = _configure_in_fresh_process(0, cores=2)
+    assert auto["devices"] == 2, auto          # one device per core (8 examples each of 16)
+  explicit = _configure_in_fresh_process(3, cores=1)
+  assert explicit["devices"] == 3 and explicit["message"].startswith("CPU devices: 3"), explicit
+  meshed = _configure_in_fresh_process(0, cores=1, mesh_data=4)
+  assert meshed["devices"] == 4, meshed        # auto follows an explicit config.mesh.data
+  flagged = _configure_in_fresh_process(0, cores=1,
+                                        xla_flags="--xla_force_host_platform_device_count=5")
+  assert flagged["devices"] == 5 and "XLA_FLAGS" in flagged["message"], flagged
+
+
+def test_train_cli_splits_the_cpu_and_searches_on_the_mesh(tmp_path):
+  """``python -m jaxnas.train`` applies ``config.mesh.cpu_devices`` before JAX starts: the search
+  then runs on that many devices (a 2-op smoke search)."""
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+  env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
+  out = subprocess.run(
+      [sys.executable, "-m", "jaxnas.train", "--config=configs/quickstart.py:smoke",
+       f"--workdir={tmp_path}", "--config.space.ops=none,skip_connect",
+       "--config.mesh.cpu_devices=2"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "CPU devices: 2 (config.mesh.cpu_devices=2" in out.stdout, out.stdout
+  assert "devices=2" in out.stdout, out.stdout
+  assert os.path.exists(tmp_path / "result.json")
