@@ -21,7 +21,10 @@ process's ``ru_maxrss`` after the program was compiled and run: it never goes do
 program's figure includes the earlier ones (run one ``--what`` per process for isolated figures).
 ``peak_rss_before_steps_mb`` is the same figure after compilation, before the first step: when it
 equals the peak, the steps did not set it (compilation or setup did); ``rss_after_steps_mb`` is the
-resident set after the timed steps (null where ``/proc`` is missing). Device memory statistics are
+resident set after the timed steps (null where ``/proc`` is missing); ``cpu_s_per_wall_s`` is the
+process's CPU time over the wall time of the timed steps (how many cores the step kept busy).
+``--cpu_devices`` splits the CPU into that many XLA devices, the batch split over them
+(``config.mesh.cpu_devices``; 0, the default, one per core as the configs do). Device memory statistics are
 added when the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer
 assignment of each program (``compiled.memory_analysis()``: temporaries, arguments) is recorded
 too.
@@ -155,6 +158,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--what", default="search,weights,forward",
                       help=f"comma-separated subset of {','.join(PROGRAMS)}")
   parser.add_argument("--json", default="", help="write the results to this JSON file")
+  parser.add_argument("--cpu_devices", type=int, default=0,
+                      help="config.mesh.cpu_devices: XLA devices the CPU is split into, the batch "
+                           "split over them (0 = one per core, as the configs; 1 = one device, as "
+                           "every figure recorded before 2026-12-02 04:30 UTC)")
   parser.add_argument("--xla_cpu_scheduler", choices=tuple(sharding.CPU_SCHEDULERS),
                       default="memory",
                       help="config.xla_cpu_scheduler: XLA:CPU's scheduler for every measured "
@@ -207,6 +214,7 @@ def make_config(args: argparse.Namespace):
   config.space.remat_scope = args.remat_scope
   config.compute_dtype = args.compute_dtype
   config.xla_cpu_scheduler = args.xla_cpu_scheduler
+  config.mesh.cpu_devices = args.cpu_devices
   config.space.blocks_per_stage = args.cells_per_stage
   config.num_seeds = args.num_seeds
   config.hypergrad = args.hypergrad
@@ -342,8 +350,9 @@ def compile_and_time(name: str, jitted, state, batches: list, args: argparse.Nam
   peak_rss_compiled = peak_rss_mb()
   print(f"  {name}: lowered in {lower_s:.1f} s, compiled in {compile_s:.1f} s "
         f"(peak RSS so far {peak_rss_compiled:.0f} MB)", flush=True)
-  times = []
+  times, cpu_times = [], []
   for i in range(args.warmup + args.steps):
+    cpu_start = time.process_time()
     start = time.perf_counter()
     out = compiled(state, batches[i % len(batches)])
     if donate:
@@ -352,11 +361,13 @@ def compile_and_time(name: str, jitted, state, batches: list, args: argparse.Nam
     elapsed = time.perf_counter() - start
     if i >= args.warmup:
       times.append(elapsed)
+      cpu_times.append(time.process_time() - cpu_start)
     print(f"  {name}: step {i + 1}/{args.warmup + args.steps} {elapsed:.3f} s"
           f"{' (warm-up)' if i < args.warmup else ''}", flush=True)
   median = statistics.median(times)
   result = {"median_step_s": median, "min_step_s": min(times), "step_times_s": times,
             "images_per_s": args.num_seeds * args.batch_size / median,
+            "cpu_s_per_wall_s": sum(cpu_times) / sum(times),
             "conv_matmul_gflop": flops / 1e9, "achieved_gflops": flops / median / 1e9,
             "lower_s": lower_s,
             "compile_s": compile_s, "peak_rss_mb": peak_rss_mb(),
@@ -384,6 +395,8 @@ def nao_main(args: argparse.Namespace) -> dict[str, Any]:
   config.data.train_portion = 0.5
   config.nao.seed_archs = 100
   config.nao.score_batch_size = args.batch_size
+  config.mesh.cpu_devices = args.cpu_devices
+  print(sharding.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
   start = time.perf_counter()
   search = nao_search.build(config)
   state = nao_search.init_state(search)
@@ -397,6 +410,7 @@ def nao_main(args: argparse.Namespace) -> dict[str, Any]:
                 "image_size": args.image_size, "unroll": config.space.unroll,
                 "method": "nao_v2", "compiler_options": args.compiler_options,
                 "timed_steps": args.steps, "warmup_steps": args.warmup, "params": params,
+                "devices": search.parallel.size,
                 "setup_s": setup_s}, "results": {}}
   split = search.splits.weights
   batches = [search.parallel.put_examples(
@@ -510,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.method == "nao_v2":
     return nao_main(args)
   config = make_config(args)
+  print(sharding.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
   if not args.compiler_options:   # what the search loop compiles its step with
     args.compiler_options = sharding.compiler_options(config.xla_cpu_scheduler) or {}
   start = time.perf_counter()
@@ -531,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 **({"rarts": config.rarts.to_dict()} if args.method == "rarts" else {}),
                 "step_order": config.step_order, "compiler_options": args.compiler_options,
                 "timed_steps": args.steps, "warmup_steps": args.warmup,
+                "devices": search.parallel.size,
                 "params": supernet.num_params(probe.weights), "setup_s": setup_s},
       "results": {}}
   del probe
@@ -539,7 +555,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"unroll={config.space.unroll} remat={config.space.remat} "
         f"remat_scope={config.space.remat_scope} "
         f"compute_dtype={config.compute_dtype} "
-        f"params={report['setup']['params']:,} backend={jax.default_backend()}", flush=True)
+        f"params={report['setup']['params']:,} backend={jax.default_backend()} "
+        f"devices={search.parallel.size}", flush=True)
   for name in PROGRAMS:  # fixed order, so that cumulative peak RSS grows with the programs
     if name in args.what:
       report["results"][name] = measure(name, search, batches, args)

@@ -48,6 +48,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--steps", type=int, default=3, help="timed steps")
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
   parser.add_argument("--matmul_peak", choices=("true", "false"), default="true")
+  parser.add_argument("--cpu_devices", type=int, default=0,
+                      help="config.mesh.cpu_devices (0 = one XLA device per core, as the configs; "
+                           "1 = one device, as the figures recorded before 2026-12-02 04:30 UTC)")
   parser.add_argument("--json", default="", help="write the report to this JSON file")
   args = parser.parse_args(argv)
   if args.steps < 1 or args.warmup < 0 or args.batch_size < 0 or args.epochs < 0:
@@ -65,12 +68,14 @@ def make_config(args: argparse.Namespace):
   config.data.name = "synthetic"
   config.data.synthetic_num_train = 4 * config.batch_size
   config.data.synthetic_num_test = config.batch_size
+  config.mesh.cpu_devices = args.cpu_devices
   return config
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   config = make_config(args)
+  print(sharding.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
   args.batch_size = config.batch_size
   space, genotype = genotypes_lib.resolve(config.genotype)
   dataset, train, _ = evaluate.load_data(config)
@@ -105,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       "params": reports.num_params(state.weights),
                       "params_with_auxiliary": reports.num_params(state.weights,
                                                                   auxiliary=True),
-                      "setup_s": setup_s, "timed_steps": args.steps, "warmup_steps": args.warmup},
+                      "setup_s": setup_s, "timed_steps": args.steps, "warmup_steps": args.warmup,
+                      "devices": parallel.size},
             "results": {"train_step": result}}
   benchmark.add_peak_fraction(report, args)
   if args.json:

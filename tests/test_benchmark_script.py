@@ -24,7 +24,7 @@ def test_tiny_nb201_benchmark_writes_positive_figures(tmp_path):
   assert set(saved["results"]) == {"search"}
   for name, result in saved["results"].items():
     for field in ("median_step_s", "min_step_s", "images_per_s", "lower_s", "compile_s",
-                  "peak_rss_mb"):
+                  "peak_rss_mb", "cpu_s_per_wall_s"):
       assert result[field] > 0, (name, field, result[field])
     assert len(result["step_times_s"]) == 2
     assert result["images_per_s"] == pytest.approx(8 / result["median_step_s"])
@@ -34,6 +34,7 @@ def test_tiny_nb201_benchmark_writes_positive_figures(tmp_path):
     assert result["fraction_of_matmul_peak"] == pytest.approx(
         result["achieved_gflops"] / saved["machine"]["matmul_peak_gflops"])
   assert saved["setup"]["params"] > 0 and saved["setup"]["batch_size"] == 8
+  assert saved["setup"]["devices"] == 1   # conftest: a test's mesh is one device unless asked
   assert saved["setup"]["unroll"] is False
   machine = saved["machine"]
   assert machine["backend"] == "cpu" and machine["cpu_count"] >= 1 and machine["jax_version"]
