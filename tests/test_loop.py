@@ -65,14 +65,17 @@ def test_every_config_smoke_runs_and_writes_outputs(config_path, tmp_path):
   assert summary["final_genotype"] == records[-1]["genotype"]
 
 
-def test_interrupted_run_resumes_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("devices", [1, 2], ids=["1_device", "2_devices"])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path, devices):
+  """Also on a 2-device mesh: what ``python -m jaxnas.train`` runs on a 2-core CPU host."""
   straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
-  loop.train_and_evaluate(quickstart_smoke(max_steps=4), straight)
-  loop.train_and_evaluate(quickstart_smoke(max_steps=2), interrupted)
-  summary = loop.train_and_evaluate(quickstart_smoke(max_steps=4), interrupted)  # resumes at 2
+  mesh = {"mesh.data": devices}
+  loop.train_and_evaluate(quickstart_smoke(max_steps=4, **mesh), straight)
+  loop.train_and_evaluate(quickstart_smoke(max_steps=2, **mesh), interrupted)
+  summary = loop.train_and_evaluate(quickstart_smoke(max_steps=4, **mesh), interrupted)  # at 2
   assert summary["step"] == 4
-  a = restore_final_state(straight, quickstart_smoke(max_steps=4))
-  b = restore_final_state(interrupted, quickstart_smoke(max_steps=4))
+  a = restore_final_state(straight, quickstart_smoke(max_steps=4, **mesh))
+  b = restore_final_state(interrupted, quickstart_smoke(max_steps=4, **mesh))
   assert int(a.step) == int(b.step) == 4
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
