@@ -24,10 +24,10 @@ equals the peak, the steps did not set it (compilation or setup did); ``rss_afte
 resident set after the timed steps (null where ``/proc`` is missing); ``cpu_s_per_wall_s`` is the
 process's CPU time over the wall time of the timed steps (how many cores the step kept busy).
 ``--cpu_devices`` splits the CPU into that many XLA devices, the batch split over them
-(``config.mesh.cpu_devices``; 0, the default, one per core as the configs do). Device memory statistics are
-added when the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU); XLA's buffer
-assignment of each program (``compiled.memory_analysis()``: temporaries, arguments) is recorded
-too.
+(``config.mesh.cpu_devices``; 0, the default, one per core as the configs do). Device memory
+statistics are added when the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU);
+XLA's buffer assignment of each program (``compiled.memory_analysis()``: temporaries, arguments)
+is recorded too.
 
 Usage (from the repository root; recorded figures and their commands: experiments/README.md):
   .venv/bin/python experiments/benchmark.py --space=nb201 --channels=16 --cells_per_stage=5 \

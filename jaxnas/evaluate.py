@@ -395,7 +395,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   spe = data_lib.steps_per_epoch(len(train), config.batch_size)
   total = config.max_steps or config.epochs * spe
   parallel = sharding.from_config(config)
-  parallel.check_batch_sizes({name: config[name] for name in ("batch_size", "eval_batch_size")})
+  parallel.check_batch_sizes(sharding.batch_sizes(config))
   trainer, step_fn, eval_fn, init_fn = compiled_steps(config, space, genotype, dataset, spe,
                                                       parallel)
   module = trainer.module

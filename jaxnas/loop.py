@@ -116,8 +116,7 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   arch_batch = config.arch_batch_size or config.batch_size
   config_checks.check_batch_sizes(config, len(splits.weights), len(splits.arch), arch_batch)
   parallel = sharding.from_config(config)
-  parallel.check_batch_sizes({"batch_size": config.batch_size, "arch_batch_size": arch_batch,
-                              "eval_batch_size": config.eval_batch_size})
+  parallel.check_batch_sizes(sharding.batch_sizes(config))
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   total = config.max_steps or config.epochs * per_epoch
   wopt = config.weights_optimizer

@@ -113,9 +113,8 @@ def configure_cpu_devices(config: ml_collections.ConfigDict) -> str:
   * ``0`` (auto, default): ``config.mesh.data`` devices where that asks for a number, else one
     device per usable core, lowered to the largest count that divides every batch size of the
     run (``batch_sizes``) and leaves each device at least ``MIN_EXAMPLES_PER_CPU_DEVICE`` examples;
-    an explicit
-    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` wins, and a multi-host run
-    (``config.distributed.enabled``) keeps JAX's one device per process;
+    an explicit ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` wins, and a multi-host
+    run (``config.distributed.enabled``) keeps JAX's one device per process;
   * ``N >= 1``: exactly N devices (1 = JAX's default).
 
   Must run before the first JAX computation (``train.py`` calls it first). It does not touch GPU or

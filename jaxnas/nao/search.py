@@ -250,8 +250,7 @@ def build(config: ml_collections.ConfigDict) -> NAOSearch:
     raise ValueError(f"config.nao.score_batch_size={config.nao.score_batch_size} exceeds the "
                      f"{len(splits.arch)} validation examples; lower it.")
   parallel = sharding.from_config(config)
-  parallel.check_batch_sizes({"batch_size": config.batch_size,
-                              "nao.score_batch_size": config.nao.score_batch_size})
+  parallel.check_batch_sizes(sharding.batch_sizes(config))
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   wopt = config.weights_optimizer
   lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate, config.nao.child_epochs,
