@@ -87,6 +87,7 @@ from jaxnas import reports  # noqa: E402
 from jaxnas import sharding  # noqa: E402
 from jaxnas import steps  # noqa: E402
 from jaxnas import supernet  # noqa: E402
+from jaxnas.spaces import ops as ops_lib  # noqa: E402
 
 PROGRAMS = ("forward", "weights", "arch", "search")
 
@@ -130,7 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--remat", choices=("true", "false"), default="false",
                       help="config.space.remat: recompute activations in the backward pass "
                            "(less memory, more compute), at --remat_scope")
-  parser.add_argument("--remat_scope", choices=("cell", "edge"), default="cell",
+  parser.add_argument("--remat_scope", choices=ops_lib.REMAT_SCOPES, default="cell",
                       help="config.space.remat_scope: with --remat=true, nn.remat per cell or per "
                            "edge MixedOp (DARTS/NB201; the DARTS configs use 'edge')")
   parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"), default="float32",

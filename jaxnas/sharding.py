@@ -121,11 +121,12 @@ def configure_cpu_devices(config: ml_collections.ConfigDict) -> str:
   TPU devices: on those hosts the mesh uses the accelerators and the CPU devices stay idle. Returns
   a line saying what it did, for the log.
   """
-  wanted = int(config.mesh.get("cpu_devices", 1))
-  if wanted < 0:
-    raise ValueError(f"config.mesh.cpu_devices={wanted} is not valid: use 0 (one XLA device per "
+  requested = int(config.mesh.get("cpu_devices", 1))
+  if requested < 0:
+    raise ValueError(f"config.mesh.cpu_devices={requested} is not valid: use 0 (one XLA device per "
                      "CPU core) or a positive device count (1 = JAX's default).")
-  if wanted == 0:
+  wanted = requested
+  if requested == 0:
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
       return "CPU devices: as XLA_FLAGS' --xla_force_host_platform_device_count says."
     if config.distributed.enabled:
@@ -133,13 +134,13 @@ def configure_cpu_devices(config: ml_collections.ConfigDict) -> str:
     wanted = config.mesh.data or auto_cpu_devices(batch_sizes(config), usable_cores())
   try:
     jax.config.update("jax_num_cpu_devices", wanted)
-    return (f"CPU devices: {wanted} (config.mesh.cpu_devices={config.mesh.cpu_devices}; "
+    return (f"CPU devices: {wanted} (config.mesh.cpu_devices={requested}; "
             "on a CPU host the batch is split over them).")
   except RuntimeError:  # the backend started already (JAX used before this call)
     have = len(jax.devices("cpu"))
   if have == wanted:
     return f"CPU devices: {have}."
-  if int(config.mesh.cpu_devices) == 0:
+  if requested == 0:
     return (f"CPU devices: {have} (JAX had started before jaxnas could split the CPU into "
             f"{wanted}).")
   raise RuntimeError(

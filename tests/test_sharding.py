@@ -5,7 +5,10 @@ program must compute the same numbers (global-batch means in the loss, BatchNorm
 to the order of floating-point reductions, keep the state replicated, and compile once.
 """
 import functools
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -191,18 +194,21 @@ print(json.dumps({{"message": message, "devices": jax.device_count()}}))
 """
 
 
-def _configure_in_fresh_process(wanted: int, cores: int, xla_flags: str = "",
-                                mesh_data: int = 0) -> dict:
-  import json
-  import subprocess
-  import sys
+def fresh_jax_env(xla_flags: str = "") -> dict[str, str]:
+  """This environment for a child process whose JAX starts from scratch: CPU only, no device count
+  inherited, ``xla_flags`` as its only XLA flags."""
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
   env["JAX_PLATFORMS"] = "cpu"
   if xla_flags:
     env["XLA_FLAGS"] = xla_flags
-  out = subprocess.run([sys.executable, "-c", CPU_DEVICES_SCRIPT.format(
-      root=ROOT, wanted=wanted, cores=cores, mesh_data=mesh_data)], env=env, capture_output=True, text=True,
-      timeout=120, check=True)
+  return env
+
+
+def _configure_in_fresh_process(wanted: int, cores: int, xla_flags: str = "",
+                                mesh_data: int = 0) -> dict:
+  script = CPU_DEVICES_SCRIPT.format(root=ROOT, wanted=wanted, cores=cores, mesh_data=mesh_data)
+  out = subprocess.run([sys.executable, "-c", script], env=fresh_jax_env(xla_flags),
+                       capture_output=True, text=True, timeout=120, check=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -226,10 +232,7 @@ def test_cpu_devices_split_the_host_before_jax_starts():
 def test_train_cli_splits_the_cpu_and_searches_on_the_mesh(tmp_path):
   """``python -m jaxnas.train`` applies ``config.mesh.cpu_devices`` before JAX starts: the search
   then runs on that many devices (a 2-op smoke search)."""
-  import subprocess
-  import sys
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-  env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
+  env = fresh_jax_env("--xla_backend_optimization_level=0")
   out = subprocess.run(
       [sys.executable, "-m", "jaxnas.train", "--config=configs/quickstart.py:smoke",
        f"--workdir={tmp_path}", "--config.space.ops=none,skip_connect",
