@@ -1,9 +1,10 @@
 """Published genotypes by name, with their provenance: train or compare them with
 ``--config.genotype=<name>``.
 
-Every entry below was copied from a primary source (the authors' repository) and, where a
-reference figure exists, checked by a test (``tests/test_evaluation.py``: DARTS V1/V2 parameter
-counts at C=36, 20 cells equal the reference code's 3,169,414 / 3,349,342;
+Every entry below was copied from a primary source (the authors' repository or paper) and, where
+a reference figure exists, checked by a test (``tests/test_evaluation.py``: DARTS V1/V2 parameter
+counts at C=36, 20 cells equal the reference code's 3,169,414 / 3,349,342, the MiLeNAS cells'
+round to the paper's 3.87M / 2.86M;
 ``tests/test_nao_space.py``: NAONet-A's 11,470,150 at C=36, counted on the reference model).
 
 ``resolve(spec)`` turns a config value into ``(space_name, genotype)``: a registry name, a genotype
@@ -19,11 +20,29 @@ As a string: ``"nao:1 1 0 1 ..."`` (the small op set, NAO-V2's default ``--searc
 ``train_*.sh`` or an ``arch_pool`` file (always the small op set: the ints alone do not say which
 set they index). ``str(NAOArch)`` is the prefixed form, which parses back to the same arch.
 
+The MiLeNAS cells (He et al., CVPR 2020): ``chaoyanghe/MiLeNAS search_space/genotypes.py`` holds
+about fifty run genotypes under run names and does not say which ones the paper reports. The
+paper PDF in the same repository (``docs/``) draws two architectures in its Figure 5 and gives
+their sizes in Table 1; an architecture is registered only where the figure, read edge by edge,
+and the parameter count (``reports.num_params`` at C=36, 20 cells, auxiliary head excluded like
+the reference's ``count_parameters_in_MB``) both match:
+
+* ``MILENAS``: Figure 5 left, "an error rate of 2.34% with a parameter size of 3.87M" (Table 1:
+  2.51 +- 0.11 %, best 2.34). Equal, gene for gene, to the repository's ``r101_e50_48_n7r3``, the
+  only one of its genotypes with 3.87M parameters (3,874,222), which its
+  ``evaluation/run_eval_cifar10.sh`` annotates "(97.66)", i.e. 2.34 % error.
+* ``MILENAS_2_86M``: Figure 5 right, "an error rate of 2.50% with a parameter size of 2.86M"
+  (Table 1's third MiLeNAS row), as drawn. Its normal cell is the repository's ``V2_r2_e100``'s
+  (2,857,942 parameters, the only 2.86M genotype there); its reduction cell has one max pool
+  where ``V2_r2_e100`` has an average pool (node 2's edge from c_{k-2}; the figure shows four
+  max pools and one average pool), which is the reduction cell of ``v2_r2_e200``. Pools have no
+  parameters, so the figure's network has the same 2,857,942 parameters.
+
 Not in the registry, because no primary source could be verified (never reconstructed from
-memory): the MiLeNAS paper cells (``chaoyanghe/MiLeNAS search_space/genotypes.py`` holds dozens of
-run genotypes but does not say which one the paper reports), the GAEA PC-DARTS cell (not in
-``liamcli/gaea_release``), and the DARTS-PRIME cells (``k8lion/DARTS-PRIME src/genotypes.py``
-names none as the paper's).
+memory): Table 1's other two MiLeNAS rows (2.87M and 2.09M: the repository's only genotypes of
+those sizes are ``r118_e100_92_n4r1`` and ``v2_r5_e200``, but no figure shows them, so the match
+is by size alone), the GAEA PC-DARTS cell (not in ``liamcli/gaea_release``), and the DARTS-PRIME
+cells (``k8lion/DARTS-PRIME src/genotypes.py`` names none as the paper's).
 
 NAONet-A's op indices (5-15) follow NAO-V1's numbering (``NAO_V1/model.py``: 0-4 the small set,
 5-15 NAO's original 11 ops), the ``'v1'`` op set: ``"nao:v1:0 7 1 15 ..."``.
@@ -111,6 +130,8 @@ _QUARK0 = ("quark0/darts cnn/genotypes.py; identical copies in chaoyanghe/MiLeNA
 _PCDARTS = ("PC-DARTS (Xu et al., ICLR 2020), as copied into liamcli/gaea_release "
             "cnn/search_spaces/darts/genotypes.py @36d1299")
 _NAO_PYTORCH = "renqianluo/NAO_pytorch @418ff717e6a6e9b22ec163fd4d21f2f8013f03c5"
+_MILENAS_FIGURE = ("MiLeNAS paper (He et al., CVPR 2020) Figure 5, in chaoyanghe/MiLeNAS @ce91b6b "
+                   "docs/ (module docstring)")
 _NATS = ("/work/shared/data/nb201/nats_bench.csv (NATS-Bench topology results, 200 epochs): "
          "the cell with the highest CIFAR-10 test accuracy, 94.37")
 
@@ -145,6 +166,25 @@ REGISTRY: dict[str, Entry] = {
         reduce=[("sep_conv_3x3", 0), ("skip_connect", 1), ("dil_conv_5x5", 2),
                 ("max_pool_3x3", 1), ("sep_conv_3x3", 2), ("sep_conv_3x3", 1),
                 ("sep_conv_5x5", 0), ("sep_conv_3x3", 3)]), _PCDARTS + " (PC_DARTS_image)"),
+    # MiLeNAS (He et al., CVPR 2020), CIFAR-10: 2.51 +- 0.11 % (best 2.34 %), 3.87M params.
+    "MILENAS": Entry("darts", _darts(
+        normal=[("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("dil_conv_3x3", 0),
+                ("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 1),
+                ("sep_conv_3x3", 0), ("sep_conv_5x5", 1)],
+        reduce=[("dil_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 2),
+                ("max_pool_3x3", 0), ("skip_connect", 2), ("dil_conv_5x5", 3),
+                ("skip_connect", 2), ("max_pool_3x3", 0)]),
+        _MILENAS_FIGURE + " left = search_space/genotypes.py r101_e50_48_n7r3"),
+    # MiLeNAS, CIFAR-10: 2.50 %, 2.86M params (model-size-based search).
+    "MILENAS_2_86M": Entry("darts", _darts(
+        normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 0),
+                ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 1),
+                ("skip_connect", 0), ("sep_conv_5x5", 1)],
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("max_pool_3x3", 0),
+                ("skip_connect", 2), ("max_pool_3x3", 0), ("skip_connect", 2),
+                ("avg_pool_3x3", 0), ("skip_connect", 2)]),
+        _MILENAS_FIGURE + " right, as drawn (normal cell = V2_r2_e100's, reduction cell = "
+        "v2_r2_e200's)"),
     # NAO-V2 (Luo et al., arXiv 1909.10815), small op set: NAO_V2/README.md reports 2.57 % test
     # error on CIFAR-10 (C=36, N=6, train_NAONet_V2_36_cifar10.sh) and no parameter count.
     "NAONET_V2": Entry("nao", NAOArch.from_string(

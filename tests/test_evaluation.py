@@ -60,6 +60,19 @@ def test_darts_cifar_parameter_counts_equal_the_reference(name, without_aux, wit
   assert reports.num_params(weights, auxiliary=True) == with_aux
 
 
+# MiLeNAS Table 1 / Figure 5 give sizes in millions (3.87M, 2.86M): the exact counts are regression
+# values (counted here), and they must round to the paper's.
+@pytest.mark.parametrize("name,without_aux,with_aux,paper_millions", [
+    ("MILENAS", 3_874_222, 4_350_648, 3.87),
+    ("MILENAS_2_86M", 2_857_942, 3_334_368, 2.86),
+])
+def test_milenas_parameter_counts_round_to_the_paper(name, without_aux, with_aux, paper_millions):
+  weights = weights_of(spaces.get("darts").network(genotypes.get(name).genotype), 32)
+  assert reports.num_params(weights) == without_aux
+  assert round(without_aux / 1e6, 2) == paper_millions
+  assert reports.num_params(weights, auxiliary=True) == with_aux
+
+
 def test_darts_v2_mobile_setting_size():
   summary = reports.network_summary("DARTS_V2", "imagenet")
   assert summary["params"] == 4_718_752   # DARTS README: 4.7M
