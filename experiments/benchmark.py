@@ -302,7 +302,6 @@ def compiled_stats(compiled) -> dict[str, float]:
 def measure(name: str, search: loop.Search, batches: list, args: argparse.Namespace
             ) -> dict[str, Any]:
   """Compiles one program ahead of time, warms up, times ``args.steps`` steps."""
-  components = search.components
   if args.num_seeds > 1:  # the vmapped multi-seed search step (jaxnas.seeds), seeds stacked
     from jaxnas import seeds
     searches = seeds.seed_searches(search)
@@ -310,17 +309,24 @@ def measure(name: str, search: loop.Search, batches: list, args: argparse.Namesp
     return compile_and_time(name, seeds.jit_vmapped_step(search),
                             search.parallel.replicate(seeds.init_states(searches)), stacked,
                             args, donate=True)
+  jitted, donate = jitted_program(name, search)
+  return compile_and_time(name, jitted, loop.start_state(search), batches, args,
+                          donate=bool(donate))
+
+
+def jitted_program(name: str, search: loop.Search) -> tuple[Any, tuple[int, ...]]:
+  """``(jax.jit of the program name, its donated arguments)``: ``forward``, ``weights``,
+  ``arch``, or ``search`` (the configured method's step: DARTS family, RARTS, ...)."""
   if name == "forward":
     fn, donate = forward_program, ()
   elif name == "weights":
     fn, donate = weights_program, (0,)
   elif name == "arch":
     fn, donate = arch_program, (0,)
-  else:  # the configured method's step (--method): DARTS family, RARTS, ...
+  else:
     fn, donate = search.method.search_step, (0,)
-  jitted = jax.jit(functools.partial(fn, components=components), donate_argnums=donate)
-  return compile_and_time(name, jitted, loop.start_state(search), batches, args,
-                          donate=bool(donate))
+  return (jax.jit(functools.partial(fn, components=search.components), donate_argnums=donate),
+          donate)
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:

@@ -25,7 +25,6 @@ percent.
 from __future__ import annotations
 
 import collections
-import functools
 import glob
 import gzip
 import json
@@ -120,15 +119,6 @@ def interleaved_ratios(step_a, step_b, rounds: int) -> tuple[list[float], list[f
   return times_a, times_b
 
 
-def _program(name: str, search: loop.Search):
-  programs = {"weights": benchmark.weights_program, "arch": benchmark.arch_program,
-              "search": search.method.search_step}
-  if name not in programs:
-    raise SystemExit(f"--what must name one of {sorted(programs)}, got {name!r}.")
-  return jax.jit(functools.partial(programs[name], components=search.components),
-                 donate_argnums=(0,))
-
-
 def _stepper(compiled, state, batches):
   """A no-argument callable running one step of ``compiled`` on its own state, synchronously."""
   box = {"state": state, "i": 0}
@@ -163,9 +153,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   options = args.compiler_options or sharding.compiler_options(config.xla_cpu_scheduler) or {}
   search = loop.build_search(config)
   batches = [loop.step_batches(search, step) for step in range(2)]
-  if len(args.what) != 1:
-    raise SystemExit(f"--what must name one program, got {args.what}.")
-  jitted = _program(args.what[0], search)
+  if len(args.what) != 1 or args.what[0] == "forward":
+    raise SystemExit(f"--what must name one of weights, arch, search; got {args.what}.")
+  jitted, _ = benchmark.jitted_program(args.what[0], search)
   state = loop.start_state(search)
   lowered = jitted.lower(state, batches[0])
   if ab_options:

@@ -50,3 +50,22 @@ def test_interleaved_ratios_alternate_the_order_and_skip_the_first_round():
   assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
   assert len(times_a) == len(times_b) == 3
   assert all(t >= 0 for t in times_a + times_b)
+
+
+TINY = ["--space=nb201", "--channels=4", "--cells_per_stage=1", "--batch_size=8",
+        "--image_size=8", "--unroll=false"]
+
+
+def test_profile_and_ab_modes_end_to_end(tmp_path, capsys):
+  profile = load_profile_module()
+  profile.main(TINY + ["--what=weights", "--steps=1", "--warmup=1", "--top=3",
+                       f"--trace_dir={tmp_path}"])
+  out = capsys.readouterr().out
+  assert "1 step(s):" in out and "thread-s  kind" in out and "thread-s  kernel" in out
+  events, names = profile.read_trace(str(tmp_path))
+  assert sum(profile.self_times(events, names).values()) > 0
+  # Variant B at optimisation level 0 is a different compilation of the same program.
+  profile.main(TINY + ["--what=weights", "--steps=2",
+                       "--ab_options=xla_backend_optimization_level=0"])
+  out = capsys.readouterr().out
+  assert "B +{'xla_backend_optimization_level': 0}" in out and "B / A per round" in out
