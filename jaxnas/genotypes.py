@@ -3,8 +3,8 @@
 
 Every entry below was copied from a primary source (the authors' repository or paper) and, where
 a reference figure exists, checked by a test (``tests/test_evaluation.py``: DARTS V1/V2 parameter
-counts at C=36, 20 cells equal the reference code's 3,169,414 / 3,349,342, the MiLeNAS cells'
-round to the paper's 3.87M / 2.86M;
+counts at C=36, 20 cells equal the reference code's 3,169,414 / 3,349,342, and the MiLeNAS
+cells' counts round to the paper's 3.87M / 2.86M;
 ``tests/test_nao_space.py``: NAONet-A's 11,470,150 at C=36, counted on the reference model).
 
 ``resolve(spec)`` turns a config value into ``(space_name, genotype)``: a registry name, a genotype
@@ -20,12 +20,13 @@ As a string: ``"nao:1 1 0 1 ..."`` (the small op set, NAO-V2's default ``--searc
 ``train_*.sh`` or an ``arch_pool`` file (always the small op set: the ints alone do not say which
 set they index). ``str(NAOArch)`` is the prefixed form, which parses back to the same arch.
 
-The MiLeNAS cells (He et al., CVPR 2020): ``chaoyanghe/MiLeNAS search_space/genotypes.py`` holds
-about fifty run genotypes under run names and does not say which ones the paper reports. The
-paper PDF in the same repository (``docs/``) draws two architectures in its Figure 5 and gives
-their sizes in Table 1; an architecture is registered only where the figure, read edge by edge,
-and the parameter count (``reports.num_params`` at C=36, 20 cells, auxiliary head excluded like
-the reference's ``count_parameters_in_MB``) both match:
+The MiLeNAS cells (He et al., CVPR 2020): ``chaoyanghe/MiLeNAS`` (@ce91b6b)
+``search_space/genotypes.py`` holds about fifty run genotypes under run names and does not say
+which ones the paper reports. The paper PDF in the same repository (``docs/``) draws two
+architectures in its Figure 5 and gives their sizes in Table 1; an architecture is registered
+only where the figure, read edge by edge, and the parameter count (``reports.num_params`` at
+C=36, 20 cells, auxiliary head excluded like the reference's ``count_parameters_in_MB``) both
+match:
 
 * ``MILENAS``: Figure 5 left, "an error rate of 2.34% with a parameter size of 3.87M" (Table 1:
   2.51 +- 0.11 %, best 2.34). Equal, gene for gene, to the repository's ``r101_e50_48_n7r3``, the
@@ -41,8 +42,10 @@ the reference's ``count_parameters_in_MB``) both match:
 Not in the registry, because no primary source could be verified (never reconstructed from
 memory): Table 1's other two MiLeNAS rows (2.87M and 2.09M: the repository's only genotypes of
 those sizes are ``r118_e100_92_n4r1`` and ``v2_r5_e200``, but no figure shows them, so the match
-is by size alone), the GAEA PC-DARTS cell (not in ``liamcli/gaea_release``), and the DARTS-PRIME
-cells (``k8lion/DARTS-PRIME src/genotypes.py`` names none as the paper's).
+is by size alone), the GAEA PC-DARTS cell (published as a figure of arXiv 2004.07802, which
+could not be read here; ``liamcli/gaea_release`` and ``liamcli/PC-DARTS`` hold run genotypes
+without naming the paper's), and the DARTS-PRIME cells (``k8lion/DARTS-PRIME src/genotypes.py``
+names none as the paper's).
 
 NAONet-A's op indices (5-15) follow NAO-V1's numbering (``NAO_V1/model.py``: 0-4 the small set,
 5-15 NAO's original 11 ops), the ``'v1'`` op set: ``"nao:v1:0 7 1 15 ..."``.
