@@ -9,7 +9,7 @@ threads, summed per kernel kind (the fusion name without its ``.N`` suffix: ``ad
 JAX operation each kernel came from (the HLO metadata's ``op_name``). Thread-seconds, so with two
 busy threads they add up to about twice the wall time.
 
-**A/B** (``--ab_options=key=value,...``): compiles the program twice, with the run's compiler
+**A/B** (``--ab_options=key=value,...``; a value may contain commas): compiles the program twice, with the run's compiler
 options (A) and with those plus ``--ab_options`` (B), then alternates single steps of the two
 (A B, B A, A B, ...) for ``--steps`` rounds and prints each variant's median and the median of the
 per-round ratios B / A. On a machine whose speed drifts between runs (this one: up to 2x from one
@@ -134,7 +134,9 @@ def _split_options(argv: Sequence[str]) -> tuple[list[str], dict[str, Any], int,
   rest, ab, top, trace_dir = [], {}, 25, ""
   for arg in argv:
     if arg.startswith("--ab_options="):
-      ab = dict(benchmark._option(item) for item in arg.split("=", 1)[1].split(",") if item)
+      # Items are split at commas that start a new ``key=``, so a value may hold commas.
+      items = re.split(r",(?=[A-Za-z_][\w.]*=)", arg.split("=", 1)[1])
+      ab = dict(benchmark._option(item) for item in items if item)
     elif arg.startswith("--top="):
       top = int(arg.split("=", 1)[1])
     elif arg.startswith("--trace_dir="):

@@ -69,3 +69,11 @@ def test_profile_and_ab_modes_end_to_end(tmp_path, capsys):
                        "--ab_options=xla_backend_optimization_level=0"])
   out = capsys.readouterr().out
   assert "B +{'xla_backend_optimization_level': 0}" in out and "B / A per round" in out
+
+
+def test_ab_options_values_may_hold_commas():
+  profile = load_profile_module()
+  rest, ab, top, trace_dir = profile._split_options(
+      ["--what=weights", "--top=7", "--ab_options=a_b=X,Y,c=3,d.e=true", "--trace_dir=/t"])
+  assert rest == ["--what=weights"] and top == 7 and trace_dir == "/t"
+  assert ab == {"a_b": "X,Y", "c": 3, "d.e": True}
