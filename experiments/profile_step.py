@@ -9,12 +9,12 @@ threads, summed per kernel kind (the fusion name without its ``.N`` suffix: ``ad
 JAX operation each kernel came from (the HLO metadata's ``op_name``). Thread-seconds, so with two
 busy threads they add up to about twice the wall time.
 
-**A/B** (``--ab_options=key=value,...``; a value may contain commas): compiles the program twice, with the run's compiler
-options (A) and with those plus ``--ab_options`` (B), then alternates single steps of the two
-(A B, B A, A B, ...) for ``--steps`` rounds and prints each variant's median and the median of the
-per-round ratios B / A. On a machine whose speed drifts between runs (this one: up to 2x from one
-hour to the next, 30% between consecutive runs) only such interleaved steps can resolve a few
-percent.
+**A/B** (``--ab_options=key=value,...``; a value may contain commas): compiles the program twice,
+with the run's compiler options (A) and with those plus ``--ab_options`` (B), then alternates
+single steps of the two (A B, B A, A B, ...) for ``--steps`` rounds and prints each variant's
+median and the median of the per-round ratios B / A. On a machine whose speed drifts between runs
+(this one: up to 2x from one hour to the next, 30% between consecutive runs) only such interleaved
+steps can resolve a few percent.
 
   .venv/bin/python experiments/profile_step.py --space=darts --channels=16 --layers=8 \\
       --batch_size=64 --unroll=false --remat=true --remat_scope=edge --cpu_devices=2 \\
@@ -74,7 +74,8 @@ def self_times(events: Iterable[dict[str, Any]], thread_names: dict[tuple[int, i
 
 
 def kind(name: str) -> str:
-  """A kernel's kind: its HLO name without the numeric suffix (``add_fusion.12`` -> ``add_fusion``)."""
+  """A kernel's kind: its HLO name without the numeric suffix (``add_fusion.12`` ->
+  ``add_fusion``)."""
   return re.sub(r"\.\d+$", "", name)
 
 
