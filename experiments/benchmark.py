@@ -66,6 +66,7 @@ import functools
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -184,15 +185,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.error("--steps must be >= 1 and --warmup >= 0")
   if args.method == "nao_v2" and (args.remat == "true" or args.compute_dtype != "float32"):
     parser.error("--remat / --compute_dtype are not wired into NAO-V2's driver")
-  args.compiler_options = dict(_option(item) for item in args.compiler_options.split(",")
-                               if item.strip())
-  args.hypergrad_options = dict(_option(item) for item in args.hypergrad_options.split(",")
-                                if item.strip())
+  args.compiler_options = parse_options(args.compiler_options)
+  args.hypergrad_options = parse_options(args.hypergrad_options)
   valid = sorted(default_config.get_config().hypergrad_options)
   unknown = sorted(set(args.hypergrad_options) - set(valid))
   if unknown:
     parser.error(f"--hypergrad_options: unknown {unknown}; valid: {', '.join(valid)}")
   return args
+
+
+def parse_options(text: str) -> dict[str, Any]:
+  """``key=value,key=value`` as a dict (values via ``_option``). Items are split only at commas
+  that start a new ``key=``, so a value may hold commas (XLA's list-valued options)."""
+  items = re.split(r",(?=\s*[A-Za-z_][\w.]*=)", text)
+  return dict(_option(item) for item in items if item.strip())
 
 
 def _option(item: str) -> tuple[str, Any]:

@@ -106,7 +106,7 @@ def read_trace(trace_dir: str) -> tuple[list[dict[str, Any]], dict[tuple[int, in
   return events, names
 
 
-def interleaved_ratios(step_a, step_b, rounds: int) -> tuple[list[float], list[float]]:
+def interleaved_times(step_a, step_b, rounds: int) -> tuple[list[float], list[float]]:
   """Times ``rounds`` rounds of one call each of ``step_a`` and ``step_b``, swapping their order
   every round (after one untimed round); returns the two lists of seconds."""
   times_a, times_b = [], []
@@ -135,9 +135,7 @@ def _split_options(argv: Sequence[str]) -> tuple[list[str], dict[str, Any], int,
   rest, ab, top, trace_dir = [], {}, 25, ""
   for arg in argv:
     if arg.startswith("--ab_options="):
-      # Items are split at commas that start a new ``key=``, so a value may hold commas.
-      items = re.split(r",(?=[A-Za-z_][\w.]*=)", arg.split("=", 1)[1])
-      ab = dict(benchmark._option(item) for item in items if item)
+      ab = benchmark.parse_options(arg.split("=", 1)[1])
     elif arg.startswith("--top="):
       top = int(arg.split("=", 1)[1])
     elif arg.startswith("--trace_dir="):
@@ -151,13 +149,13 @@ def main(argv: Sequence[str] | None = None) -> None:
   argv, ab_options, top, trace_dir = _split_options(
       list(sys.argv[1:] if argv is None else argv))
   args = benchmark.parse_args(argv)
+  if len(args.what) != 1 or args.what[0] == "forward":
+    raise SystemExit(f"--what must name one of weights, arch, search; got {args.what}.")
   config = benchmark.make_config(args)
   print(sharding.configure_cpu_devices(config), flush=True)
   options = args.compiler_options or sharding.compiler_options(config.xla_cpu_scheduler) or {}
   search = loop.build_search(config)
   batches = [loop.step_batches(search, step) for step in range(2)]
-  if len(args.what) != 1 or args.what[0] == "forward":
-    raise SystemExit(f"--what must name one of weights, arch, search; got {args.what}.")
   jitted, _ = benchmark.jitted_program(args.what[0], search)
   state = loop.start_state(search)
   lowered = jitted.lower(state, batches[0])
@@ -168,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       compiled = lowered.compile(variant)
       print(f"compiled {variant} in {time.perf_counter() - start:.1f} s", flush=True)
       steps.append(_stepper(compiled, loop.start_state(search), batches))
-    times_a, times_b = interleaved_ratios(*steps, rounds=args.steps)
+    times_a, times_b = interleaved_times(*steps, rounds=args.steps)
     ratios = [b / a for a, b in zip(times_a, times_b)]
     print(f"A {options}: median {statistics.median(times_a):.3f} s "
           f"({', '.join(f'{t:.2f}' for t in times_a)})")

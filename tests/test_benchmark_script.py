@@ -64,6 +64,8 @@ def test_parses_programs_and_compiler_options():
                                    "xla_cpu_use_thunk_runtime": True}
   with pytest.raises(SystemExit):
     benchmark.parse_args(["--what=search,backward"])
+  # A list-valued option keeps its commas: items split only where a new ``key=`` starts.
+  assert benchmark.parse_options("a_b=X,Y, c=3,d.e=false") == {"a_b": "X,Y", "c": 3, "d.e": False}
 
 
 @pytest.mark.parametrize("method,field,value", [

@@ -42,10 +42,10 @@ def test_hlo_op_names_and_kinds():
   assert profile.kind("ThunkExecutor::Execute") == "ThunkExecutor::Execute"
 
 
-def test_interleaved_ratios_alternate_the_order_and_skip_the_first_round():
+def test_interleaved_times_alternate_the_order_and_skip_the_first_round():
   profile = load_profile_module()
   calls = []
-  times_a, times_b = profile.interleaved_ratios(lambda: calls.append("a"),
+  times_a, times_b = profile.interleaved_times(lambda: calls.append("a"),
                                                 lambda: calls.append("b"), rounds=3)
   assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
   assert len(times_a) == len(times_b) == 3
