@@ -2,14 +2,21 @@
 for the exact unroll's two backward modes in a Python loop and under ``lax.scan``.
 
 Each variant is one jitted call ``estimator(problem, w, α, train_batch, val_batch)`` on the search
-supernet of ``experiments/benchmark.py``'s config (BatchNorm state fixed, no augmentation), timed as
-the best of ``--repeats`` calls after compilation. "largest conv form" is the convolution shape
-(lhs, rhs -> out) with the most multiply-adds and its share of the total: under JAX's
-reverse-over-reverse, the transposed weight-gradient convolution (an activation-sized *kernel*
-slid over a zero-padded 3x3 input) dominates.
+supernet of ``experiments/benchmark.py``'s config (BatchNorm state fixed, images normalised, no
+augmentation), timed as the best of ``--repeats`` calls after compilation. "largest conv form" is
+the convolution shape (lhs, rhs -> out) with the most multiply-adds and its share of the total:
+under JAX's reverse-over-reverse, the transposed weight-gradient convolution (an activation-sized *kernel*
+slid over a zero-padded 3x3 input) dominates. "GMAC" is every convolution's and matrix
+product's multiply-adds, whichever kernels compute them (``reports.function_macs``: XLA's, or the
+shifted kernels of ``spaces.kernels``, which have no XLA convolution for "conv GMAC" to count).
+
+``--count_only`` traces each variant and prints its multiply-adds without compiling or running it:
+seconds instead of minutes on the DARTS supernet, where the exact unroll compiles for minutes.
 
   .venv/bin/python experiments/hypergrad_profile.py --space=nb201 --channels=8 \
       --cells_per_stage=2 --batch_size=32
+  .venv/bin/python experiments/hypergrad_profile.py --space=darts --channels=16 --layers=8 \
+      --batch_size=64 --unroll=false --count_only
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchmark  # noqa: E402
+from jaxnas import data as data_lib  # noqa: E402
 from jaxnas import hypergrad  # noqa: E402
 from jaxnas import loop  # noqa: E402
 from jaxnas import reports  # noqa: E402
@@ -47,6 +55,8 @@ VARIANTS = {
     "first_order + weight gradients (PyTorch's)": FullBackward(),
     "finite_difference (exact mixed term)": hypergrad.FiniteDifference(xi=0.01,
                                                                        mixed_term="exact"),
+    "finite_difference (central differences: the reference's)": hypergrad.FiniteDifference(
+        xi=0.01, mixed_term="fd"),
     "unrolled K=1, hvp, Python loop": hypergrad.Unrolled(1, optax.sgd(0.01)),
     "unrolled K=1, reverse, Python loop": hypergrad.Unrolled(1, optax.sgd(0.01),
                                                              second_order="reverse"),
@@ -82,13 +92,16 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--variants", default="", help="comma-separated subset of the variant "
-                      "indices (0-6); empty = all")
+                      f"indices (0-{len(VARIANTS) - 1}); empty = all")
+  parser.add_argument("--count_only", action="store_true",
+                      help="print the multiply-adds only: no compilation, no timing")
   own, rest = parser.parse_known_args(argv)
   args = benchmark.parse_args(rest + ["--what=arch"])
   search = loop.build_search(benchmark.make_config(args))
   state, components = loop.start_state(search), search.components
   batches = loop.step_batches(search, 0)
-  train, val = batches["train"], batches["val"]
+  train, val = ((data_lib.normalize(images, components.mean, components.std), labels)
+                for images, labels in (batches["train"], batches["val"]))
 
   def loss(w, a, batch):
     return steps.supernet_loss(components, w, a, state.model_state, *batch)[0]
@@ -98,13 +111,28 @@ def main(argv: Sequence[str] | None = None) -> None:
             else list(VARIANTS))
   print(f"{args.space} channels={args.channels} batch={args.batch_size} "
         f"backend={jax.default_backend()} load={os.getloadavg()[0]:.2f}")
-  print("variant | best s | compile s | conv GMAC | largest conv form (lhs, rhs -> out): share")
+  print("variant | best s | compile s | GMAC | ÷ first order | conv GMAC | "
+        "largest conv form (lhs, rhs -> out): share")
+
+  def jitted(est):
+    return jax.jit(lambda w, a, tr, va: est(problem, w, a, tr, va))
+
+  base_macs = reports.function_macs(jitted(VARIANTS["first_order"]), state.weights, state.arch,
+                                    train, val)
   for name in chosen:
-    est = VARIANTS[name]
-    fn = jax.jit(lambda w, a, tr, va, est=est: est(problem, w, a, tr, va))
+    fn = jitted(VARIANTS[name])
+    macs = reports.function_macs(fn, state.weights, state.arch, train, val)
     forms = conv_forms(fn, state.weights, state.arch, train, val)
     total = sum(forms.values())
-    (lhs, rhs, out), top = forms.most_common(1)[0]
+    largest = ("none", 0.0)
+    if total:
+      (lhs, rhs, out), top = forms.most_common(1)[0]
+      largest = (f"{lhs}, {rhs} -> {out}", top / total)
+    counts = (f"{macs / 1e9:.2f} | {macs / base_macs:.2f}x | {total / 1e9:.2f} | "
+              f"{largest[0]}: {largest[1]:.0%}")
+    if own.count_only:
+      print(f"{name} | - | - | {counts}", flush=True)
+      continue
     start = time.perf_counter()
     jax.block_until_ready(fn(state.weights, state.arch, train, val))
     compile_s = time.perf_counter() - start
@@ -113,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       start = time.perf_counter()
       jax.block_until_ready(fn(state.weights, state.arch, train, val))
       best = min(best, time.perf_counter() - start)
-    print(f"{name} | {best:.3f} | {compile_s:.1f} | {total / 1e9:.2f} | "
-          f"{lhs}, {rhs} -> {out}: {top / total:.0%}", flush=True)
+    print(f"{name} | {best:.3f} | {compile_s:.1f} | {counts}", flush=True)
 
 
 if __name__ == "__main__":
