@@ -3,15 +3,17 @@ for the exact unroll's two backward modes in a Python loop and under ``lax.scan`
 
 Each variant is one jitted call ``estimator(problem, w, α, train_batch, val_batch)`` on the search
 supernet of ``experiments/benchmark.py``'s config (BatchNorm state fixed, images normalised, no
-augmentation), timed as the best of ``--repeats`` calls after compilation. "largest conv form" is
-the convolution shape (lhs, rhs -> out) with the most multiply-adds and its share of the total:
-under JAX's reverse-over-reverse, the transposed weight-gradient convolution (an activation-sized *kernel*
-slid over a zero-padded 3x3 input) dominates. "GMAC" is every convolution's and matrix
-product's multiply-adds, whichever kernels compute them (``reports.function_macs``: XLA's, or the
-shifted kernels of ``spaces.kernels``, which have no XLA convolution for "conv GMAC" to count).
+augmentation), timed as the best of ``--repeats`` calls after compilation. "GMAC" is every
+convolution's and matrix product's multiply-adds, whichever kernels compute them (the count of
+``reports.function_macs``: XLA's convolutions, or the shifted kernels of ``spaces.kernels``), with
+its ratio to the first-order estimator's. "conv GMAC" counts XLA convolutions only, and "largest
+conv form" is the convolution shape (lhs, rhs -> out) with the most multiply-adds and its share of
+them: under JAX's reverse-over-reverse, the transposed weight-gradient convolution (an
+activation-sized *kernel* slid over a zero-padded 3x3 input) dominates.
 
-``--count_only`` traces each variant and prints its multiply-adds without compiling or running it:
-seconds instead of minutes on the DARTS supernet, where the exact unroll compiles for minutes.
+``--count_only`` traces each variant and prints its counts without compiling or running it: under a
+minute per variant on the DARTS supernet, whose exact unroll took 1.5–7 minutes to compile
+(experiments/README.md).
 
   .venv/bin/python experiments/hypergrad_profile.py --space=nb201 --channels=8 \
       --cells_per_stage=2 --batch_size=32
@@ -67,9 +69,9 @@ VARIANTS = {
 }
 
 
-def conv_forms(fn, *args) -> collections.Counter:
-  """Multiply-adds per ``(lhs shape, rhs shape, out shape)`` of every convolution in ``fn``'s
-  jaxpr (nested jaxprs included, scans times their length)."""
+def conv_forms(jaxpr) -> collections.Counter:
+  """Multiply-adds per ``(lhs shape, rhs shape, out shape)`` of every convolution in ``jaxpr``
+  (nested jaxprs included, scans times their length)."""
   forms: collections.Counter = collections.Counter()
 
   def walk(jaxpr, times):
@@ -84,7 +86,7 @@ def conv_forms(fn, *args) -> collections.Counter:
         for sub in [v for v in subs if hasattr(v, "eqns")][:1]:
           walk(sub, times * int(eqn.params.get("length", 1)))
 
-  walk(jax.make_jaxpr(fn)(*args).jaxpr, 1)
+  walk(jaxpr, 1)
   return forms
 
 
@@ -117,12 +119,15 @@ def main(argv: Sequence[str] | None = None) -> None:
   def jitted(est):
     return jax.jit(lambda w, a, tr, va: est(problem, w, a, tr, va))
 
-  base_macs = reports.function_macs(jitted(VARIANTS["first_order"]), state.weights, state.arch,
-                                    train, val)
+  def traced(fn):
+    return jax.make_jaxpr(fn)(state.weights, state.arch, train, val).jaxpr
+
+  base_macs = reports.jaxpr_count(traced(jitted(VARIANTS["first_order"])))
   for name in chosen:
     fn = jitted(VARIANTS[name])
-    macs = reports.function_macs(fn, state.weights, state.arch, train, val)
-    forms = conv_forms(fn, state.weights, state.arch, train, val)
+    jaxpr = traced(fn)
+    macs = reports.jaxpr_count(jaxpr)
+    forms = conv_forms(jaxpr)
     total = sum(forms.values())
     largest = ("none", 0.0)
     if total:

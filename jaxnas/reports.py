@@ -328,7 +328,12 @@ def function_macs(fn, *args) -> int:
   """Multiply-accumulates of every convolution and matrix product in ``fn(*args)``'s jaxpr:
   whatever ``fn`` computes (a training step: forward, backward, hypergradient). Scans count
   ``length`` times, conditionals their largest branch, while loops (CG) one iteration."""
-  return _jaxpr_count(jax.make_jaxpr(fn)(*args).jaxpr)
+  return jaxpr_count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def jaxpr_count(jaxpr) -> int:
+  """``function_macs`` of an already traced jaxpr (``jax.make_jaxpr(fn)(*args).jaxpr``)."""
+  return _jaxpr_count(jaxpr)
 
 
 def jaxpr_macs(module: nn.Module, image_shape: tuple[int, ...]) -> int:
