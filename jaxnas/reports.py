@@ -302,8 +302,9 @@ def _sub_jaxprs(eqn) -> list:
   return subs
 
 
-def _jaxpr_count(jaxpr) -> int:
-  """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest).
+def jaxpr_count(jaxpr) -> int:
+  """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest):
+  ``function_macs`` of an already traced ``jax.make_jaxpr(fn)(*args).jaxpr``.
 
   The shifted depthwise kernels (``spaces.kernels``, jitted under ``DEPTHWISE_JAXPR_NAMES``) count
   their multiplications and its weight tangent / weight gradient primitives k² per element, so a
@@ -320,7 +321,7 @@ def _jaxpr_count(jaxpr) -> int:
       subs = [getattr(v, "jaxpr", v) for v in subs]
       subs = [v for v in subs if hasattr(v, "eqns")]
       if subs:
-        total += max(_jaxpr_count(v) for v in subs) * int(eqn.params.get("length", 1))
+        total += max(jaxpr_count(v) for v in subs) * int(eqn.params.get("length", 1))
   return total
 
 
@@ -331,18 +332,13 @@ def function_macs(fn, *args) -> int:
   return jaxpr_count(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def jaxpr_count(jaxpr) -> int:
-  """``function_macs`` of an already traced jaxpr (``jax.make_jaxpr(fn)(*args).jaxpr``)."""
-  return _jaxpr_count(jaxpr)
-
-
 def jaxpr_macs(module: nn.Module, image_shape: tuple[int, ...]) -> int:
   """Multiply-accumulates of one eval-mode forward of one image, read off its jaxpr: every
   convolution (``outputs x kernel volume / groups``) and matrix product; ``reports.count_macs``'
   convention, for networks built from ``lax`` calls rather than ``nn.Conv``/``nn.Dense``."""
   x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
   variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
-  return _jaxpr_count(jax.make_jaxpr(lambda v: module.apply(v, x, train=False))(variables).jaxpr)
+  return jaxpr_count(jax.make_jaxpr(lambda v: module.apply(v, x, train=False))(variables).jaxpr)
 
 
 def network_summary(genotype_spec: str, setting: str = "cifar10") -> dict[str, Any]:

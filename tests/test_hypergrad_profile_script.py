@@ -10,14 +10,13 @@ def count_table(capsys, variants: str) -> dict[str, float]:
   profile = repo_files.load_module("experiments/hypergrad_profile.py",
                                    "experiments_hypergrad_profile")
   profile.main(TINY + ["--count_only", f"--variants={variants}"])
-  rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if " | - | - | " in line]
+  lines = capsys.readouterr().out.splitlines()
+  rows = [line.split(" | ") for line in lines if " | - | - | " in line]
   return {row[0]: float(row[4].rstrip("x")) for row in rows}
 
 
 def test_count_only_ratios_follow_the_estimators_passes(capsys):
-  ratios = count_table(capsys, "0,1,2,3,4")
-  names = list(ratios)
-  first, full, fd_exact, fd_central, exact = (ratios[n] for n in names)
+  first, full, fd_exact, fd_central, exact = count_table(capsys, "0,1,2,3,4").values()
   assert first == 1.0
   # Weight gradients add a pass over every kernel; the exact mixed term (a jvp of a backward) costs
   # more than the reference's two α gradients; the exact unroll is DARTS' virtual step with that
