@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.hypergrad_options.cg_maxiter = 20            # implicit_cg iterations
   config.hypergrad_options.cg_damping = 0.0           # implicit_cg: solve (H + damping I) x = v
   config.hypergrad_options.cg_tol = 1e-6              # implicit_cg tolerance
-  config.arch_every = 1                  # an alpha step every k steps (iDARTS: T=5 weight steps per alpha step)
+  config.arch_every = 1                  # an alpha step every k steps (iDARTS: T weight steps per alpha step)
   config.parametrization = "softmax"     # alpha -> mixing weights: 'softmax' | 'simplex'
   config.step_order = "arch_first"       # 'arch_first' (quark0/darts) | 'weights_first' (AutoDL)
 
@@ -69,6 +69,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                          # 'synthetic' dataset (not the run seed)
   config.data.max_examples = 0           # cap on each split's size (0 = no cap)
   config.data.arch_with_replacement = True  # alpha batches: independent random batch every step
+                                         # (False: shuffled passes over the alpha split, indexed by alpha step)
+  config.data.partial_batch = "drop"     # an epoch's last n % b examples: 'drop' (floor(n/b) batches per pass)
+                                         # | 'fill' (ceil(n/b) batches, the last filled up from the pass's start:
+                                         # the step count of PyTorch's DataLoader(drop_last=False), i.e. of every
+                                         # reference search loop; the search configs set it)
   config.data.crop_padding = 4           # random-crop zero padding (0 = off)
   config.data.flip = True                # random horizontal flips
   config.data.cutout = 0                 # cutout size in the search (0 = off)
@@ -79,7 +84,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.batch_size = 64                 # weight-step batch
   config.arch_batch_size = 0             # alpha-step batch (0 = batch_size)
   config.eval_batch_size = 256           # batch for the per-epoch supernet evaluation
-  config.epochs = 50                     # search epochs (an epoch = one pass over the w split)
+  config.epochs = 50                     # search epochs (what one counts: epoch_unit)
+  config.epoch_unit = "weights"          # what an epoch is, i.e. steps per epoch (for the step budget, the per-epoch
+                                         # cosine, evaluation and checkpoints): 'weights' = one pass over the w split
+                                         # (batches of batch_size: DARTS and most references) | 'arch' = one pass over
+                                         # the alpha split (batches of arch_batch_size), arch_every steps per batch
+                                         # (iDARTS: the reference's epoch loops over the validation queue with T weight
+                                         # steps per alpha step)
   config.max_steps = 0                   # stop after this many steps (0 = epochs * steps/epoch)
 
   config.weights_optimizer = ml_collections.ConfigDict()

@@ -18,6 +18,7 @@ HYPERGRADS = estimators.ESTIMATORS
 ARCH_OPTIMIZERS = ("adam", "exponentiated_gradient", "projected_gradient")
 SIMPLEX_OPTIMIZERS = ("exponentiated_gradient", "projected_gradient")
 EDGE_SCAN_SPACES = ("darts", "nb201")  # cells that run their edges with ops.scan_edges
+EPOCH_UNITS = ("weights", "arch")  # config.epoch_unit: what one epoch is a pass over (configs/default.py)
 
 
 def _choice(value: str, valid: tuple[str, ...] | list[str], field: str) -> None:
@@ -51,6 +52,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"config.space.remat_scope='cell'.")
   _choice(config.data.name, list(data_lib.DATASETS), "data.name")
   _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
+  _choice(config.data.partial_batch, data_lib.PARTIAL_BATCHES, "data.partial_batch")
+  _choice(config.epoch_unit, EPOCH_UNITS, "epoch_unit")
+  if config.epoch_unit == "arch" and config.method == "darts_prime":
+    raise ValueError("config.epoch_unit='arch' counts arch_every steps per alpha batch, but "
+                     "DARTS-PRIME takes its alpha steps on its own schedule (config.darts_prime."
+                     "schedule); set config.epoch_unit='weights'.")
   if config.data.name == "imagenet":
     data_lib.imagenet.check_device_augmentation(config.data)
   _choice(config.arch_optimizer.name, ARCH_OPTIMIZERS, "arch_optimizer.name")

@@ -117,12 +117,9 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   config_checks.check_batch_sizes(config, len(splits.weights), len(splits.arch), arch_batch)
   parallel = sharding.from_config(config)
   parallel.check_batch_sizes(sharding.batch_sizes(config))
-  per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
-  total = config.max_steps or config.epochs * per_epoch
+  per_epoch, total = step_budget(config, len(splits.weights), len(splits.arch))
+  lr = weights_lr_schedule(config, per_epoch)
   wopt = config.weights_optimizer
-  lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate,
-                             wopt.schedule_epochs or config.epochs, per_epoch,
-                             per_step=wopt.per_step_schedule, epoch_offset=wopt.epoch_offset)
   weights_tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
                                  clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
   arch_gradient = estimators.build_arch_gradient(config, lr_schedule=lr,
@@ -138,6 +135,46 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   method = methods.build_method(config)
   return Search(config, space, splits, components, method, per_epoch, total, arch_batch,
                 parallel)
+
+
+def step_budget(config: ml_collections.ConfigDict, weights_size: int,
+                arch_size: int) -> tuple[int, int]:
+  """``(steps_per_epoch, total_steps)`` of a search over splits of these sizes.
+
+  A step is one weight step (and, every ``arch_every``-th step, one alpha step). What an epoch
+  counts is ``config.epoch_unit``:
+
+  * ``'weights'``: one pass over the weight split, ``B_w`` batches of ``batch_size``;
+    quark0/darts, MiLeNAS, GAEA, DARTS-PRIME, AutoDL: ``for step, batch in enumerate(train_queue)``.
+  * ``'arch'``: one pass over the alpha split, ``B_a`` batches of ``arch_batch_size``, with
+    ``arch_every`` steps (``T`` weight steps, one alpha step) per batch: ``T * B_a`` steps. iDARTS:
+    ``for step, batch in enumerate(valid_queue): architect.step(...)`` with ``T`` weight steps on
+    fresh training batches inside (NAS-Bench-1Shot1 ``optimizers/idarts_v2/train_search.py``
+    l. 199-207, ``architect_approx.py`` l. 34-50).
+
+  ``B = steps_per_epoch(size, batch, config.data.partial_batch)``: ``ceil`` with ``'fill'`` (the
+  references' ``len(DataLoader)``), ``floor`` with ``'drop'``. ``total_steps = epochs *
+  steps_per_epoch`` unless ``config.max_steps`` is set. The loop (``build_search``), the vmapped
+  seeds (``jaxnas.seeds``, which reuse ``build_search``) and DARTS-PRIME's prox ramp
+  (``components.steps_per_epoch``) all take their epoch length from here.
+  """
+  partial = config.data.partial_batch
+  if config.epoch_unit == "arch":
+    arch_batch = config.arch_batch_size or config.batch_size
+    per_epoch = config.arch_every * data_lib.steps_per_epoch(arch_size, arch_batch, partial)
+  else:
+    per_epoch = data_lib.steps_per_epoch(weights_size, config.batch_size, partial)
+  return per_epoch, config.max_steps or config.epochs * per_epoch
+
+
+def weights_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int):
+  """The weight learning rate as a function of the step: PyTorch's cosine annealing over
+  ``schedule_epochs or epochs`` epochs of ``steps_per_epoch`` steps (``step_budget``), constant
+  within an epoch (``per_step_schedule=False``, shifted by ``epoch_offset``) or per iteration."""
+  wopt = config.weights_optimizer
+  return optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate,
+                               wopt.schedule_epochs or config.epochs, steps_per_epoch,
+                               per_step=wopt.per_step_schedule, epoch_offset=wopt.epoch_offset)
 
 
 def build_arch_optimizer(aopt: ml_collections.ConfigDict):
@@ -200,11 +237,16 @@ def fingerprint(search: Search) -> dict[str, Any]:
 def step_batches(search: Search, step: int) -> dict[str, tuple[jax.Array, jax.Array]]:
   """The training and validation batches of ``step``: a pure function of (seed, step)."""
   config, splits = search.config, search.splits
+  partial = config.data.partial_batch
   train_idx = data_lib.batch_indices(config.seed, step, len(splits.weights), config.batch_size,
-                                     stream=WEIGHTS_STREAM, with_replacement=False)
-  val_idx = data_lib.batch_indices(config.seed, step, len(splits.arch), search.arch_batch_size,
-                                   stream=ARCH_STREAM,
-                                   with_replacement=config.data.arch_with_replacement)
+                                     stream=WEIGHTS_STREAM, with_replacement=False,
+                                     partial_batch=partial)
+  # The alpha stream advances once per alpha step (every arch_every-th step), so that without
+  # replacement its passes cover the alpha split alpha step by alpha step (iDARTS' epoch).
+  val_idx = data_lib.batch_indices(config.seed, step // config.arch_every, len(splits.arch),
+                                   search.arch_batch_size, stream=ARCH_STREAM,
+                                   with_replacement=config.data.arch_with_replacement,
+                                   partial_batch=partial)
   return {"train": search.parallel.put_examples(splits.weights, train_idx),
           "val": search.parallel.put_examples(splits.arch, val_idx)}
 

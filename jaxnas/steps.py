@@ -118,13 +118,22 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
   return state, metrics
 
 
+def arch_step_due(step, arch_every: int, step_order: str):
+  """Whether step ``step`` (0-based) takes an alpha step: every step for ``arch_every == 1``;
+  otherwise one step in ``arch_every``, the first of each group with ``'arch_first'`` and the
+  last with ``'weights_first'`` (iDARTS: T weight steps, then the alpha step,
+  ``step % T == T - 1``). Works on Python / NumPy ints and traced arrays alike."""
+  phase = 0 if step_order == "arch_first" else arch_every - 1
+  return step % arch_every == phase
+
+
 def maybe_arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch,
                       lr):
-  """The alpha step, or (every ``arch_every``-th step only) a no-op with NaN metrics."""
+  """The alpha step, or (every ``arch_every``-th step only, ``arch_step_due``) a no-op with NaN
+  metrics."""
   if components.arch_every == 1:
     return arch_update(components, state, train_batch, val_batch, lr)
-  phase = 0 if components.step_order == "arch_first" else components.arch_every - 1
-  due = state.step % components.arch_every == phase
+  due = arch_step_due(state.step, components.arch_every, components.step_order)
   skipped = {"val/loss": jnp.float32(jnp.nan), "val/accuracy": jnp.float32(jnp.nan)}
   return jax.lax.cond(due, lambda s: arch_update(components, s, train_batch, val_batch, lr),
                       lambda s: (s, skipped), state)

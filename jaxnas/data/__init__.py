@@ -22,11 +22,12 @@ from jaxnas.data.errors import DatasetNotFoundError as DatasetNotFoundError
 from jaxnas.data.sampling import batch_indices as batch_indices
 from jaxnas.data.sampling import prefetch as prefetch
 from jaxnas.data.sampling import steps_per_epoch as steps_per_epoch
+from jaxnas.data.sampling import PARTIAL_BATCHES as PARTIAL_BATCHES
 from jaxnas.data.splits import SPLIT_SCHEMES as SPLIT_SCHEMES
 from jaxnas.data.splits import SearchSplits as SearchSplits
 from jaxnas.data.splits import Split as Split
 from jaxnas.data.splits import make_search_splits as make_search_splits
 
 __all__ = ["DATASETS", "imagenet", "SPLIT_SCHEMES", "DatasetFormatError", "DatasetNotFoundError",
-           "ImageDataset", "SearchSplits", "Split", "augment", "batch_indices", "cache_root",
+           "ImageDataset", "PARTIAL_BATCHES", "SearchSplits", "Split", "augment", "batch_indices", "cache_root",
            "dataset_options", "get_dataset", "make_search_splits", "normalize", "steps_per_epoch"]

@@ -1,8 +1,12 @@
 """Batch indices as a pure function of (seed, stream, step): resuming needs no iterator state.
 
-* Without replacement (an epoch-style shuffled pass, remainder dropped): epoch
-  ``step // steps_per_epoch``, whose permutation is drawn from ``default_rng([seed, stream,
-  epoch])``; the step takes its slice of that permutation.
+* Without replacement (an epoch-style shuffled pass): epoch ``step // steps_per_epoch``, whose
+  permutation is drawn from ``default_rng([seed, stream, epoch])``; the step takes its slice of that
+  permutation. The last, partial slice (``split_size % batch_size`` examples) is either dropped
+  (``partial_batch='drop'``: ``floor(n / b)`` steps per epoch) or kept and filled up to the full
+  batch with the first examples of the same permutation (``partial_batch='fill'``: ``ceil(n / b)``
+  steps per epoch, the count of a PyTorch ``DataLoader`` with ``drop_last=False``, which every
+  reference search loop uses; the batch shape stays fixed, so the jitted step compiles once).
 * With replacement (DARTS' ``next(iter(valid_queue))``, a fresh random batch every step): each
   step draws ``batch_size`` distinct indices from ``default_rng([seed, stream, step])``; batches of
   different steps are independent.
@@ -37,22 +41,31 @@ def _epoch_permutation(seed: int, stream: int, epoch: int, split_size: int) -> n
   return perm
 
 
-def steps_per_epoch(split_size: int, batch_size: int) -> int:
-  """Number of full batches in one pass over ``split_size`` examples (remainder dropped).
+PARTIAL_BATCHES = ("drop", "fill")
+
+
+def steps_per_epoch(split_size: int, batch_size: int, partial_batch: str = "drop") -> int:
+  """Number of batches in one pass over ``split_size`` examples: ``floor(n / b)`` with
+  ``partial_batch='drop'`` (remainder dropped), ``ceil(n / b)`` with ``'fill'`` (PyTorch's
+  ``len(DataLoader)`` with ``drop_last=False``).
 
   Raises:
-    ValueError: ``batch_size < 1`` or ``batch_size > split_size``.
+    ValueError: ``batch_size < 1``, ``batch_size > split_size`` or an unknown ``partial_batch``.
   """
+  if partial_batch not in PARTIAL_BATCHES:
+    raise ValueError(f"partial_batch={partial_batch!r} is not valid; choose one of: "
+                     f"{', '.join(PARTIAL_BATCHES)}.")
   _check_nonnegative(split_size=split_size, batch_size=batch_size)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if batch_size > split_size:
     raise ValueError(f"batch_size {batch_size} is larger than the split size {split_size}")
-  return int(split_size) // int(batch_size)
+  full, rest = divmod(int(split_size), int(batch_size))
+  return full + (1 if rest and partial_batch == "fill" else 0)
 
 
 def batch_indices(seed: int, step: int, split_size: int, batch_size: int, *, stream: int,
-                  with_replacement: bool) -> np.ndarray:
+                  with_replacement: bool, partial_batch: str = "drop") -> np.ndarray:
   """Indices (int32, shape ``(batch_size,)``, distinct) of the examples of batch ``step``.
 
   Args:
@@ -63,12 +76,15 @@ def batch_indices(seed: int, step: int, split_size: int, batch_size: int, *, str
     stream: id of the index stream (weights, arch, eval, ...).
     with_replacement: if True, an independent random batch per step (DARTS' validation batches);
       if False, shuffled epochs without replacement.
+    partial_batch: without replacement, what happens to an epoch's last ``split_size %
+      batch_size`` examples: ``'drop'`` (not seen this epoch) or ``'fill'`` (one more batch: those
+      examples plus the first ones of the epoch's permutation); see ``steps_per_epoch``.
 
   Raises:
     ValueError: negative arguments, or ``batch_size`` larger than ``split_size``.
   """
   _check_nonnegative(seed=seed, step=step, stream=stream)
-  spe = steps_per_epoch(split_size, batch_size)
+  spe = steps_per_epoch(split_size, batch_size, partial_batch)
   if with_replacement:
     rng = np.random.default_rng([seed, stream, step])
     idx = rng.choice(split_size, size=batch_size, replace=False)
@@ -76,6 +92,8 @@ def batch_indices(seed: int, step: int, split_size: int, batch_size: int, *, str
     epoch, i = divmod(int(step), spe)
     perm = _epoch_permutation(int(seed), int(stream), epoch, int(split_size))
     idx = perm[i * batch_size:(i + 1) * batch_size]
+    if len(idx) < batch_size:  # 'fill': the epoch's partial last batch, filled from its start
+      idx = np.concatenate([idx, perm[:batch_size - len(idx)]])
   return idx.astype(np.int32)
 
 
