@@ -5,7 +5,9 @@
 
 C=16, 8 cells, batch 64, 50 epochs, SGD 0.025 -> 0.001 cosine (epoch-start off-by-one of the
 reference), momentum 0.9, wd 3e-4, clip 5; alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3; alpha step
-first; 50/50 split of the training set; alpha batches sampled with replacement; seed 2.
+first; 50/50 split of the training set; alpha batches sampled with replacement; seed 2. An epoch
+is one pass over the weight half with the last partial batch kept (391 steps of batch 64, as
+``len(train_queue)``; ``data.partial_batch='fill'``).
 
 Variants: ``:second_order`` (exact one-step unroll through the real SGD step with momentum and weight
 decay: the true gradient of DARTS' unrolled objective; the default second order) and
@@ -20,4 +22,5 @@ def get_config(arg=None):
   default.darts_space(config)
   config.data.name = "cifar10"
   config.data.split = "darts"
+  config.data.partial_batch = "fill"  # len(train_queue) = ceil(25000 / 64) = 391 steps per epoch
   return default.maybe_smoke(config, arg)

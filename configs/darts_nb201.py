@@ -5,7 +5,9 @@
       --config.benchmark.path=/path/to/nats_bench.csv
 
 C=16, N=5, batch 64, 50 epochs; SGD nesterov, momentum 0.9, wd 5e-4, cosine 0.025 -> 0.001 per
-iteration, clip 5; alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3; the weight step comes first; the
+epoch (xautodl's ``CosineAnnealingLR.get_lr`` reads only ``current_epoch``; the per-iteration
+``scheduler.update(None, step / len)`` changes nothing), clip 5; 391 steps per epoch (the last
+partial batch kept); alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3; the weight step comes first; the
 NB201 split (CIFAR-10: a fixed 50/50 split of the training set). Expect the collapse to skip
 connections that NB201 reports for DARTS (54.30% CIFAR-10 test).
 
@@ -25,7 +27,8 @@ def get_config(arg=None):
   config.step_order = "weights_first"
   config.weights_optimizer.nesterov = True
   config.weights_optimizer.weight_decay = 5e-4
-  config.weights_optimizer.per_step_schedule = True
+  config.weights_optimizer.per_step_schedule = False  # CosineAnnealingLR.get_lr uses current_epoch only
+  config.data.partial_batch = "fill"  # len(search_loader) = ceil(25000 / 64) = 391
   config.weights_optimizer.epoch_offset = 0
   return default.maybe_smoke(config, arg, {"second_order": darts_v2, "second_order_fd":
                                            lambda c: darts_v2(c, "finite_difference")})

@@ -42,6 +42,7 @@ def dynamic_split(config):
   config.data.split = "darts"
   config.data.train_portion = darts_prime.dynamic_train_portion(config.darts_prime.schedule_freq)
   config.data.arch_with_replacement = False
+  config.data.partial_batch = "fill"  # len(train_queue) = ceil(45454 / 64) = 711
   return config
 
 

@@ -5,8 +5,9 @@ simplex, single-level ERM (the reference's `edarts` NB201 configuration, methods
       --config.data.data_dir=/path/with/cifar-10-binary.tar.gz --config.benchmark.path=nats_bench.csv
 
 alpha lives on the simplex of each edge (uniform init) and is the mixing weight itself (no
-softmax); alpha <- normalize(max(alpha * exp(-0.1 g), 1e-5)) on a batch from an independent
-shuffle of the FULL training set (ERM), taken before the weight step; the op set has no `none`
+softmax); alpha <- normalize(max(alpha * exp(-0.1 g), 1e-5)) on a random batch of the FULL
+training set (ERM; the reference's ``next(iter(valid_queue))``, a fresh shuffle every step), taken
+before the weight step; 782 steps per epoch (ceil(50000 / 64), the last partial batch kept); the op set has no `none`
 (exclude_zero); C = 24, N = 5; 25 epochs of SGD 0.025 with the reference's 50-epoch cosine (so
 the LR only anneals halfway, to ~0.0138), per-epoch steps, momentum 0.9, wd 3e-4, clip 5.
 Variant ``:bilevel``: alpha on the NB201 validation split (AutoDL split), batches with replacement.
@@ -27,7 +28,9 @@ def get_config(arg=None):
   config.arch_optimizer.entropy_reg = 0.0
   config.data.name = "cifar10"
   config.data.split = "full"
-  config.data.arch_with_replacement = False  # an independent shuffled pass over the training set
+  # train_search.py l. 241: next(iter(valid_queue)), a fresh shuffle per step: a random batch each step
+  config.data.arch_with_replacement = True
+  config.data.partial_batch = "fill"  # len(train_queue) = ceil(50000 / 64) = 782
   config.epochs = 25
   config.weights_optimizer.schedule_epochs = 50
   config.weights_optimizer.epoch_offset = 0

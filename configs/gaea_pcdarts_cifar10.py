@@ -26,6 +26,7 @@ def get_config(arg=None):
   config.data.name = "cifar10"
   config.data.split = "darts"
   config.batch_size = 256
+  config.data.partial_batch = "fill"  # len(train_queue) = ceil(25000 / 256) = 98
   config.epochs = 50
   config.weights_optimizer.learning_rate = 0.1
   config.weights_optimizer.min_learning_rate = 0.0

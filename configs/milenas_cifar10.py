@@ -27,6 +27,7 @@ def get_config(arg=None):
   config.hypergrad_options.mixed_level_lambda = 1.0
   config.hypergrad_options.milenas_weighting = "paper"
   config.weights_optimizer.epoch_offset = 0
+  config.data.partial_batch = "fill"  # len(train_queue) = ceil(25000 / 64) = 391
   config.milenas.size_buckets = True
   config.milenas.early_stopping = False
   return default.maybe_smoke(config, arg)
