@@ -11,6 +11,8 @@ connections that NB201 reports for DARTS (54.30% CIFAR-10 test).
 
 Variants: ``:second_order`` (DARTS-V2 with the exact one-step unroll, the default second order) and
 ``:second_order_fd`` (AutoDL's DARTS-V2 finite differences); DARTS-V2 takes the alpha step first.
+Both use AutoDL's virtual step w' = w − ξ(μ m + g + λ w) (no Nesterov, no clip); the exact unroll
+through the Nesterov step itself is ``--config.hypergrad_options.virtual_step=optimizer``.
 """
 from configs import default
 
@@ -32,7 +34,17 @@ def get_config(arg=None):
 
 
 def darts_v2(config, estimator="unrolled"):
-  """AutoDL's DARTS-V2: second-order hypergradient, alpha step before the weight step."""
+  r"""AutoDL's DARTS-V2: second-order hypergradient, alpha step before the weight step.
+
+  AutoDL ``exps/NAS-Bench-201-algos/DARTS-V2.py:61-83`` (``backward_step_unrolled``): the virtual
+  step is :math:`w' = w - \xi(\mu m + \nabla_w L_{train} + \lambda w)` with ξ the current lr, m the
+  SGD momentum buffer, μ = 0.9, λ = 5e-4: plain momentum although the weight optimizer is Nesterov,
+  and no gradient clip; then :math:`g = \nabla_\alpha L_{val}(w') - \xi \nabla^2_{\alpha w}
+  L_{train}(w) \nabla_{w'} L_{val}(w')` (central differences, ε = 0.01/‖v‖, for
+  ``finite_difference``). ``virtual_step='reference'`` makes the exact estimator differentiate that
+  same step; ``'optimizer'`` differentiates the Nesterov weight step instead.
+  """
   config = default.second_order(config, estimator)
+  config.hypergrad_options.virtual_step = "reference"
   config.step_order = "arch_first"
   return config

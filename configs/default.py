@@ -48,7 +48,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.hypergrad_options.milenas_weighting = "paper"  # 'paper': g_tr + lam g_val; 'code': g_val + lam g_tr (reference code)
   config.hypergrad_options.fd_eps = 0.01              # finite differences: eps / ||v||
   config.hypergrad_options.mixed_term = "fd"          # second-derivative mixed term: 'fd' (reference codes) | 'exact' (JVP)
-  config.hypergrad_options.unrolled_steps = 1         # K real weight-optimizer steps, differentiated exactly
+  config.hypergrad_options.unrolled_steps = 1         # K inner steps of the exact 'unrolled' estimator, differentiated exactly
+  config.hypergrad_options.virtual_step = "reference"  # the inner step 'unrolled' differentiates (continuing the weight
+                                         # optimizer's momentum buffer and lr; no clip): 'reference' (the reference
+                                         # codes' w' = w - xi (mu m + g + wd w), plain momentum even when
+                                         # weights_optimizer.nesterov: quark0/darts, AutoDL DARTS-V2; finite_difference's
+                                         # formula) | 'optimizer' (the configured weight optimizer's own step; nesterov:
+                                         # w' = w - xi ((1 + mu)(g + wd w) + mu^2 m)); equal unless nesterov
   config.hypergrad_options.unrolled_checkpoint = False  # jax.checkpoint each unrolled step (memory)
   config.hypergrad_options.unrolled_second_order = "hvp"  # backward through a step: 'hvp' (forward-over-reverse HVP, fast) | 'reverse' (plain autodiff)
   config.hypergrad_options.neumann_terms = 2          # iDARTS K (K + 1 series terms)
@@ -206,9 +212,14 @@ def add_scale_fields(config: ml_collections.ConfigDict) -> ml_collections.Config
 
 def second_order(config: ml_collections.ConfigDict, estimator: str = "unrolled"
                  ) -> ml_collections.ConfigDict:
-  """DARTS second order: the exact one-step unroll (default) or the reference's finite differences."""
+  """DARTS second order: the exact one-step unroll (default) or the reference's finite differences.
+
+  Both use the reference codes' virtual step ``w' = w − ξ(μ m + ∇_w L_train + λ_wd w)`` (quark0/darts
+  ``cnn/architect.py`` ``_compute_unrolled_model``), the exact one differentiating it by autodiff.
+  """
   config.hypergrad = estimator
   config.hypergrad_options.unrolled_steps = 1
+  config.hypergrad_options.virtual_step = "reference"
   config.hypergrad_options.mixed_term = "fd"
   config.hypergrad_options.fd_eps = 0.01
   return config
