@@ -5,9 +5,11 @@
       --config.benchmark.path=/path/to/nats_bench.csv
 
 C=16, N=5, batch 64, 50 epochs; SGD nesterov, momentum 0.9, wd 5e-4, cosine 0.025 -> 0.001 per
-iteration, clip 5; alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3; the weight step comes first; the
-NB201 split (CIFAR-10: a fixed 50/50 split of the training set). Expect the collapse to skip
-connections that NB201 reports for DARTS (54.30% CIFAR-10 test).
+epoch (epoch e, from 0, uses lr(e): AutoDL's ``w_scheduler.update(epoch, 0.0)`` at each epoch start;
+``CosineAnnealingLR.get_lr`` reads only ``current_epoch`` after warm-up, T_max = 50), clip 5; alpha
+Adam 3e-4, betas (0.5, 0.999), wd 1e-3; the weight step comes first; the NB201 split (CIFAR-10: a
+fixed 50/50 split of the training set). Expect the collapse to skip connections that NB201 reports
+for DARTS (54.30% CIFAR-10 test).
 
 Variants: ``:second_order`` (DARTS-V2 with the exact one-step unroll, the default second order) and
 ``:second_order_fd`` (AutoDL's DARTS-V2 finite differences); DARTS-V2 takes the alpha step first.
@@ -27,7 +29,6 @@ def get_config(arg=None):
   config.step_order = "weights_first"
   config.weights_optimizer.nesterov = True
   config.weights_optimizer.weight_decay = 5e-4
-  config.weights_optimizer.per_step_schedule = True
   config.weights_optimizer.epoch_offset = 0
   return default.maybe_smoke(config, arg, {"second_order": darts_v2, "second_order_fd":
                                            lambda c: darts_v2(c, "finite_difference")})

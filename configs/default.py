@@ -95,8 +95,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.weights_optimizer.nesterov = False       # AutoDL's NB201 baselines: True
   config.weights_optimizer.weight_decay = 3e-4    # L2 added to the gradient (PyTorch SGD)
   config.weights_optimizer.clip_norm = 5.0        # global-norm clip of the weight gradient (0 = off)
-  config.weights_optimizer.per_step_schedule = False  # cosine per iteration (AutoDL) vs per epoch
-  config.weights_optimizer.epoch_offset = 1       # 1 = quark0/darts' scheduler.step() at epoch start
+  config.weights_optimizer.epoch_offset = 1       # the cosine is per epoch; epoch e (from 0) uses lr(e + offset): 1 =
+                                                  # quark0/darts' scheduler.step() at epoch start; 0 = a step at epoch
+                                                  # end (MiLeNAS, GAEA) or AutoDL's update(epoch, 0.0) at epoch start
   config.weights_optimizer.schedule_epochs = 0    # cosine length in epochs (0 = epochs; GAEA NB201: 50 for a 25-epoch run)
 
   config.arch_optimizer = ml_collections.ConfigDict()

@@ -9,7 +9,10 @@ K = 2, gamma = the current weight learning rate, exact Hessian-vector products a
 finite-difference mixed term (eps = 0.01/||s||; --config.hypergrad_options.mixed_term=exact for the
 exact JVP). The NB201 notebook of the reference hard-codes T = 4: --config.arch_every=4. The
 reference's restore bug (weights left displaced after the finite difference) is not reproduced.
-AutoDL NB201 supernet (C=16, N=5), DARTS-V1 optimizer settings otherwise.
+AutoDL NB201 supernet (C=16, N=5), DARTS-V1 optimizer settings otherwise, except the schedule of
+the reference's NB201 run (``NAS_Bench201_codes/exps/algos/iDARTS_V2.ipynb``, its logged
+``DARTS_wlr0p01.config``, the same values as the repository's ``configs/nas-benchmark/algos/
+DARTS.config``): 30 epochs, cosine 0.01 -> 0.001 per epoch (its log: LR 0.01, 0.0099753, ...).
 """
 from configs import darts_nb201
 from configs import default
@@ -17,6 +20,8 @@ from configs import default
 
 def get_config(arg=None):
   config = darts_nb201.get_config()
+  config.epochs = 30
+  config.weights_optimizer.learning_rate = 0.01
   idarts(config)
   return default.maybe_smoke(config, arg)
 

@@ -120,9 +120,7 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   per_epoch = data_lib.steps_per_epoch(len(splits.weights), config.batch_size)
   total = config.max_steps or config.epochs * per_epoch
   wopt = config.weights_optimizer
-  lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate,
-                             wopt.schedule_epochs or config.epochs, per_epoch,
-                             per_step=wopt.per_step_schedule, epoch_offset=wopt.epoch_offset)
+  lr = weights_schedule(config, per_epoch)
   weights_tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
                                  clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
   arch_gradient = estimators.build_arch_gradient(config, lr_schedule=lr,
@@ -138,6 +136,16 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   method = methods.build_method(config)
   return Search(config, space, splits, components, method, per_epoch, total, arch_batch,
                 parallel)
+
+
+def weights_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """The weight learning rate per step: cosine per epoch over ``schedule_epochs or epochs`` from
+  ``learning_rate`` to ``min_learning_rate``, epoch e using lr(e + ``epoch_offset``)
+  (``optim.cosine_schedule``)."""
+  wopt = config.weights_optimizer
+  return optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate,
+                               wopt.schedule_epochs or config.epochs, steps_per_epoch,
+                               epoch_offset=wopt.epoch_offset)
 
 
 def build_arch_optimizer(aopt: ml_collections.ConfigDict):

@@ -163,9 +163,7 @@ def test_exact_second_order_virtual_step_of_each_config(config_file, nesterov):
   rng = np.random.default_rng(4)
   w, m = rng.normal(size=quad.n_w), rng.normal(size=quad.n_w)
   with jax.enable_x64(True):
-    lr = optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate, config.epochs,
-                               steps_per_epoch, per_step=wopt.per_step_schedule,
-                               epoch_offset=wopt.epoch_offset)
+    lr = loop.weights_schedule(config, steps_per_epoch)
     xi = float(lr(jax.numpy.asarray(count)))
     tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
                            clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
