@@ -48,7 +48,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.hypergrad_options.milenas_weighting = "paper"  # 'paper': g_tr + lam g_val; 'code': g_val + lam g_tr (reference code)
   config.hypergrad_options.fd_eps = 0.01              # finite differences: eps / ||v||
   config.hypergrad_options.mixed_term = "fd"          # second-derivative mixed term: 'fd' (reference codes) | 'exact' (JVP)
-  config.hypergrad_options.unrolled_steps = 1         # K real weight-optimizer steps, differentiated exactly
+  config.hypergrad_options.unrolled_steps = 1         # K inner steps of the exact 'unrolled' estimator, differentiated exactly
+  config.hypergrad_options.virtual_step = "reference"  # the inner step 'unrolled' differentiates (continuing the weight
+                                         # optimizer's momentum buffer and lr; no clip): 'reference' (the reference
+                                         # codes' w' = w - xi (mu m + g + wd w), plain momentum even when
+                                         # weights_optimizer.nesterov: quark0/darts, AutoDL DARTS-V2; finite_difference's
+                                         # formula) | 'optimizer' (the configured weight optimizer's own step; nesterov:
+                                         # w' = w - xi ((1 + mu)(g + wd w) + mu^2 m)); equal unless nesterov
   config.hypergrad_options.unrolled_checkpoint = False  # jax.checkpoint each unrolled step (memory)
   config.hypergrad_options.unrolled_second_order = "hvp"  # backward through a step: 'hvp' (forward-over-reverse HVP, fast) | 'reverse' (plain autodiff)
   config.hypergrad_options.neumann_terms = 2          # iDARTS K (K + 1 series terms)
@@ -100,8 +106,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.weights_optimizer.nesterov = False       # AutoDL's NB201 baselines: True
   config.weights_optimizer.weight_decay = 3e-4    # L2 added to the gradient (PyTorch SGD)
   config.weights_optimizer.clip_norm = 5.0        # global-norm clip of the weight gradient (0 = off)
-  config.weights_optimizer.per_step_schedule = False  # cosine per iteration (AutoDL) vs per epoch
-  config.weights_optimizer.epoch_offset = 1       # 1 = quark0/darts' scheduler.step() at epoch start
+  config.weights_optimizer.epoch_offset = 1       # the cosine is per epoch; epoch e (from 0) uses lr(e + offset): 1 =
+                                                  # quark0/darts' scheduler.step() at epoch start; 0 = a step at epoch
+                                                  # end (MiLeNAS, GAEA) or AutoDL's update(epoch, 0.0) at epoch start
   config.weights_optimizer.schedule_epochs = 0    # cosine length in epochs (0 = epochs; GAEA NB201: 50 for a 25-epoch run)
 
   config.arch_optimizer = ml_collections.ConfigDict()
@@ -217,9 +224,14 @@ def add_scale_fields(config: ml_collections.ConfigDict) -> ml_collections.Config
 
 def second_order(config: ml_collections.ConfigDict, estimator: str = "unrolled"
                  ) -> ml_collections.ConfigDict:
-  """DARTS second order: the exact one-step unroll (default) or the reference's finite differences."""
+  """DARTS second order: the exact one-step unroll (default) or the reference's finite differences.
+
+  Both use the reference codes' virtual step ``w' = w − ξ(μ m + ∇_w L_train + λ_wd w)`` (quark0/darts
+  ``cnn/architect.py`` ``_compute_unrolled_model``), the exact one differentiating it by autodiff.
+  """
   config.hypergrad = estimator
   config.hypergrad_options.unrolled_steps = 1
+  config.hypergrad_options.virtual_step = "reference"
   config.hypergrad_options.mixed_term = "fd"
   config.hypergrad_options.fd_eps = 0.01
   return config

@@ -16,19 +16,20 @@ How an epoch is counted (``config.epoch_unit='arch'``): as in the reference, one
 over the alpha (validation) split, one alpha step per alpha batch and T weight steps before each:
 with the NB201 split (25k / 25k) and batch 64, ceil(25000 / 64) = 391 alpha steps and
 4 x 391 = 1564 weight steps per epoch (the notebook's ``search_func`` loops over the search loader,
-391 batches, each running ``backward_step_unrolled``); the cosine is per epoch of that length
-(xautodl's ``CosineAnnealingLR`` reads only the epoch), 50 epochs. The alpha batches are a shuffled
-pass over the alpha split (``arch_with_replacement=False``), the weight batches a separate
-shuffled stream of the training split (the reference draws each from a fresh ``iter`` of the
-loader).
+391 batches, each running ``backward_step_unrolled``); the cosine is per epoch of that length. The
+alpha batches are a shuffled pass over the alpha split (``arch_with_replacement=False``), the
+weight batches a separate shuffled stream of the training split (the reference draws each from a
+fresh ``iter`` of the loader).
+
+Schedule: the reference's NB201 run (its logged ``DARTS_wlr0p01.config``, the same values as
+AutoDL's ``configs/nas-benchmark/algos/DARTS.config``): 30 epochs, cosine 0.01 -> 0.001 per epoch
+(its log: LR 0.01, 0.0099753, ...); AutoDL NB201 supernet (C=16, N=5) and DARTS-V1 settings
+otherwise (batch 64, SGD nesterov, wd 5e-4).
 
 Not reproduced (reference bugs): the restore of the finite difference leaves the weights displaced;
 the notebook's weight steps call ``step()`` on ``deepcopy(w_optimizer)``, whose parameters are
-copies, so its supernet weights never train. The notebook's weight-optimizer config
-(``DARTS_wlr0p01.config``) is not public; AutoDL's DARTS-V1 settings are used otherwise (C=16, N=5,
-batch 64, SGD nesterov 0.025 -> 0.001, wd 5e-4). Also kept as the reference has it: alpha's
-gradient does not accumulate the weight steps' training-loss alpha-gradients (see
-``idarts()``).
+copies, so its supernet weights never train. Kept as the reference has it: alpha's gradient does
+not accumulate the weight steps' training-loss alpha-gradients (see ``idarts()``).
 """
 from configs import darts_nb201
 from configs import default
@@ -36,6 +37,8 @@ from configs import default
 
 def get_config(arg=None):
   config = darts_nb201.get_config()
+  config.epochs = 30
+  config.weights_optimizer.learning_rate = 0.01
   idarts(config)
   config.arch_every = 4
   return default.maybe_smoke(config, arg)

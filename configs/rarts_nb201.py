@@ -8,7 +8,7 @@ w trains on the NB201 train half, y on the valid half (a fixed 50/50 split of th
 training set), coupled by beta/2 ||y - w||^2; one Gauss-Seidel pass per step, w -> y -> alpha
 (jaxnas/methods/rarts.py). lambda = 1, beta = 1 (UNCONFIRMED, methods.md §7: see
 configs/rarts_cifar10.py for the fields). The networks' optimizer is darts_nb201's: C=16, N=5,
-batch 64, 50 epochs, SGD nesterov, momentum 0.9, wd 5e-4, cosine 0.025 -> 0.001 per iteration,
+batch 64, 50 epochs, SGD nesterov, momentum 0.9, wd 5e-4, cosine 0.025 -> 0.001 per epoch,
 clip 5; alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3. The paper reports NATS-Bench results;
 the benchmark lookup logs each epoch's genotype's ground truth.
 

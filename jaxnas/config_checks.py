@@ -64,6 +64,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.hypergrad_options.milenas_weighting, estimators.MILENAS_WEIGHTINGS,
           "hypergrad_options.milenas_weighting")
   _choice(config.hypergrad_options.mixed_term, ("fd", "exact"), "hypergrad_options.mixed_term")
+  _choice(config.hypergrad_options.virtual_step, estimators.VIRTUAL_STEPS,
+          "hypergrad_options.virtual_step")
   _choice(config.hypergrad_options.unrolled_second_order, hypergrad.SECOND_ORDER_MODES,
           "hypergrad_options.unrolled_second_order")
   for field in ("arch_every", "hypergrad_options.unrolled_steps", "hypergrad_options.cg_maxiter",

@@ -118,7 +118,7 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   parallel = sharding.from_config(config)
   parallel.check_batch_sizes(sharding.batch_sizes(config))
   per_epoch, total = step_budget(config, len(splits.weights), len(splits.arch))
-  lr = weights_lr_schedule(config, per_epoch)
+  lr = weights_schedule(config, per_epoch)
   wopt = config.weights_optimizer
   weights_tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
                                  clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
@@ -167,14 +167,14 @@ def step_budget(config: ml_collections.ConfigDict, weights_size: int,
   return per_epoch, config.max_steps or config.epochs * per_epoch
 
 
-def weights_lr_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int):
-  """The weight learning rate as a function of the step: PyTorch's cosine annealing over
-  ``schedule_epochs or epochs`` epochs of ``steps_per_epoch`` steps (``step_budget``), constant
-  within an epoch (``per_step_schedule=False``, shifted by ``epoch_offset``) or per iteration."""
+def weights_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+  """The weight learning rate per step: cosine per epoch over ``schedule_epochs or epochs`` from
+  ``learning_rate`` to ``min_learning_rate``, epoch e using lr(e + ``epoch_offset``)
+  (``optim.cosine_schedule``)."""
   wopt = config.weights_optimizer
   return optim.cosine_schedule(wopt.learning_rate, wopt.min_learning_rate,
                                wopt.schedule_epochs or config.epochs, steps_per_epoch,
-                               per_step=wopt.per_step_schedule, epoch_offset=wopt.epoch_offset)
+                               epoch_offset=wopt.epoch_offset)
 
 
 def build_arch_optimizer(aopt: ml_collections.ConfigDict):

@@ -1,12 +1,20 @@
 """Hypergradient estimators inside the search step, on a tiny supernet."""
+import os
+
 import jax
 import numpy as np
+import optax
 import pytest
 
+from jaxnas import config_checks
 from jaxnas import hypergrad
 from jaxnas import loop
+from jaxnas import optim
 from jaxnas import steps
+from jaxnas import testing
 from jaxnas.methods import estimators
+from test_loop import ROOT
+from test_loop import load_config
 from test_loop import quickstart_smoke
 
 
@@ -120,3 +128,75 @@ def test_diagnostics_step_known_answer_for_the_reference_estimator():
   assert float(out["diag/hypergrad_rel_error"]) < 1e-5
   assert abs(float(out["diag/hypergrad_cosine"]) - 1.0) < 1e-5
   assert np.isfinite(float(out["diag/hessian_eigenvalue"]))
+
+
+def _with_momentum_buffer(opt_state, buffer, count):
+  """``opt_state`` with its momentum buffers set to ``buffer``, its schedule counts to ``count``."""
+  if isinstance(opt_state, optax.TraceState):
+    return opt_state._replace(trace=buffer)
+  if isinstance(opt_state, optax.ScaleByScheduleState):
+    return opt_state._replace(count=jax.numpy.asarray(count, opt_state.count.dtype))
+  if isinstance(opt_state, tuple) and not hasattr(opt_state, "_fields"):
+    return tuple(_with_momentum_buffer(s, buffer, count) for s in opt_state)
+  return opt_state
+
+
+@pytest.mark.parametrize("config_file, nesterov", [("darts_nb201.py", True),
+                                                    ("darts_cifar10.py", False)])
+def test_exact_second_order_virtual_step_of_each_config(config_file, nesterov):
+  """The config's ``:second_order`` hypergradient against closed forms on the quadratic oracle.
+
+  L_in = ½ wᵀAw − wᵀBα + wᵀb, L_out = ½‖w − c‖² + ½ αᵀDα, so g = ∇_w L_in = Aw − Bα + b and any
+  virtual step w' whose α-dependence is −s ξ g gives d/dα L_out(w') = Dα + s ξ Bᵀ(w' − c).
+  AutoDL DARTS-V2 and quark0/darts (no Nesterov): w' = w − ξ(μ m + g + λ w), s = 1 (the default,
+  ``virtual_step='reference'``). The Nesterov weight step of AutoDL's optimizer
+  (``virtual_step='optimizer'``): w' = w − ξ[(1 + μ)(g + λ w) + μ² m], s = 1 + μ. quark0/darts'
+  optimizer is plain momentum, so there the two options agree.
+  """
+  quad = testing.quadratic_bilevel(seed=0)
+  config = load_config(os.path.join(ROOT, "configs", config_file), "second_order")
+  wopt = config.weights_optimizer
+  assert (config.hypergrad, config.hypergrad_options.virtual_step) == ("unrolled", "reference")
+  assert wopt.nesterov == nesterov and wopt.momentum == 0.9
+  assert wopt.weight_decay == (5e-4 if nesterov else 3e-4)
+  steps_per_epoch, count = 10, 137   # epoch 13 of 50
+  rng = np.random.default_rng(4)
+  w, m = rng.normal(size=quad.n_w), rng.normal(size=quad.n_w)
+  with jax.enable_x64(True):
+    lr = loop.weights_schedule(config, steps_per_epoch)
+    xi = float(lr(jax.numpy.asarray(count)))
+    tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
+                           clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)
+    state = _with_momentum_buffer(tx.init(quad.weights(w)), quad.weights(m), count)
+    args = (quad.weights(w), quad.arch(quad.ALPHA), jax.numpy.asarray(quad.BIAS),
+            jax.numpy.asarray(quad.C))
+    got = {}
+    for name, virtual_step, mixed_term in [("unrolled", "reference", "fd"),
+                                           ("unrolled", "optimizer", "fd"),
+                                           ("finite_difference", "reference", "exact")]:
+      config.hypergrad = name
+      config.hypergrad_options.virtual_step = virtual_step
+      config.hypergrad_options.mixed_term = mixed_term
+      est = estimators.build_arch_gradient(config, lr_schedule=lr, weights_clipped=True)
+      fn = jax.jit(lambda *a, est=est: est(quad.problem, *a, lr=xi, weights_opt_state=state))
+      got[name, virtual_step] = quad.a_vec(fn(*args))
+
+  mu, wd, a, b, d = wopt.momentum, wopt.weight_decay, quad.A, quad.B, quad.D
+  g = a @ w - b @ quad.ALPHA + quad.BIAS + wd * w
+  reference_w = w - xi * (mu * m + g)
+  reference = d @ quad.ALPHA + xi * b.T @ (reference_w - quad.C)
+  nesterov_w = w - xi * ((1 + mu) * g + mu**2 * m)
+  nesterov_grad = d @ quad.ALPHA + (1 + mu) * xi * b.T @ (nesterov_w - quad.C)
+  np.testing.assert_allclose(got["unrolled", "reference"], reference, rtol=1e-10)
+  np.testing.assert_allclose(got["finite_difference", "reference"], reference, rtol=1e-10)
+  np.testing.assert_allclose(got["unrolled", "optimizer"],
+                             nesterov_grad if nesterov else reference, rtol=1e-10)
+  if nesterov:  # the two virtual steps are told apart far beyond the tolerance
+    assert np.linalg.norm(nesterov_grad - reference) > 1e-3 * np.linalg.norm(reference)
+
+
+def test_virtual_step_must_be_a_known_name():
+  config = quickstart_smoke(hypergrad="unrolled", **{"hypergrad_options.virtual_step": "nesterov"})
+  with pytest.raises(ValueError, match="config.hypergrad_options.virtual_step='nesterov' is not "
+                                       "valid; choose one of: reference, optimizer"):
+    config_checks.validate(config)

@@ -4,7 +4,7 @@ For each config: the number of weight steps, of alpha steps and the learning rat
 step that jaxnas would run must equal the reference loop's for the same dataset, batch size and
 epochs. The reference side is written out below from each reference loop's structure (file and
 line in the comments), not from jaxnas; the jaxnas side comes from what ``loop.build_search``
-uses (``loop.step_budget``, ``loop.weights_lr_schedule``, ``steps.arch_step_due``) on splits made
+uses (``loop.step_budget``, ``loop.weights_schedule``, ``steps.arch_step_due``) on splits made
 by ``data.make_search_splits`` from a CIFAR-10-sized stand-in dataset (1x1 images: no data, no
 compilation).
 
@@ -132,17 +132,16 @@ def idarts_1shot1(n_train=CIFAR10_TRAIN, batch=96, epochs=50, portion=0.5, inner
                 per_epoch_lrs(epochs, inner * alpha_per_epoch, 0.025, 0.001, epochs, offset=1))
 
 
-def idarts_nb201(n_valid_split=25_000, batch=64, epochs=50, inner=4):
+def idarts_nb201(n_valid_split=25_000, batch=64, epochs=30, inner=4, lr0=0.01, eta_min=0.001):
   """MiaoZhang0525/iDARTS NAS_Bench201_codes/exps/algos/iDARTS_V2.ipynb: ``search_func`` loops
   over the search loader (AutoDL's SearchDataset, len 25000, one alpha step per batch),
   ``backward_step_unrolled`` runs ``for step in range(4)`` weight steps on
   ``next(iter(xloader))`` first; ``w_scheduler.update(epoch, 0.0)`` per epoch (xautodl cosine by
-  epoch, T = e); ``total_epoch = config.epochs + config.warmup``. Its config
-  (DARTS_wlr0p01.config) is not public: AutoDL's DARTS.config values (batch 64, 50 epochs,
-  warmup 0, 0.025 -> 0.001) are assumed."""
+  epoch, T = e); ``total_epoch = config.epochs + config.warmup``. Its config, as the notebook's
+  log prints it (DARTS_wlr0p01.config): batch 64, 30 epochs, warmup 0, LR 0.01 -> 0.001."""
   alpha_per_epoch = loader_len(n_valid_split, batch)
   return Budget(epochs * inner * alpha_per_epoch, epochs * alpha_per_epoch,
-                per_epoch_lrs(epochs, inner * alpha_per_epoch, 0.025, 0.001, epochs, offset=0))
+                per_epoch_lrs(epochs, inner * alpha_per_epoch, lr0, eta_min, epochs, offset=0))
 
 
 # Config file (full size) -> the reference budget. No reference code: quickstart.py (scikit-learn
@@ -181,7 +180,7 @@ def jaxnas_budget(config) -> Budget:
   step = np.arange(total)
   alpha = (None if config.method == "darts_prime" and config.darts_prime.schedule == "dynamic"
            else int(np.sum(steps.arch_step_due(step, config.arch_every, config.step_order))))
-  lr = np.asarray(loop.weights_lr_schedule(config, per_epoch)(jnp.arange(total)), np.float64)
+  lr = np.asarray(loop.weights_schedule(config, per_epoch)(jnp.arange(total)), np.float64)
   return Budget(total, alpha, lr)   # a jaxnas step = one weight step for these methods
 
 

@@ -6,8 +6,15 @@ quantities the reference codes use, read from the search state inside the jitted
 * ``finite_difference`` (DARTS 2nd order): ξ = the current weight learning rate, and the weight
   optimizer's momentum buffer and weight decay in the virtual step
   ``w' = w − ξ(μ m + ∇_w L_train + λ_wd w)`` (no clipping), as quark0/darts' ``_compute_unrolled_model``.
-* ``unrolled`` (exact): K real steps of the weight optimizer without clipping, continuing its live
-  state (momentum buffer, schedule count), differentiated by autodiff.
+* ``unrolled`` (exact): K inner steps without clipping, continuing the weight optimizer's live state
+  (momentum buffer, schedule count), differentiated by autodiff. ``hypergrad_options.virtual_step``
+  picks the inner step. ``'reference'``: the reference codes' virtual step
+  ``w' = w − ξ(μ m + ∇_w L_train + λ_wd w)``, plain momentum even for a Nesterov weight optimizer
+  (quark0/darts ``cnn/architect.py:20-29``; AutoDL ``exps/NAS-Bench-201-algos/DARTS-V2.py:61-83``),
+  i.e. ``finite_difference``'s formula with the mixed term exact; K > 1 repeats it, updating m as
+  PyTorch SGD does. ``'optimizer'``: the configured weight optimizer's own step, for
+  ``nesterov=True`` ``w' = w − ξ[(1+μ)(∇_w L_train + λ_wd w) + μ² m]``. The two differ only when
+  ``weights_optimizer.nesterov`` is True.
 * ``implicit_neumann`` (iDARTS): γ = the current weight learning rate when ``neumann_step=0``.
 * ``first_order``, ``mixed_level`` (MiLeNAS), ``implicit_cg``: nothing per step.
 """
@@ -25,6 +32,7 @@ from jaxnas import optim
 ESTIMATORS = ("first_order", "mixed_level", "finite_difference", "unrolled", "implicit_neumann",
               "implicit_cg")
 MILENAS_WEIGHTINGS = ("paper", "code")
+VIRTUAL_STEPS = ("reference", "optimizer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +82,13 @@ def build_arch_gradient(config, *, lr_schedule: optax.Schedule, weights_clipped:
       return dataclasses.replace(est, xi=lr, momentum_buffer=buffer)
     return ArchGradient(name, est, bind_fd)
   if name == "unrolled":
+    if opts.virtual_step not in VIRTUAL_STEPS:
+      raise ValueError(f"config.hypergrad_options.virtual_step={opts.virtual_step!r} is not valid; "
+                       f"choose one of: {', '.join(VIRTUAL_STEPS)}.")
+    # Both continue the live sgd_body state: its layout does not depend on nesterov.
+    nesterov = wopt.nesterov and opts.virtual_step == "optimizer"
     body = optim.sgd_body(lr_schedule, momentum=wopt.momentum,
-                          weight_decay=wopt.weight_decay, nesterov=wopt.nesterov)
+                          weight_decay=wopt.weight_decay, nesterov=nesterov)
     est = hypergrad.Unrolled(steps=opts.unrolled_steps, inner_optimizer=body,
                              checkpoint=opts.unrolled_checkpoint,
                              second_order=opts.unrolled_second_order)

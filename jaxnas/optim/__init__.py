@@ -6,9 +6,11 @@
 * ``adam_l2``: PyTorch ``Adam(lr, betas, eps, weight_decay)``: ``g <- g + wd * a`` (L2 decay before
   Adam, not AdamW), then Adam with bias correction, ``a <- a - lr m_hat / (sqrt(v_hat) + eps)``.
 * ``cosine_schedule``: PyTorch ``CosineAnnealingLR(T_max=epochs, eta_min)``,
-  ``lr(e) = eta_min + (lr0 - eta_min)(1 + cos(pi e / epochs)) / 2``, either constant within an epoch
-  (``per_step=False``; ``epoch_offset=1`` reproduces quark0/darts' ``scheduler.step()`` at the *start*
-  of each epoch, so epoch 0 already uses lr(1)) or continuous per iteration (AutoDL NB201).
+  ``lr(e) = eta_min + (lr0 - eta_min)(1 + cos(pi e / epochs)) / 2``, constant within an epoch, the
+  epoch ``e = step // steps_per_epoch + epoch_offset``: ``epoch_offset=1`` reproduces quark0/darts'
+  ``scheduler.step()`` at the *start* of each epoch (epoch 0 already uses lr(1)); ``epoch_offset=0``
+  an update at the end of each epoch (MiLeNAS, GAEA) and AutoDL's ``w_scheduler.update(epoch, 0.0)``
+  at the start (its ``CosineAnnealingLR.get_lr`` reads only the epoch once warm-up is over).
 """
 from __future__ import annotations
 
@@ -24,17 +26,25 @@ from jaxnas.optim.mirror_descent import project_to_simplex as project_to_simplex
 
 
 def cosine_schedule(base_lr: float, min_lr: float, epochs: int, steps_per_epoch: int, *,
-                    per_step: bool = False, epoch_offset: int = 0) -> optax.Schedule:
-  """The cosine-annealing learning rate as a function of the optimizer step count."""
+                    epoch_offset: int = 0) -> optax.Schedule:
+  r"""The cosine-annealing learning rate per epoch, as a function of the optimizer step count.
+
+  .. math::
+    e = \min(\lfloor \mathrm{count} / \mathrm{steps\_per\_epoch} \rfloor + \mathrm{epoch\_offset},
+    \mathrm{epochs}),\qquad
+    \mathrm{lr} = \mathrm{min\_lr} + (\mathrm{base\_lr} - \mathrm{min\_lr})
+    \tfrac{1}{2}(1 + \cos(\pi e / \mathrm{epochs}))
+
+  Reference: Loshchilov & Hutter, "SGDR", ICLR 2017 (without restarts); PyTorch
+  ``CosineAnnealingLR`` as stepped by quark0/darts (``epoch_offset=1``), MiLeNAS, GAEA, AutoDL
+  ``xautodl/procedures/optimizers.py`` (``epoch_offset=0``).
+  """
   if epochs <= 0 or steps_per_epoch <= 0:
     raise ValueError(f"cosine_schedule needs epochs > 0 and steps_per_epoch > 0, got {epochs} "
                      f"and {steps_per_epoch}.")
 
   def schedule(count):
-    if per_step:
-      epoch = count.astype(jnp.float32) / steps_per_epoch
-    else:
-      epoch = (count // steps_per_epoch + epoch_offset).astype(jnp.float32)
+    epoch = (count // steps_per_epoch + epoch_offset).astype(jnp.float32)
     epoch = jnp.minimum(epoch, float(epochs))
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
 
