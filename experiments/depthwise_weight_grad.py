@@ -23,19 +23,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dense_conv_grad import median_ms  # noqa: E402  (this directory: the script's own)
 from jaxnas.spaces import kernels  # noqa: E402
 
 BATCH, SIZE, CHANNELS = 64, 32, 16
 GEOMETRIES = ((3, 1), (5, 1), (3, 2), (5, 2))  # (kernel, dilation): DARTS' sep/dil convolutions
 ROWS_PER_IMAGE = 4
+
+
+def median_ms(fn, *args, repeats: int) -> tuple[float, object]:
+  """(median ms per call after a warm-up call, result)."""
+  result = jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return 1e3 * float(np.median(times)), result
 
 
 def _tile_rows(row: jax.Array, n: int) -> jax.Array:
