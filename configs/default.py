@@ -123,7 +123,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.darts_prime = ml_collections.ConfigDict()  # Maile et al. / DARTS-PRIME (jaxnas/methods/darts_prime.py)
   config.darts_prime.regularizer = "prox"    # alpha-loss term: 'none' | 'prox' (pull to the derived cell) | 'admm'
   config.darts_prime.rho = 0.1               # rho of the prox / ADMM terms rho/2 * ||.||_2 (unsquared norm)
-  config.darts_prime.prox_epochs = 0         # prox ramp (t/T): T in epochs (0 = config.epochs; the reference hard-codes 50)
+  config.darts_prime.prox_epochs = 0         # prox ramp (t/T): T in epochs (0 = config.epochs, as the reference's --epochs)
   config.darts_prime.admm_freq = 10          # ADMM: Z, U updated every admm_freq alpha steps
   config.darts_prime.admm_dual_decay = 1.0   # ADMM: U <- decay * U + residual (reference's zuewma, effectively 1.0)
   config.darts_prime.schedule = "dynamic"    # alpha-step schedule: 'fixed' (every schedule_freq steps) | 'dynamic' (Fisher trace)
@@ -136,7 +136,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.darts_prime.quirk_admm_off_by_one = False  # ADMM update after admm_freq - 1 alpha steps ((counter+1) % freq)
   config.darts_prime.quirk_admm_raw_alpha = False   # Z <- disc(act(alpha + U)), U <- U + alpha - Z with RAW alpha
   config.darts_prime.quirk_admm_init_z_alpha = False  # Z starts as a copy of raw alpha (not the derived cell)
-  config.darts_prime.quirk_z_includes_none = False  # the derived cell Z may pick 'none' (the reference's _parse)
+  config.darts_prime.quirk_z_includes_none = False  # Z may pick 'none' (reference before 7107829; HEAD excludes it)
   config.rarts = ml_collections.ConfigDict()        # RARTS (jaxnas/methods/rarts.py)
   # L(w, y, a) = c_tr L_train(w, a) + c_val L_val(y, a) + beta/2 ||y - w||^2; one Gauss-Seidel pass per step:
   # w (train batch), then y (val batch, coupled to the new w), then alpha from both networks' gradients.
