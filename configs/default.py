@@ -99,7 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch_optimizer.b1 = 0.5                  # adam only
   config.arch_optimizer.b2 = 0.999                # adam only
   config.arch_optimizer.weight_decay = 1e-3       # adam only: L2 on alpha, added before Adam
-  config.arch_optimizer.floor = 1e-5              # mirror descent: clamp entries to >= floor, then renormalize
+  config.arch_optimizer.floor = 1e-5              # mirror descent: clamp alpha entries to >= floor, then renormalize
+  config.arch_optimizer.edge_floor = 0.0          # the same for PC-DARTS' edge weights beta (GAEA's reference: none)
   config.arch_optimizer.clip_norm = 0.0           # global-norm clip of the alpha gradient (0 = off)
   config.arch_optimizer.entropy_reg = 0.0         # GAEA's lambda * sum(alpha log(alpha n)) on the alpha loss
 

@@ -35,6 +35,7 @@ from jaxnas import supernet
 from jaxnas import methods
 from jaxnas.methods import estimators
 from jaxnas.methods import milenas
+from jaxnas.spaces import darts as darts_space
 from jaxnas.state import SearchState, create_search_state
 
 WEIGHTS_STREAM, ARCH_STREAM = 0, 1
@@ -141,12 +142,21 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
 
 
 def build_arch_optimizer(aopt: ml_collections.ConfigDict):
-  """The alpha optimizer: PyTorch-style Adam + L2, or mirror descent on the simplex (GAEA)."""
+  """The alpha optimizer: PyTorch-style Adam + L2, or mirror descent on the simplex (GAEA).
+
+  Mirror descent floors the op weights alpha at ``aopt.floor`` and PC-DARTS' edge weights beta at
+  ``aopt.edge_floor`` (default 0: GAEA's reference renormalises beta per node with no floor).
+  """
   if aopt.name == "adam":
     tx = optim.adam_l2(aopt.learning_rate, b1=aopt.b1, b2=aopt.b2, weight_decay=aopt.weight_decay)
   else:
     mirror_map = "entropic" if aopt.name == "exponentiated_gradient" else "euclidean"
-    tx = optim.mirror_descent.mirror_descent(aopt.learning_rate, mirror_map, floor=aopt.floor)
+    alpha_floor, edge_floor = float(aopt.floor), float(aopt.edge_floor)
+
+    def floor(path):
+      return edge_floor if darts_space.is_edge_weights(path) else alpha_floor
+
+    tx = optim.mirror_descent.mirror_descent(aopt.learning_rate, mirror_map, floor=floor)
   if aopt.clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(aopt.clip_norm), tx)
   return tx
