@@ -67,6 +67,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.train_portion = 0.5        # 'darts' split: fraction of the training set for w
   config.data.split_seed = 0             # seed of the fixed random halves of the 'nb201' split and of the
                                          # 'synthetic' dataset (not the run seed)
+  config.data.nb201_split_file = ""      # 'nb201' split: AutoDL's official split file (cifar100-test-split.txt,
+                                         # imagenet-16-120-test-split.txt, cifar-split.txt); "" = seeded random
+                                         # halves (cifar100/ImageNet16-120: they overlap NB201's x-test; warned)
   config.data.max_examples = 0           # cap on each split's size (0 = no cap)
   config.data.arch_with_replacement = True  # alpha batches: independent random batch every step
   config.data.crop_padding = 4           # random-crop zero padding (0 = off)
