@@ -73,6 +73,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.train_portion = 0.5        # 'darts' split: fraction of the training set for w
   config.data.split_seed = 0             # seed of the fixed random halves of the 'nb201' split and of the
                                          # 'synthetic' dataset (not the run seed)
+  config.data.nb201_split_file = ""      # 'nb201' split: AutoDL's official split file (cifar100-test-split.txt,
+                                         # imagenet-16-120-test-split.txt, cifar-split.txt); "" = seeded random
+                                         # halves (cifar100/ImageNet16-120: they overlap NB201's x-test; warned)
   config.data.max_examples = 0           # cap on each split's size (0 = no cap)
   config.data.arch_with_replacement = True  # alpha batches: independent random batch every step
                                          # (False: shuffled passes over the alpha split, indexed by alpha step)
@@ -117,7 +120,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch_optimizer.b1 = 0.5                  # adam only
   config.arch_optimizer.b2 = 0.999                # adam only
   config.arch_optimizer.weight_decay = 1e-3       # adam only: L2 on alpha, added before Adam
-  config.arch_optimizer.floor = 1e-5              # mirror descent: clamp entries to >= floor, then renormalize
+  config.arch_optimizer.floor = 1e-5              # mirror descent: clamp alpha entries to >= floor, then renormalize
+  config.arch_optimizer.edge_floor = 0.0          # the same for PC-DARTS' edge weights beta (GAEA's reference: none)
   config.arch_optimizer.clip_norm = 0.0           # global-norm clip of the alpha gradient (0 = off)
   config.arch_optimizer.entropy_reg = 0.0         # GAEA's lambda * sum(alpha log(alpha n)) on the alpha loss
 
@@ -141,7 +145,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.darts_prime = ml_collections.ConfigDict()  # Maile et al. / DARTS-PRIME (jaxnas/methods/darts_prime.py)
   config.darts_prime.regularizer = "prox"    # alpha-loss term: 'none' | 'prox' (pull to the derived cell) | 'admm'
   config.darts_prime.rho = 0.1               # rho of the prox / ADMM terms rho/2 * ||.||_2 (unsquared norm)
-  config.darts_prime.prox_epochs = 0         # prox ramp (t/T): T in epochs (0 = config.epochs; the reference hard-codes 50)
+  config.darts_prime.prox_epochs = 0         # prox ramp (t/T): T in epochs (0 = config.epochs, as the reference's --epochs)
   config.darts_prime.admm_freq = 10          # ADMM: Z, U updated every admm_freq alpha steps
   config.darts_prime.admm_dual_decay = 1.0   # ADMM: U <- decay * U + residual (reference's zuewma, effectively 1.0)
   config.darts_prime.schedule = "dynamic"    # alpha-step schedule: 'fixed' (every schedule_freq steps) | 'dynamic' (Fisher trace)
@@ -154,7 +158,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.darts_prime.quirk_admm_off_by_one = False  # ADMM update after admm_freq - 1 alpha steps ((counter+1) % freq)
   config.darts_prime.quirk_admm_raw_alpha = False   # Z <- disc(act(alpha + U)), U <- U + alpha - Z with RAW alpha
   config.darts_prime.quirk_admm_init_z_alpha = False  # Z starts as a copy of raw alpha (not the derived cell)
-  config.darts_prime.quirk_z_includes_none = False  # the derived cell Z may pick 'none' (the reference's _parse)
+  config.darts_prime.quirk_z_includes_none = False  # Z may pick 'none' (reference before 7107829; HEAD excludes it)
   config.rarts = ml_collections.ConfigDict()        # RARTS (jaxnas/methods/rarts.py)
   # L(w, y, a) = c_tr L_train(w, a) + c_val L_val(y, a) + beta/2 ||y - w||^2; one Gauss-Seidel pass per step:
   # w (train batch), then y (val batch, coupled to the new w), then alpha from both networks' gradients.

@@ -5,7 +5,9 @@ CIFAR-10, DARTS space with partial channels (K = 4) and edge normalization.
       --config.data.data_dir=/path/with/cifar-10-binary.tar.gz
 
 alpha (per edge) and beta (per node) live on simplices (uniform init) and are updated by
-exponentiated gradient, lr 0.1 for both (clamp at 1e-5, then normalize); the derived genotype uses
+exponentiated gradient, lr 0.1 for both; alpha is clamped at 1e-5 then normalized per edge, beta
+normalized per node with no floor (`arch_optimizer.edge_floor = 0`, as the reference's
+`architect_edarts.py`); the derived genotype uses
 alpha * beta. Ops on C/4 channels + channel shuffle; the 8 DARTS ops including `none`; batch 256;
 SGD 0.1 -> 0 cosine over 50 epochs (per epoch), momentum 0.9, wd 3e-4, clip 5; alpha on a random
 batch of the validation half (25k/25k split); no alpha warm-up (the GAEA code has none, unlike
@@ -23,6 +25,7 @@ def get_config(arg=None):
   config.arch_optimizer.name = "exponentiated_gradient"
   config.arch_optimizer.learning_rate = 0.1
   config.arch_optimizer.floor = 1e-5
+  config.arch_optimizer.edge_floor = 0.0
   config.data.name = "cifar10"
   config.data.split = "darts"
   config.batch_size = 256

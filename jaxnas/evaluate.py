@@ -32,8 +32,9 @@ CIFAR-10), so a resumed run sees exactly the data of an uninterrupted one. Check
 whole ``EvalState`` (weights, BN statistics, optimizer, PRNG key).
 
 Outputs in the workdir: ``config.json``, ``evaluation.jsonl`` (per epoch: test loss/accuracy),
-``result.json`` (genotype, parameters with and without the auxiliary head, multiply-adds, final
-and best test accuracy), ``tensorboard/``, ``checkpoints/``, and with ``config.plots`` the picture
+``result.json`` (genotype, parameters with and without the auxiliary head, multiply-adds, the
+final test accuracy -- no maximum over epochs, which would pick the epoch on test data),
+``tensorboard/``, ``checkpoints/``, and with ``config.plots`` the picture
 ``genotype.png`` (DARTS and NB201 cells; NAO archs are not drawn). Multiply-adds: convolution and
 dense layers of the eval-mode forward (``reports.count_macs``; for NAO networks, whose layers are
 plain ``lax`` calls, the same count read off the forward's jaxpr, ``reports.jaxpr_macs``).

@@ -35,6 +35,7 @@ from jaxnas import supernet
 from jaxnas import methods
 from jaxnas.methods import estimators
 from jaxnas.methods import milenas
+from jaxnas.spaces import darts as darts_space
 from jaxnas.state import SearchState, create_search_state
 
 WEIGHTS_STREAM, ARCH_STREAM = 0, 1
@@ -103,8 +104,29 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDatase
   splits = data_lib.make_search_splits(dataset, config.data.split,
                                        train_portion=config.data.train_portion,
                                        seed=config.data.split_seed,
-                                       max_examples=config.data.max_examples or None)
+                                       max_examples=config.data.max_examples or None,
+                                       split_file=config.data.nb201_split_file or None)
+  if (config.data.split == "nb201" and not config.data.nb201_split_file
+      and jax.process_index() == 0):
+    print(f"WARNING: {splits.note} (set --config.data.nb201_split_file to AutoDL's file).",
+          flush=True)
   return dataset, splits
+
+
+def benchmark_label(config: ml_collections.ConfigDict,
+                    splits: data_lib.SearchSplits) -> str | None:
+  """Which NAS-Bench-201 figures ``benchmark/*`` are, and whether the search held them out."""
+  if not config.benchmark.path:
+    return None
+  dataset = benchmarks.canonical_dataset(config.benchmark.dataset)
+  test = ("ori-test (the 'cifar10' run, trained on all 50k training images)"
+          if dataset == "cifar10" else "x-test (half of the original test set)")
+  label = (f"NAS-Bench-201 {dataset}, 200 epochs, mean over seeds: benchmark/test_accuracy is "
+           f"{test}, benchmark/valid_accuracy x-valid")
+  if splits.arch_role == "test" and config.data.name == dataset:
+    label += ("; NOT held out: alpha trained on a random half of the test set that overlaps "
+              "about half of x-test (set data.nb201_split_file)")
+  return label
 
 
 def build_search(config: ml_collections.ConfigDict) -> Search:
@@ -115,6 +137,10 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   module = build_supernet(config, space, dataset.num_classes)
   arch_batch = config.arch_batch_size or config.batch_size
   config_checks.check_batch_sizes(config, len(splits.weights), len(splits.arch), arch_batch)
+  if config.milenas.size_buckets and not splits.eval_is_validation:
+    raise ValueError(f"config.milenas.size_buckets keeps genotypes by eval accuracy, but the eval "
+                     f"split of data.split={config.data.split!r} is test data ({splits.note}); "
+                     "use data.split='darts' or turn size_buckets off.")
   parallel = sharding.from_config(config)
   parallel.check_batch_sizes(sharding.batch_sizes(config))
   per_epoch, total = step_budget(config, len(splits.weights), len(splits.arch))
@@ -178,12 +204,21 @@ def weights_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) ->
 
 
 def build_arch_optimizer(aopt: ml_collections.ConfigDict):
-  """The alpha optimizer: PyTorch-style Adam + L2, or mirror descent on the simplex (GAEA)."""
+  """The alpha optimizer: PyTorch-style Adam + L2, or mirror descent on the simplex (GAEA).
+
+  Mirror descent floors the op weights alpha at ``aopt.floor`` and PC-DARTS' edge weights beta at
+  ``aopt.edge_floor`` (default 0: GAEA's reference renormalises beta per node with no floor).
+  """
   if aopt.name == "adam":
     tx = optim.adam_l2(aopt.learning_rate, b1=aopt.b1, b2=aopt.b2, weight_decay=aopt.weight_decay)
   else:
     mirror_map = "entropic" if aopt.name == "exponentiated_gradient" else "euclidean"
-    tx = optim.mirror_descent.mirror_descent(aopt.learning_rate, mirror_map, floor=aopt.floor)
+    alpha_floor, edge_floor = float(aopt.floor), float(aopt.edge_floor)
+
+    def floor(path):
+      return edge_floor if darts_space.is_edge_weights(path) else alpha_floor
+
+    tx = optim.mirror_descent.mirror_descent(aopt.learning_rate, mirror_map, floor=floor)
   if aopt.clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(aopt.clip_norm), tx)
   return tx
@@ -383,6 +418,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if resumed:
     logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
   start = int(state.step)
+  logger.info(f"splits ({search.splits.eval_role} eval): {search.splits.note}")
   logger.info(f"space={config.space.name} ops={search.space.ops} params="
               f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "
               f"total_steps={search.total_steps} devices={search.parallel.size} "
@@ -423,5 +459,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       break
   # ---------------------------------------------------------------- the result
   manager.close()
-  summary = logger.finish(state_step=int(state.step))
+  summary = logger.finish(state_step=int(state.step), splits=search.splits.describe(),
+                          benchmark=benchmark_label(config, search.splits))
   return summary

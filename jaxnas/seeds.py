@@ -176,8 +176,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- the result
   manager.close()
   final_step = int(state.step[0])
-  summaries = [logger.finish(state_step=final_step) for logger in loggers]
-  report = {"seeds": seeds, "step": final_step, "spread": spread(summaries),
+  split_info = base.splits.describe()
+  bench = loop.benchmark_label(config, base.splits)
+  summaries = [logger.finish(state_step=final_step, splits=split_info, benchmark=bench)
+               for logger in loggers]
+  report = {"seeds": seeds, "step": final_step, "splits": split_info, "spread": spread(summaries),
             "per_seed": {str(seed): summary for seed, summary in zip(seeds, summaries)}}
   if jax.process_index() == 0:
     accuracies = "".join(f"; {key} {v['mean']:.4f} +- {v['std']:.4f}"

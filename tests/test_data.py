@@ -12,6 +12,8 @@ import tarfile
 
 import jax
 import jax.numpy as jnp
+import json
+
 import numpy as np
 import pytest
 
@@ -206,6 +208,42 @@ def test_nb201_split_uses_test_half_for_arch(name):
   assert len(xvalid) == 10 and xvalid <= set(30000 + np.arange(21))
   np.testing.assert_array_equal(_ids(s.eval), _ids(s.arch))
   assert not xvalid & set(_ids(s.weights))
+
+
+def _autodl_split_file(path, **lists):
+  """A split file in AutoDL's format ({"key": ["int", ["1", ...]]}), as its load_config reads."""
+  path.write_text(json.dumps({k: ["int", [str(i) for i in v]] for k, v in lists.items()}))
+  return str(path)
+
+
+def test_eval_role_decides_where_a_genotype_may_be_selected(tmp_path):
+  roles = {scheme: data.make_search_splits(_indexed(name, 40, 20), scheme)
+           for scheme, name in [("darts", "cifar10"), ("full", "cifar10"), ("nb201", "cifar100")]}
+  assert roles["darts"].eval_is_validation
+  assert roles["full"].eval_role == "test" and not roles["full"].eval_is_validation
+  assert roles["nb201"].eval_role == roles["nb201"].arch_role == "test"   # random test half
+  assert "RANDOM half" in roles["nb201"].note
+  official = _autodl_split_file(tmp_path / "c100.txt", xvalid=range(1, 20, 2),
+                                xtest=range(0, 20, 2))
+  s = data.make_search_splits(_indexed("cifar100", 40, 20), "nb201", split_file=official,
+                              max_examples=8)
+  np.testing.assert_array_equal(_ids(s.arch), 30000 + np.arange(1, 17, 2))
+  assert s.eval_is_validation and "official x-valid" in s.describe()["note"]
+  cifar = _autodl_split_file(tmp_path / "c10.txt", train=range(0, 40, 2), valid=range(1, 40, 2))
+  s = data.make_search_splits(_indexed("cifar10", 40, 20), "nb201", split_file=cifar)
+  np.testing.assert_array_equal(_ids(s.weights), np.arange(0, 40, 2))
+
+
+def test_bad_split_files_name_the_problem(tmp_path):
+  ds = _indexed("cifar100", 40, 20)
+  too_big = _autodl_split_file(tmp_path / "a.txt", xvalid=range(15), xtest=range(15, 30))
+  with pytest.raises(ValueError, match="distinct indices into the 20 test images"):
+    data.make_search_splits(ds, "nb201", split_file=too_big)
+  with pytest.raises(ValueError, match="no index list 'xvalid'"):
+    data.make_search_splits(ds, "nb201", split_file=_autodl_split_file(tmp_path / "b.txt",
+                                                                         train=range(3)))
+  with pytest.raises(ValueError, match="only by the 'nb201'"):
+    data.make_search_splits(ds, "darts", split_file=too_big)
 
 
 def test_max_examples_caps_every_split():

@@ -229,6 +229,19 @@ def test_nb201_ground_truth_is_reported_each_epoch(tmp_path):
   record = summary["final_record"]
   expected = fake_accuracy(NB201Genotype.from_string(record["genotype"]).code)
   np.testing.assert_allclose(record["benchmark/test_accuracy"], expected, rtol=1e-6)
+  # data.split='darts': eval is held-out validation, so a best genotype is selected on it
+  assert summary["splits"]["eval_role"] == "validation" and summary["best_genotype"]
+  assert "ori-test" in summary["benchmark"]
+
+
+def test_no_genotype_is_selected_on_test_data(tmp_path):
+  """GAEA ERM (data.split='full') evaluates on the test set: result.json has no best genotype."""
+  config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke")
+  summary = loop.train_and_evaluate(config, str(tmp_path))
+  assert summary["splits"]["eval_role"] == "test"
+  assert summary["best_genotype"] is None and "best_record" not in summary
+  assert summary["selection"].startswith("final genotype only")
+  assert json.load(open(tmp_path / "result.json"))["final_genotype"] == summary["final_genotype"]
 
 
 def test_benchmark_on_a_space_without_one_is_refused(tmp_path):

@@ -112,3 +112,26 @@ def test_entropy_regularizer_is_kl_to_uniform():
   theta = jnp.array([[0.7, 0.3]], jnp.float32)
   want = 0.7 * np.log(1.4) + 0.3 * np.log(0.6)
   np.testing.assert_allclose(md.entropy_regularizer({"a": theta}), want, rtol=1e-5)
+
+
+def test_per_leaf_floor_leaves_edge_weights_unfloored():
+  """GAEA PC-DARTS (gaea_release architect_edarts.py): alpha is clamped at 1e-5 before it is
+  normalised, the edge weights beta only renormalised per node -- a beta entry driven below the
+  floor stays there (the old single floor lifted it to ~1e-5)."""
+  from jaxnas import loop
+  from jaxnas.spaces import darts
+  from configs import default
+  aopt = default.get_config().arch_optimizer
+  aopt.name = "exponentiated_gradient"
+  aopt.learning_rate = 1.0
+  tx = loop.build_arch_optimizer(aopt)
+  params = {"normal": uniform(2, 3), "normal_edges": {"0": jnp.array([0.5, 0.5])}}
+  grads = {"normal": jnp.array([[30.0, 0.0, 0.0]] * 2),
+           "normal_edges": {"0": jnp.array([30.0, 0.0])}}
+  new = optax.apply_updates(params, tx.update(grads, tx.init(params), params)[0])
+  beta = new["normal_edges"]["0"]  # exp(-30) / (1 + exp(-30)), 0 after float32 apply_updates
+  assert float(beta[0]) < 1e-7 and float(jnp.sum(beta)) == pytest.approx(1.0)
+  assert float(new["normal"][0, 0]) == pytest.approx(1e-5 / (2 / 3 + 1e-5), rel=1e-2)  # floored
+  assert darts.is_edge_weights(jax.tree_util.tree_flatten_with_path(params)[0][1][0])
+  with pytest.raises(ValueError, match="floor must be in"):
+    md.mirror_descent(0.1, floor=1.5)

@@ -180,6 +180,7 @@ def test_nao_space_smoke_search_with_rerank(tmp_path):
   config = load_config("nao_v2_cifar10.py")
   summary = nao_search.train_and_evaluate(config, str(tmp_path))
   _check_outputs(config, str(tmp_path), summary)
+  assert summary["selected_on"].startswith("the arch split") and "eval_role" in summary["splits"]
 
 
 class _Interrupt(Exception):

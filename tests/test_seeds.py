@@ -47,6 +47,7 @@ def test_each_vmapped_seed_equals_its_single_run(tmp_path):
   # Outputs: each seed's own log and result, and the spread.
   written = json.load(open(tmp_path / seeds.SEEDS_FILE))
   assert written["spread"]["num_seeds"] == 2
+  assert written["splits"]["eval_role"] in ("validation", "test")   # result.json says what eval is
   for seed in report["seeds"]:
     result = json.load(open(tmp_path / f"seed_{seed}" / "result.json"))
     assert result["final_genotype"] == report["per_seed"][str(seed)]["final_genotype"]

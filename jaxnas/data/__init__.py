@@ -2,6 +2,9 @@
 
   ds = jaxnas.data.get_dataset('digits')                       # or 'cifar10', data_dir=...
   splits = jaxnas.data.make_search_splits(ds, 'darts')         # weights / arch / eval
+  splits.eval_role, splits.note    # 'validation' | 'test': select genotypes only on validation
+  # 'nb201' on cifar100 / imagenet16_120: split_file=AutoDL's *-test-split.txt for the official
+  # x-valid half (else a seeded random half that overlaps NB201's x-test; see data/splits.py)
   idx = jaxnas.data.batch_indices(seed, step, len(splits.weights), 64, stream=0,
                                   with_replacement=False)
   x = jaxnas.data.augment(key, images[idx], mean=ds.mean, std=ds.std, cutout=0)   # in jit

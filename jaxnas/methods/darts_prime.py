@@ -47,11 +47,18 @@ Defaults: the paper's intent; the reference code's quirks that change results ar
   RAW alpha; default: x = act(alpha) throughout (A is what R compares with Z).
 * ``quirk_admm_init_z_alpha``: the reference starts Z as a copy of raw alpha; default: Z_0 =
   Pi(A_0), a feasible cell.
-* ``quirk_z_includes_none``: the reference's ``_parse`` (softmax mode) lets the derived cell pick
-  ``none``; default: the DARTS rule (``none`` excluded), the cell ``space.derive`` reports.
-* The reference hard-codes T = 50 epochs in the prox ramp; here T = ``prox_epochs`` (default
-  ``config.epochs``, 50 in the recipe). Its zuewma flag never reaches the model (decay 1.0 = our
-  default). The alpha stream: the reference draws a validation batch only on alpha steps from a
+* ``quirk_z_includes_none``: models no code at the reference's HEAD (``4953e40``), whose
+  ``_parse`` (``src/model_admm_hard_statebn.py:221-243``) excludes ``none`` from both the edge
+  ranking and the op choice, as the default here (the DARTS rule, the cell ``space.derive``
+  reports). It models the reference before its commit ``7107829`` ("prevent none", 2021-03-23),
+  whose ``_parse`` let Z pick ``none`` (from the file's first commit ``92cec2a``, 2021-03-11).
+* T of the prox ramp: the reference at HEAD divides its clock (epochs, ``tick(1 / batches)``)
+  by ``total_epochs`` = ``--epochs`` (default 50; ``model_admm_hard_statebn.py:271``,
+  ``train_scheduled_hard_statebn.py:115``); only its commits ``470f1ab``..``feff389``
+  (2021-03-22..24, before ``7e9f96e``) hard-coded ``clock / 50.``. Here T = ``prox_epochs``
+  (default ``config.epochs``, 50 in the recipe), the same. Its zuewma flag never reaches the
+  model (decay 1.0 = our default).
+* The alpha stream: the reference draws a validation batch only on alpha steps from a
   persistent iterator; here the alpha batch of step s is batch s of an epoch-wise permutation
   stream (batch indices stay a pure function of the step, so resumes are exact), i.e. alpha steps
   see a subsample of that stream.
@@ -93,7 +100,8 @@ def darts_cell_one_hot(weights: jax.Array, ops: tuple[str, ...], nodes: int,
   The DARTS rule (Liu et al. 2019; ``spaces.darts.derive_cell``; DARTS-PRIME ``_parse``): for each
   node keep the 2 incoming edges with the largest strongest-op weight (ties: the earlier edge) and
   on each the strongest op (ties: the earlier op); ``none`` is excluded unless ``include_none``
-  (the reference's softmax-mode quirk). Jit-able; no gradient flows through it.
+  (the reference before its commit ``7107829``; at HEAD it excludes ``none`` too). Jit-able; no
+  gradient flows through it.
   """
   candidate = jnp.array([include_none or op != "none" for op in ops])
   masked = jnp.where(candidate, weights, -jnp.inf)
@@ -116,7 +124,7 @@ def nb201_cell_one_hot(weights: jax.Array) -> jax.Array:
 def prox_penalty(mixing: dict[str, jax.Array], targets: dict[str, jax.Array], rho: float,
                  progress: jax.Array | float) -> jax.Array:
   """``R_prox = progress * rho/2 * sum_c ||A_c - Z_c||_2`` (Maile et al. §prox; reference
-  ``prox_loss``: ``clock/50 * rho/2 * (act(x) - disc).norm()``, summed over cells).
+  ``prox_loss``: ``clock/total_epochs * rho/2 * (act(x) - disc).norm()``, summed over cells).
 
   ``targets`` (Z) are treated as constants: pass them through ``stop_gradient``.
   """

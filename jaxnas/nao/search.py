@@ -714,7 +714,12 @@ def summarize(search: NAOSearch, state: NAOState, table, logger) -> dict[str, An
   best = max(top, key=lambda e: e["rerank_accuracy"]) if reranked else top[0]
   summary = {"iterations": int(config.nao.iterations), "pool_size": len(tokens),
              "best_arch": best["arch"], "chosen_by": "rerank" if reranked else "supernet_score",
-             "top": top}
+             "selected_on": f"the arch split ({search.splits.arch_role} data)",
+             "splits": search.splits.describe(), "top": top}
+  from jaxnas import loop  # local import: loop imports the gradient methods
+  bench = loop.benchmark_label(config, search.splits)
+  if bench:
+    summary["benchmark"] = bench
   logger.info(f"NAO-V2 done: best architecture ({summary['chosen_by']}): {best['arch']}"
               + (f"  benchmark test acc {best['benchmark_test_accuracy']:.2f}"
                  if "benchmark_test_accuracy" in best else ""))

@@ -9,7 +9,11 @@ Bregman projection onto the simplex:
   gradient :math:`\theta \leftarrow \theta \odot e^{-\eta g} / \lVert\theta \odot e^{-\eta g}\rVert_1`.
   GAEA's reference clamps before it normalizes,
   :math:`\theta \leftarrow \mathrm{normalize}(\max(\theta \odot e^{-\eta g}, \text{floor}))`, which
-  keeps every entry alive (``floor=1e-5``); ``floor=0`` gives exact EG;
+  keeps every entry alive (``floor=1e-5``); ``floor=0`` gives exact EG. The floor may differ per
+  leaf (``floor`` a function of the leaf's key path): GAEA PC-DARTS floors the op weights alpha
+  at 1e-5 but renormalises the edge weights beta per node with no floor (liamcli/gaea_release
+  ``cnn/architect/architect_edarts.py:119-134``: ``normalize(p, -1)`` with ``min_v=1e-5`` for
+  alpha, ``p / node_sum`` for the edges, the clamp commented out);
 * **euclidean** map :math:`\phi = \tfrac12\lVert\theta\rVert^2` gives projected gradient descent,
   :math:`\theta \leftarrow \Pi_\Delta(\theta - \eta g)` (sort-based Euclidean projection).
 
@@ -19,13 +23,15 @@ clipping first).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 import optax
 
 MIRROR_MAPS = ("entropic", "euclidean")
+# A floor for every leaf, or a function of a leaf's key path (jax.tree_util) giving its floor.
+Floor = Union[float, Callable[[tuple], float]]
 
 
 class MirrorDescentState(NamedTuple):
@@ -66,19 +72,31 @@ def _euclidean_step(theta, g, lr, floor, axis):
 _STEPS = {"entropic": _entropic_step, "euclidean": _euclidean_step}
 
 
+def _leaf_floor(floor: Floor, path: tuple) -> float:
+  value = float(floor(path) if callable(floor) else floor)
+  if not 0.0 <= value < 1.0:
+    raise ValueError(f"mirror-descent floor must be in [0, 1), got {value} for the leaf at "
+                     f"{jax.tree_util.keystr(path) or 'the root'}; use e.g. 1e-5 (or 0 for none).")
+  return value
+
+
 def mirror_descent(learning_rate: optax.ScalarOrSchedule, mirror_map: str = "entropic", *,
-                   floor: float = 0.0, axis: int = -1) -> optax.GradientTransformation:
+                   floor: Floor = 0.0, axis: int = -1) -> optax.GradientTransformation:
   """Mirror descent on the simplex rows (along ``axis``) of every leaf.
 
   Args:
     learning_rate: a float or an optax schedule of the update count.
     mirror_map: ``'entropic'`` (exponentiated gradient) or ``'euclidean'`` (projected gradient).
-    floor: entries are clamped to at least ``floor`` before renormalising (0 = no clamp).
+    floor: entries are clamped to at least ``floor`` before renormalising (0 = no clamp); a float
+      for every leaf, or a function of a leaf's key path returning that leaf's floor (e.g. GAEA
+      PC-DARTS: 1e-5 for alpha, 0 for the edge weights beta).
     axis: the axis along which each leaf's rows are probability vectors.
   """
   if mirror_map not in _STEPS:
     raise ValueError(f"Unknown mirror map {mirror_map!r}; valid: {', '.join(MIRROR_MAPS)}.")
   step_fn = _STEPS[mirror_map]
+  if not callable(floor):
+    _leaf_floor(floor, ())
 
   def init_fn(params):
     del params
@@ -89,8 +107,9 @@ def mirror_descent(learning_rate: optax.ScalarOrSchedule, mirror_map: str = "ent
       raise ValueError("mirror_descent needs `params` (the current point on the simplex): call "
                        "tx.update(grads, state, params).")
     lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
-    new = jax.tree.map(
-        lambda p, g: step_fn(p, g.astype(p.dtype), jnp.asarray(lr, p.dtype), floor, axis),
+    new = jax.tree_util.tree_map_with_path(
+        lambda path, p, g: step_fn(p, g.astype(p.dtype), jnp.asarray(lr, p.dtype),
+                                   _leaf_floor(floor, path), axis),
         params, updates)
     return (jax.tree.map(jnp.subtract, new, params),
             MirrorDescentState(optax.safe_increment(state.count)))
@@ -98,7 +117,7 @@ def mirror_descent(learning_rate: optax.ScalarOrSchedule, mirror_map: str = "ent
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def exponentiated_gradient(learning_rate: optax.ScalarOrSchedule, floor: float = 1e-5,
+def exponentiated_gradient(learning_rate: optax.ScalarOrSchedule, floor: Floor = 1e-5,
                            axis: int = -1) -> optax.GradientTransformation:
   r"""GAEA's exponentiated gradient: :math:`\theta \leftarrow \mathrm{normalize}(\max(\theta e^{-\eta g},
   \text{floor}))` per simplex row (entropic mirror descent; clamp before normalize, as the reference).

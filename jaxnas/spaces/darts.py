@@ -79,13 +79,22 @@ def node_edge_ranges(nodes: int) -> list[range]:
   return ranges
 
 
+EDGE_WEIGHTS_SUFFIX = "_edges"  # arch keys of PC-DARTS' edge weights beta: 'normal_edges', ...
+
+
+def is_edge_weights(path: tuple) -> bool:
+  """Whether the arch leaf at ``path`` (a jax.tree_util key path) is an edge weight beta."""
+  top = getattr(path[0], "key", None) if path else None
+  return isinstance(top, str) and top.endswith(EDGE_WEIGHTS_SUFFIX)
+
+
 def arch_shapes(nodes: int, num_ops: int, edge_normalization: bool = False) -> dict[str, Any]:
   """The DARTS architecture layout (see the module docstring for the edge-normalization leaves)."""
   shape = (num_edges(nodes), num_ops)
   shapes: dict[str, Any] = {"normal": shape, "reduce": shape}
   if edge_normalization:
     for cell in ("normal", "reduce"):
-      shapes[cell + "_edges"] = {str(i): (2 + i,) for i in range(nodes)}
+      shapes[cell + EDGE_WEIGHTS_SUFFIX] = {str(i): (2 + i,) for i in range(nodes)}
   return shapes
 
 

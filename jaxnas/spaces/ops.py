@@ -7,6 +7,11 @@ implementations exactly (quark0/darts ``cnn/operations.py``; AutoDL-Projects
 * BatchNorm matches PyTorch's defaults (momentum 0.1 -> Flax momentum 0.9, eps 1e-5); inside
   search cells it has no scale and bias (``affine=False``), as in the references.
 * Convolutions have no bias and PyTorch's default initialisation, U(-1/sqrt(fan_in), +1/sqrt(fan_in)).
+  For NAS-Bench-201 this is AutoDL's code of the NB201 paper: AutoDL commit ``b9a5d28``
+  (2020-07-19) gave ``ReLUConvBN`` (and ``SepConv``'s pointwise conv, ``FactorizedReduce``)
+  ``bias=not affine``, i.e. a bias inside search cells, right before an affine-free BatchNorm that
+  subtracts it again in training mode; the NB201 supernet (C=16, N=5) has 1,686,106 parameters
+  here and in AutoDL before that commit, 1,692,826 at AutoDL's HEAD.
 * Padding is explicit and symmetric, so output sizes equal PyTorch's for every input size.
 
 ``make_op(name, channels, stride, affine=..., pool_bn=...)`` builds any operation by name;
