@@ -55,6 +55,12 @@ import pytest  # noqa: E402
 from jaxnas import sharding as _sharding  # noqa: E402
 
 
+def pytest_addoption(parser):
+  parser.addoption("--record-golden", action="store_true", default=False,
+                   help="write tests/golden/*.json from this run instead of comparing with them "
+                        "(run after an intended change of behaviour; say which and why)")
+
+
 @pytest.fixture(autouse=True)
 def _one_device_unless_asked(monkeypatch):
   monkeypatch.setattr(_sharding, "from_config", lambda config: _sharding.DataParallel(

@@ -52,17 +52,62 @@ def restore_final_state(workdir, config):
     return manager.restore(abstract)
 
 
+GOLDEN_DIR = os.path.join(ROOT, "tests", "golden")
+GOLDEN_STEPS = 3
+
+
+def golden_record(config, workdir, train_losses):
+  """What a smoke run's golden file holds: the training loss of each step, the final supernet
+  evaluation loss, and every leaf of the final alpha (flattened)."""
+  state = restore_final_state(workdir, config)
+  records = [json.loads(line) for line in open(os.path.join(workdir, "genotypes.jsonl"))]
+  arch = {jax.tree_util.keystr(path): np.asarray(leaf, np.float64).ravel().tolist()
+          for path, leaf in jax.tree_util.tree_leaves_with_path(state.arch)}
+  return {"train/loss": train_losses, "eval/loss": records[-1]["eval/loss"], "arch": arch}
+
+
+def check_golden(name, got, record):
+  """Compares ``got`` with ``tests/golden/<name>.json`` (float32 rounding), or writes it with
+  ``pytest --record-golden``."""
+  path = os.path.join(GOLDEN_DIR, name.replace(".py", "").replace(":", "_") + ".json")
+  if record:
+    os.makedirs(GOLDEN_DIR, exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(got, f, indent=1, sort_keys=True)
+    return
+  assert os.path.exists(path), f"{path} is missing: record it with pytest --record-golden"
+  want = json.load(open(path))
+  assert sorted(got["arch"]) == sorted(want["arch"])
+  for key in ("train/loss", "eval/loss"):
+    np.testing.assert_allclose(got[key], want[key], rtol=2e-4, atol=1e-6, err_msg=key)
+  for leaf, values in want["arch"].items():
+    np.testing.assert_allclose(got["arch"][leaf], values, rtol=2e-4, atol=1e-6, err_msg=leaf)
+
+
 @pytest.mark.parametrize("config_path", CONFIG_FILES, ids=os.path.basename)
-def test_every_config_smoke_runs_and_writes_outputs(config_path, tmp_path):
-  config = load_config(config_path)
+def test_every_config_smoke_runs_and_writes_outputs(config_path, tmp_path, monkeypatch, request):
+  """Every search config's smoke run (3 steps, fixed seed) writes its outputs and reproduces its
+  golden values (tests/golden/: losses and alpha after 3 steps), which pin every method's
+  behaviour across refactors."""
+  config = load_config(config_path, max_steps=GOLDEN_STEPS)
+  train_losses = []
+  log_train = metrics_lib.Logger.train
+
+  def spy(self, step, steps_per_epoch, metrics, *args, **kwargs):
+    train_losses.append(float(np.mean(metrics["train/loss"])))
+    return log_train(self, step, steps_per_epoch, metrics, *args, **kwargs)
+  monkeypatch.setattr(metrics_lib.Logger, "train", spy)
   summary = loop.train_and_evaluate(config, str(tmp_path))
-  assert summary["step"] == 2
+  assert summary["step"] == GOLDEN_STEPS
   assert os.listdir(tmp_path / "checkpoints")
   records = [json.loads(line) for line in open(tmp_path / "genotypes.jsonl")]
-  assert records and records[-1]["step"] == 2 and "genotype" in records[-1]
+  assert records and records[-1]["step"] == GOLDEN_STEPS and "genotype" in records[-1]
   assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
   assert json.load(open(tmp_path / "config.json"))["space"]["name"] == config.space.name
   assert summary["final_genotype"] == records[-1]["genotype"]
+  assert len(train_losses) == GOLDEN_STEPS
+  check_golden(os.path.basename(config_path), golden_record(config, str(tmp_path), train_losses),
+               request.config.getoption("--record-golden"))
 
 
 @pytest.mark.parametrize("devices", [1, 2], ids=["1_device", "2_devices"])
