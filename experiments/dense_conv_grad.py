@@ -38,7 +38,7 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxnas.spaces import kernels  # noqa: E402
+from jaxnas.backends import cpu_kernels as kernels  # noqa: E402
 
 GEOMETRIES = ((64, 32, 16), (64, 16, 32), (64, 8, 64))  # (batch, size, channels): NB201 stages
 STRIDES, PADDING, DILATION = (1, 1), ((1, 1), (1, 1)), (1, 1)

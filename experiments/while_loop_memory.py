@@ -2,7 +2,7 @@
 
 A toy network (a ``lax.scan`` over L tanh layers) and the XLA temporaries of programs holding one
 or two α-gradient passes through it, compiled with XLA's default CPU scheduler and with its
-memory-optimized one (``config.xla_cpu_scheduler='memory'``, ``jaxnas.sharding``). With the scan
+memory-optimized one (``config.backend.cpu_scheduler='memory'``, ``jaxnas.backends.cpu``). With the scan
 rolled (a while loop) and the default scheduler, two passes need about twice one pass's
 temporaries even when the second depends on the first's result; unrolled, or with the
 memory-optimized scheduler, the second mostly reuses the first's memory. The rolled DARTS supernet
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from jaxnas import sharding  # noqa: E402
+from jaxnas.backends import cpu  # noqa: E402
 
 LAYERS, BATCH, WIDTH = 16, 256, 512
 
@@ -56,7 +56,7 @@ def main():
     for program in programs(unroll):
       sizes = []
       for scheduler in ("default", "memory"):
-        compiled = jax.jit(program, compiler_options=sharding.compiler_options(scheduler)).lower(
+        compiled = jax.jit(program, compiler_options=cpu.compiler_options(scheduler)).lower(
             w, a, x).compile()
         sizes.append(f"{compiled.memory_analysis().temp_size_in_bytes / 2**20:6.1f} MB")
       print(f"  {'unrolled' if unroll else 'rolled':8s}  {program.__name__:24s} "

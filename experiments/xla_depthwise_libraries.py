@@ -2,7 +2,7 @@
 
 Times one k x k depthwise convolution (NHWC, stride 1, same padding), forward and forward +
 backward of ``sum(y**2)``, as XLA's ``lax.conv_general_dilated(..., feature_group_count=C)``
-compiled with each set of XLA:CPU library options below, and as ``jaxnas.spaces.kernels``'
+compiled with each set of XLA:CPU library options below, and as ``jaxnas.backends.cpu_kernels``'
 shifted kernel (default options). Median of ``--repeats`` calls after compilation.
 
   .venv/bin/python experiments/xla_depthwise_libraries.py --kernel=3 --batch_size=64 --size=32 \\
@@ -22,7 +22,7 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxnas.spaces import kernels  # noqa: E402
+from jaxnas.backends import cpu_kernels as kernels  # noqa: E402
 
 OPTION_SETS = {
     "XLA's defaults": None,
