@@ -13,9 +13,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.num_seeds = 1                   # >1: seeds seed..seed+num_seeds-1 as one vmapped program (jaxnas.seeds)
   config.compute_dtype = "float32"       # forward dtype: 'float32' | 'bfloat16' (float32 master weights, BN
                                          # statistics and logits; jaxnas/supernet.py)
-  config.xla_cpu_scheduler = "memory"    # XLA:CPU scheduler of the search and diagnostics steps: 'memory' (gradient
-                                         # passes share memory: DARTS search step 13.6 -> 7.9 GB, ~10% slower; 2nd order
-                                         # ~30 -> 11 GB) | 'default' (XLA's); no effect on GPU/TPU (jaxnas/sharding.py)
 
   config.space = ml_collections.ConfigDict()
   config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths) | 'nao' (NAO-V2 only)
@@ -26,18 +23,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.space.layers = 8                # DARTS only: number of cells
   config.space.cells_per_stage = 5       # NB201 and NAO: cells per stage N
   config.space.blocks_per_stage = 3      # width only: ResNet basic blocks per stage (ResNet-20: 3, ResNet-56: 9)
-  config.space.unroll = True             # unroll cell/edge loops: slower compile, ~15x faster steps on CPU
-                                         # for NB201's dense convolutions; the DARTS configs roll
-                                         # (darts_space: no XLA convolution left in their cells)
   config.space.partial_channels = 1      # DARTS only: PC-DARTS channel proportion K (1 = off)
   config.space.edge_normalization = False  # DARTS only: PC-DARTS edge weights beta per node
   config.space.node_batchnorm = False    # DARTS / NB201: BatchNorm (no affine) on every intermediate node (DARTS-PRIME clamp)
-  config.space.remat = False             # nn.remat every cell / block: recompute its activations in the backward
-                                         # (less memory, ~1 more forward of compute; same weights, same results;
-                                         # darts_space turns it on: no slower there, half the memory)
-  config.space.remat_scope = "cell"      # with remat: 'cell' (nn.remat per cell / block) | 'edge' (DARTS / NB201: per
-                                         # edge MixedOp inside the edge scans; darts_space's choice: a quarter of
-                                         # the XLA temporaries of 'cell' on the rolled DARTS supernet, same speed)
 
   config.method = "darts"                # search method: 'darts' (DARTS family: the hypergrad, parametrization and
                                          # arch optimizer below pick DARTS/MiLeNAS/iDARTS/GAEA) | 'darts_prime' | 'rarts'
@@ -213,16 +201,44 @@ def add_scale_fields(config: ml_collections.ConfigDict) -> ml_collections.Config
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = 0                   # devices on the 'data' mesh axis (0 = all): state replicated,
                                          # batches split; batch sizes must be multiples of it
-  config.mesh.cpu_devices = 0            # XLA devices a CPU host is split into (0 = one per core, lowered
-                                         # to a divisor of the batch sizes with >= 8 examples per device;
-                                         # 1 = JAX's single device):
-                                         # 13-24% faster steps on 2 cores, same numbers up to rounding
   config.distributed = ml_collections.ConfigDict()
   config.distributed.enabled = False     # multi-host: jax.distributed.initialize() before anything else
   config.distributed.coordinator_address = ""  # 'host:port' of process 0 ('' = auto-detect: Cloud TPU, Slurm, k8s)
   config.distributed.num_processes = 0   # 0 = auto-detect
   config.distributed.process_id = -1     # -1 = auto-detect
   config.distributed.local_device_ids = ""  # comma-separated local devices of this process ('' = all)
+  add_backend_fields(config)
+  return config
+
+
+def _auto(value="auto") -> ml_collections.FieldReference:
+  """A field that holds 'auto' or a value of another type (bool, int), also from the command line."""
+  return ml_collections.FieldReference(value, field_type=object)
+
+
+def add_backend_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config.backend``: platform-specific settings, each 'auto' = the platform's default
+  (jaxnas/backends/__init__.py has the table; README.md "Backends")."""
+  config.backend = ml_collections.ConfigDict()
+  config.backend.platform = "auto"       # whose defaults 'auto' takes: 'auto' (JAX's default backend) | 'cpu' | 'gpu' | 'tpu'
+  config.backend.kernels = "auto"        # depthwise / 1x1 convolutions and pools: 'shifted' (jaxnas/backends/cpu_kernels.py;
+                                         # CPU default) | 'xla' (XLA's own; GPU/TPU default)
+  config.backend.cpu_devices = _auto()   # XLA devices a CPU host is split into: 0 = one per core, lowered to a divisor of
+                                         # the batch sizes with >= 8 examples per device (CPU default) | N (1 = no split;
+                                         # GPU/TPU default)
+  config.backend.cpu_scheduler = "auto"  # XLA:CPU scheduler of the search and diagnostics steps: 'memory' (gradient passes
+                                         # share memory; CPU default) | 'default' (XLA's; GPU/TPU: no options either way)
+  config.backend.unroll = _auto()        # True: unroll the supernets' cell / edge loops (slower compile; GPU/TPU default);
+                                         # CPU default by space: DARTS / NAO rolled, NB201 / width unrolled
+  config.backend.remat = _auto()         # True: nn.remat (recompute activations in the backward: less memory, same
+                                         # results); CPU default: True on the DARTS space only; GPU/TPU: False
+  config.backend.remat_scope = "auto"    # with remat: 'cell' (nn.remat per cell / block) | 'edge' (DARTS / NB201: per edge
+                                         # MixedOp; the DARTS space's CPU default)
+  # Names these settings had before config.backend: setting one raises, naming the new field.
+  for name in ("unroll", "remat", "remat_scope") if "space" in config else ():
+    config.space[name] = _auto(None)
+  config.mesh.cpu_devices = _auto(None)
+  config.xla_cpu_scheduler = _auto(None)
   return config
 
 
@@ -249,24 +265,9 @@ VARIANTS = {
 
 
 def darts_space(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The DARTS CNN cell space with rolled edge scans and rematerialized cells.
-
-  With the shifted CPU kernels (``jaxnas/spaces/kernels.py``) the DARTS cells contain no XLA
-  convolution, so rolled scans run as fast as unrolled ones and compile 3x faster: C=16, 8 cells,
-  batch 64 weight step 27.4 s after a 104 s compile, against 25.1 s after 282 s unrolled (with
-  XLA's weight-gradient kernel; the shifted one made the unrolled compile exceed 24 GB).
-  ``remat`` (``nn.remat`` per cell) halved the memory of every DARTS step at no cost in time:
-  weight step 10.1 s, 5.3 GB peak RSS against 12.2 s, 10.8 GB; first-order search step 16.7 s,
-  7.9 GB against 16.7 s, 11.3 GB; exact second-order α step 41.8 s, 10.3 GB against 40.8 s,
-  15.8 GB. ``remat_scope='edge'`` (``nn.remat`` per edge MixedOp instead) halves the weight step's
-  peak RSS again at the same speed: 2.7–2.8 GB against 5.0 GB (XLA temporaries 0.57 against 2.2
-  GB).
-  ``experiments/README.md`` "CPU kernels" and "Scale and memory".
-  """
+  """The DARTS CNN cell space. Its loops and remat come from ``config.backend`` (on CPU: rolled
+  edge scans, per-edge remat; ``jaxnas/backends``)."""
   config.space.name = "darts"
-  config.space.unroll = False
-  config.space.remat = True
-  config.space.remat_scope = "edge"
   return config
 
 
@@ -296,8 +297,8 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.space.layers = 3
   config.space.nodes = 1            # DARTS: one node per cell keeps the smoke compile short
   config.space.cells_per_stage = 1
-  config.space.unroll = False            # rolled loops compile in seconds
-  config.space.remat = False             # tiny activations: recomputing them only adds compile time
+  config.backend.unroll = False          # rolled loops compile in seconds
+  config.backend.remat = False           # tiny activations: recomputing them only adds compile time
   config.data.name = "synthetic"
   config.data.data_dir = ""
   config.data.synthetic_image_size = 8

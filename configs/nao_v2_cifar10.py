@@ -26,7 +26,6 @@ def get_config(arg=None):
   config.space.nodes = 5
   config.space.channels = 20
   config.space.cells_per_stage = 3
-  config.space.unroll = False            # rolled cell loops: ~1 min compile instead of ~10 on CPU
   config.data.name = "cifar10"
   config.data.split = "darts"
   config.data.train_portion = 0.9        # 45k / 5k

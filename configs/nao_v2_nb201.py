@@ -25,7 +25,6 @@ def get_config(arg=None):
   config.space.ops = ""                  # all five NB201 ops
   config.space.channels = 16
   config.space.cells_per_stage = 5
-  config.space.unroll = True             # NB201's unrolled supernet: much faster steps on CPU
   config.nao.seed_archs = 200
   config.nao.new_archs = 100
   config.nao.iterations = 3

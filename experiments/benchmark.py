@@ -24,7 +24,7 @@ equals the peak, the steps did not set it (compilation or setup did); ``rss_afte
 resident set after the timed steps (null where ``/proc`` is missing); ``cpu_s_per_wall_s`` is the
 process's CPU time over the wall time of the timed steps (how many cores the step kept busy).
 ``--cpu_devices`` splits the CPU into that many XLA devices, the batch split over them
-(``config.mesh.cpu_devices``; 0, the default, one per core as the configs do). Device memory
+(``config.backend.cpu_devices``; 0, the default, one per core as the configs do on CPU). Device memory
 statistics are added when the backend offers ``device.memory_stats()`` (GPU/TPU, not XLA:CPU);
 XLA's buffer assignment of each program (``compiled.memory_analysis()``: temporaries, arguments)
 is recorded too.
@@ -50,7 +50,7 @@ Usage (from the repository root; recorded figures and their commands: experiment
   Memory options (one process each, compare peak RSS and XLA temp MB):
   .venv/bin/python experiments/benchmark.py --what=weights --unroll=false --remat=true
   .venv/bin/python experiments/benchmark.py --what=weights --unroll=false --compute_dtype=bfloat16
-  (--remat: config.space.remat, nn.remat on every cell, or with --remat_scope=edge on every
+  (--remat: config.backend.remat, nn.remat on every cell, or with --remat_scope=edge on every
   edge's MixedOp; --compute_dtype: config.compute_dtype,
   the forward in bfloat16 on float32 master weights; not for --method=nao_v2)
   --method picks a method by name (METHOD_PRESETS: darts, darts_2nd, darts_2nd_fd, milenas, idarts,
@@ -83,9 +83,9 @@ if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importa
   sys.path.insert(0, ROOT)
 
 from configs import default as default_config  # noqa: E402
+from jaxnas import backends  # noqa: E402
 from jaxnas import loop  # noqa: E402
 from jaxnas import reports  # noqa: E402
-from jaxnas import sharding  # noqa: E402
 from jaxnas import steps  # noqa: E402
 from jaxnas import supernet  # noqa: E402
 from jaxnas.spaces import ops as ops_lib  # noqa: E402
@@ -127,14 +127,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--batch_size", type=int, default=64)
   parser.add_argument("--image_size", type=int, default=32)
   parser.add_argument("--unroll", choices=("true", "false"), default="true",
-                      help="config.space.unroll: unrolled cell/edge loops (fast steps on CPU, "
+                      help="config.backend.unroll: unrolled cell/edge loops (fast steps on CPU, "
                            "slow compile) or rolled scans")
   parser.add_argument("--remat", choices=("true", "false"), default="false",
-                      help="config.space.remat: recompute activations in the backward pass "
+                      help="config.backend.remat: recompute activations in the backward pass "
                            "(less memory, more compute), at --remat_scope")
   parser.add_argument("--remat_scope", choices=ops_lib.REMAT_SCOPES, default="cell",
-                      help="config.space.remat_scope: with --remat=true, nn.remat per cell or per "
+                      help="config.backend.remat_scope: with --remat=true, nn.remat per cell or per "
                            "edge MixedOp (DARTS/NB201; the DARTS configs use 'edge')")
+  parser.add_argument("--kernels", choices=("auto", "shifted", "xla"), default="auto",
+                      help="config.backend.kernels: the depthwise / 1x1 convolutions' and pools' "
+                           "kernels (auto: shifted on CPU, XLA's elsewhere)")
   parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"), default="float32",
                       help="config.compute_dtype: the forward's dtype (float32 master weights, "
                            "BN statistics and logits either way)")
@@ -161,12 +164,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help=f"comma-separated subset of {','.join(PROGRAMS)}")
   parser.add_argument("--json", default="", help="write the results to this JSON file")
   parser.add_argument("--cpu_devices", type=int, default=0,
-                      help="config.mesh.cpu_devices: XLA devices the CPU is split into, the batch "
+                      help="config.backend.cpu_devices: XLA devices the CPU is split into, the batch "
                            "split over them (0 = one per core, as the configs; 1 = one device, as "
                            "every figure recorded before 2026-12-02 04:30 UTC)")
-  parser.add_argument("--xla_cpu_scheduler", choices=tuple(sharding.CPU_SCHEDULERS),
+  parser.add_argument("--xla_cpu_scheduler", choices=tuple(backends.cpu.CPU_SCHEDULERS),
                       default="memory",
-                      help="config.xla_cpu_scheduler: XLA:CPU's scheduler for every measured "
+                      help="config.backend.cpu_scheduler: XLA:CPU's scheduler for every measured "
                            "program (the search loop compiles its step with it)")
   parser.add_argument("--compiler_options", default="",
                       help="XLA options for the measured programs, e.g. "
@@ -216,12 +219,13 @@ def make_config(args: argparse.Namespace):
   config.space.channels = args.channels
   config.space.layers = args.layers
   config.space.cells_per_stage = args.cells_per_stage
-  config.space.unroll = args.unroll == "true"
-  config.space.remat = args.remat == "true"
-  config.space.remat_scope = args.remat_scope
+  config.backend.unroll = args.unroll == "true"
+  config.backend.remat = args.remat == "true"
+  config.backend.remat_scope = args.remat_scope
+  config.backend.kernels = args.kernels
   config.compute_dtype = args.compute_dtype
-  config.xla_cpu_scheduler = args.xla_cpu_scheduler
-  config.mesh.cpu_devices = args.cpu_devices
+  config.backend.cpu_scheduler = args.xla_cpu_scheduler
+  config.backend.cpu_devices = args.cpu_devices
   config.space.blocks_per_stage = args.cells_per_stage
   config.num_seeds = args.num_seeds
   config.hypergrad = args.hypergrad
@@ -400,7 +404,8 @@ def nao_main(args: argparse.Namespace) -> dict[str, Any]:
   config.space.ops = ""
   config.space.channels = args.channels
   config.space.cells_per_stage = args.cells_per_stage
-  config.space.unroll = args.unroll == "true"
+  config.backend.unroll = args.unroll == "true"
+  config.backend.kernels = args.kernels
   config.batch_size = args.batch_size
   config.data.name = "synthetic"
   config.data.synthetic_image_size = args.image_size
@@ -408,8 +413,8 @@ def nao_main(args: argparse.Namespace) -> dict[str, Any]:
   config.data.train_portion = 0.5
   config.nao.seed_archs = 100
   config.nao.score_batch_size = args.batch_size
-  config.mesh.cpu_devices = args.cpu_devices
-  print(sharding.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
+  config.backend.cpu_devices = args.cpu_devices
+  print(backends.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
   start = time.perf_counter()
   search = nao_search.build(config)
   state = nao_search.init_state(search)
@@ -420,8 +425,8 @@ def nao_main(args: argparse.Namespace) -> dict[str, Any]:
       "machine": machine_info(),
       "setup": {"space": args.space, "channels": args.channels,
                 "cells_per_stage": args.cells_per_stage, "batch_size": args.batch_size,
-                "image_size": args.image_size, "unroll": config.space.unroll,
-                "method": "nao_v2", "compiler_options": args.compiler_options,
+                "image_size": args.image_size, "unroll": search.module.unroll,
+                "kernels": search.module.kernels, "method": "nao_v2", "compiler_options": args.compiler_options,
                 "timed_steps": args.steps, "warmup_steps": args.warmup, "params": params,
                 "devices": search.parallel.size,
                 "setup_s": setup_s}, "results": {}}
@@ -537,11 +542,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if args.method == "nao_v2":
     return nao_main(args)
   config = make_config(args)
-  print(sharding.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
+  print(backends.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
   if not args.compiler_options:   # what the search loop compiles its step with
-    args.compiler_options = sharding.compiler_options(config.xla_cpu_scheduler) or {}
+    args.compiler_options = backends.resolve(config).compiler_options() or {}
   start = time.perf_counter()
   search = loop.build_search(config)
+  backend = search.backend
   probe = loop.init_state(search)
   jax.block_until_ready(probe)
   setup_s = time.perf_counter() - start
@@ -550,8 +556,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   report: dict[str, Any] = {
       "machine": machine_info(),
       "setup": {"space": args.space, **sizes, "batch_size": args.batch_size,
-                "image_size": args.image_size, "unroll": config.space.unroll,
-                "remat": config.space.remat, "remat_scope": config.space.remat_scope,
+                "image_size": args.image_size, "unroll": backend.unroll,
+                "remat": backend.remat, "remat_scope": backend.remat_scope,
+                "kernels": backend.kernels,
                 "compute_dtype": config.compute_dtype,
                 "num_seeds": args.num_seeds,
                 "method": args.method, "hypergrad": args.hypergrad,
@@ -565,8 +572,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   del probe
   batches = [loop.step_batches(search, step) for step in range(min(4, args.warmup + args.steps))]
   print(f"{args.space} {sizes} batch={args.batch_size} image={args.image_size} "
-        f"unroll={config.space.unroll} remat={config.space.remat} "
-        f"remat_scope={config.space.remat_scope} "
+        f"unroll={backend.unroll} remat={backend.remat} remat_scope={backend.remat_scope} "
+        f"kernels={backend.kernels} "
         f"compute_dtype={config.compute_dtype} "
         f"params={report['setup']['params']:,} backend={jax.default_backend()} "
         f"devices={search.parallel.size}", flush=True)

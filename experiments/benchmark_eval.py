@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import benchmark  # noqa: E402  (experiments/benchmark.py: timing, FLOPs, memory, machine info)
 from configs import eval_cifar10  # noqa: E402
+from jaxnas import backends  # noqa: E402
 from jaxnas import evaluate  # noqa: E402
 from jaxnas import genotypes as genotypes_lib  # noqa: E402
 from jaxnas import reports  # noqa: E402
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
   parser.add_argument("--matmul_peak", choices=("true", "false"), default="true")
   parser.add_argument("--cpu_devices", type=int, default=0,
-                      help="config.mesh.cpu_devices (0 = one XLA device per core, as the configs; "
+                      help="config.backend.cpu_devices (0 = one XLA device per core, as the configs; "
                            "1 = one device, as the figures recorded before 2026-12-02 04:30 UTC)")
   parser.add_argument("--json", default="", help="write the report to this JSON file")
   args = parser.parse_args(argv)
@@ -68,14 +69,14 @@ def make_config(args: argparse.Namespace):
   config.data.name = "synthetic"
   config.data.synthetic_num_train = 4 * config.batch_size
   config.data.synthetic_num_test = config.batch_size
-  config.mesh.cpu_devices = args.cpu_devices
+  config.backend.cpu_devices = args.cpu_devices
   return config
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = parse_args(argv)
   config = make_config(args)
-  print(sharding.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
+  print(backends.configure_cpu_devices(config), flush=True)  # before JAX's backend starts
   args.batch_size = config.batch_size
   space, genotype = genotypes_lib.resolve(config.genotype)
   dataset, train, _ = evaluate.load_data(config)

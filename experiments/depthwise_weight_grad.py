@@ -32,7 +32,7 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxnas.spaces import kernels  # noqa: E402
+from jaxnas.backends import cpu_kernels as kernels  # noqa: E402
 
 BATCH, SIZE, CHANNELS = 64, 32, 16
 GEOMETRIES = ((3, 1), (5, 1), (3, 2), (5, 2))  # (kernel, dilation): DARTS' sep/dil convolutions

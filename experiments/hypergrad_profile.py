@@ -5,7 +5,7 @@ Each variant is one jitted call ``estimator(problem, w, α, train_batch, val_bat
 supernet of ``experiments/benchmark.py``'s config (BatchNorm state fixed, images normalised, no
 augmentation), timed as the best of ``--repeats`` calls after compilation. "GMAC" is every
 convolution's and matrix product's multiply-adds, whichever kernels compute them (the count of
-``reports.function_macs``: XLA's convolutions, or the shifted kernels of ``spaces.kernels``), with
+``reports.function_macs``: XLA's convolutions, or the shifted kernels of ``backends.cpu_kernels``), with
 its ratio to the first-order estimator's. "conv GMAC" counts XLA convolutions only, and "largest
 conv form" is the convolution shape (lhs, rhs -> out) with the most multiply-adds and its share of
 them: under JAX's reverse-over-reverse, the transposed weight-gradient convolution (an

@@ -1,6 +1,6 @@
-"""One DARTS edge's candidate operations with XLA's kernels and with ``jaxnas.spaces.kernels``.
+"""One DARTS edge's candidate operations with XLA's kernels and with ``jaxnas.backends.cpu_kernels``.
 
-For each implementation (``JAXNAS_KERNELS=xla`` / ``shifted``, set in-process before tracing) and
+For each implementation (``kernels='xla'`` / ``'shifted'``, the modules' construction argument) and
 each DARTS operation at (batch, size, size, channels), times the jitted forward and forward +
 backward of ``mean(op(x)**2)`` in training mode (BatchNorm on batch statistics), then the whole
 MixedOp (all 8 operations, mixed by softmax weights): forward, gradient in (weights, x, mixing) and a
@@ -23,7 +23,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxnas.spaces import kernels  # noqa: E402
 from jaxnas.spaces import ops as ops_lib  # noqa: E402
 from jaxnas.spaces.darts import DARTS_OPS  # noqa: E402
 
@@ -51,12 +50,12 @@ def training_loss(module, variables):
 
 
 def profile(impl: str, args) -> np.ndarray:
-  os.environ[kernels.ENV_VAR] = impl
   x = jax.random.normal(jax.random.key(0), (args.batch_size, args.size, args.size, args.channels))
   for name in DARTS_OPS:
     if name == "none":
       continue
-    op = ops_lib.make_op(name, args.channels, args.stride, affine=False, pool_bn=True)
+    op = ops_lib.make_op(name, args.channels, args.stride, affine=False, pool_bn=True,
+                         kernels=impl)
     variables = op.init(jax.random.key(1), x, train=False)
     loss = training_loss(op, variables)
     params = variables.get("params", {})
@@ -64,7 +63,7 @@ def profile(impl: str, args) -> np.ndarray:
     grad = timed(jax.jit(jax.grad(loss, argnums=(0, 1))), params, x, repeats=args.repeats)[0]
     print(f"{impl:8s} {name:14s} forward {fwd:8.1f} ms   forward+backward {grad:8.1f} ms",
           flush=True)
-  mixed = ops_lib.MixedOp(DARTS_OPS, args.channels, args.stride, pool_bn=True)
+  mixed = ops_lib.MixedOp(DARTS_OPS, args.channels, args.stride, pool_bn=True, kernels=impl)
   mixing = jax.nn.softmax(jnp.linspace(-1.0, 1.0, len(DARTS_OPS)))
   variables = mixed.init(jax.random.key(1), x, mixing, train=False)
   loss = training_loss(mixed, variables)

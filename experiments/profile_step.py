@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import benchmark  # noqa: E402  (experiments/benchmark.py)
-from jaxnas import loop, sharding  # noqa: E402
+from jaxnas import backends, loop  # noqa: E402
 
 WORKER_THREAD_MARK = "XLAEigen"  # XLA:CPU's intra-op worker threads in the trace
 
@@ -152,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   if len(args.what) != 1 or args.what[0] == "forward":
     raise SystemExit(f"--what must name one of weights, arch, search; got {args.what}.")
   config = benchmark.make_config(args)
-  print(sharding.configure_cpu_devices(config), flush=True)
-  options = args.compiler_options or sharding.compiler_options(config.xla_cpu_scheduler) or {}
+  print(backends.configure_cpu_devices(config), flush=True)
+  options = args.compiler_options or backends.resolve(config).compiler_options() or {}
   search = loop.build_search(config)
   batches = [loop.step_batches(search, step) for step in range(2)]
   jitted, _ = benchmark.jitted_program(args.what[0], search)

@@ -49,7 +49,7 @@ import json
 import logging
 import operator
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -214,6 +214,9 @@ class CheckpointManager:
     fingerprint: a JSON-able dict describing the run (space, method, arch shapes...). It is saved
       with every checkpoint; restoring or saving against checkpoints with a different fingerprint
       raises `CheckpointMismatchError`. None disables the fingerprint comparison.
+    retired_keys: dotted fingerprint keys (``'space_sizes.unroll'``) that checkpoints written by
+      older versions recorded and this one no longer compares: a saved checkpoint that has them
+      still restores.
 
   Raises:
     CheckpointError: `directory` is a file, or Orbax cannot open it.
@@ -222,11 +225,12 @@ class CheckpointManager:
   """
 
   def __init__(self, directory: str | os.PathLike, *, keep: int = 3,
-               fingerprint: Mapping[str, Any] | None = None):
+               fingerprint: Mapping[str, Any] | None = None, retired_keys: Sequence[str] = ()):
     if int(keep) < 1:
       raise ValueError(f'keep must be >= 1, got {keep}.')
     self._keep = int(keep)
     self._fingerprint = _normalize_fingerprint(fingerprint)
+    self._retired_keys = frozenset(retired_keys)
     self._directory = self._resolve(directory)
     self._checked_existing = False  # whether `save` compared itself with the latest checkpoint
     self._manager = self._open_orbax()
@@ -315,8 +319,9 @@ class CheckpointManager:
     """Raises CheckpointMismatchError if `meta` differs in fingerprint or leaf specs."""
     problems = []
     if self._fingerprint is not None:
-      problems += [f'fingerprint {d}'
-                   for d in _diff_fingerprints(meta.get('fingerprint', {}), self._fingerprint)]
+      saved = {k: v for k, v in _flatten_dict(meta.get('fingerprint', {})).items()
+               if k not in self._retired_keys}
+      problems += [f'fingerprint {d}' for d in _diff_fingerprints(saved, self._fingerprint)]
     problems += _diff_specs(meta['leaves'], leaves)
     if problems:
       raise CheckpointMismatchError(

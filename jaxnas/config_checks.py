@@ -3,21 +3,19 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxnas import backends
 from jaxnas import data as data_lib
 from jaxnas import hypergrad
 from jaxnas import parametrize
-from jaxnas import sharding
 from jaxnas import spaces
 from jaxnas import steps
 from jaxnas import supernet
 from jaxnas import methods
 from jaxnas.methods import estimators
-from jaxnas.spaces import ops as ops_lib
 
 HYPERGRADS = estimators.ESTIMATORS
 ARCH_OPTIMIZERS = ("adam", "exponentiated_gradient", "projected_gradient")
 SIMPLEX_OPTIMIZERS = ("exponentiated_gradient", "projected_gradient")
-EDGE_SCAN_SPACES = ("darts", "nb201")  # cells that run their edges with ops.scan_edges
 EPOCH_UNITS = ("weights", "arch")  # config.epoch_unit: what one epoch is a pass over (configs/default.py)
 
 
@@ -40,16 +38,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.parametrization, list(parametrize.PARAMETRIZATIONS), "parametrization")
   _choice(config.step_order, steps.STEP_ORDERS, "step_order")
   _choice(config.compute_dtype, supernet.COMPUTE_DTYPES, "compute_dtype")
-  _choice(config.xla_cpu_scheduler, list(sharding.CPU_SCHEDULERS), "xla_cpu_scheduler")
-  if not isinstance(config.space.remat, bool):
-    raise ValueError(f"config.space.remat must be True or False, got {config.space.remat!r}.")
-  _choice(config.space.remat_scope, list(ops_lib.REMAT_SCOPES), "space.remat_scope")
-  if (config.space.remat and config.space.remat_scope == "edge"
-      and config.space.name not in EDGE_SCAN_SPACES):
-    raise ValueError(f"config.space.remat_scope='edge' rematerializes the edges of the spaces whose "
-                     f"cells scan their edges ({', '.join(EDGE_SCAN_SPACES)}); the "
-                     f"{config.space.name!r} space rematerializes whole cells or blocks: set "
-                     f"config.space.remat_scope='cell'.")
+  backends.resolve(config)  # config.backend: each field checks itself
   _choice(config.data.name, list(data_lib.DATASETS), "data.name")
   _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
   _choice(config.data.partial_batch, data_lib.PARTIAL_BATCHES, "data.partial_batch")
@@ -78,8 +67,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints", "num_seeds"):
     _positive(_get(config, field), field)
   for field in ("arch_batch_size", "max_steps", "data.max_examples", "eval_max_batches",
-                "data.crop_padding", "data.cutout", "diagnostics.every_steps", "mesh.data",
-                "mesh.cpu_devices"):
+                "data.crop_padding", "data.cutout", "diagnostics.every_steps", "mesh.data"):
     _positive(_get(config, field), field, allow_zero=True)
   simplex_opt = config.arch_optimizer.name in SIMPLEX_OPTIMIZERS
   if simplex_opt != (config.parametrization == "simplex"):

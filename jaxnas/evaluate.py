@@ -57,6 +57,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxnas import backends
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
 from jaxnas import genotypes as genotypes_lib
@@ -248,21 +249,25 @@ def build_network(config: ml_collections.ConfigDict, space: str, genotype: Any,
 
   NAO: C = ``network.channels``, N = ``network.cells_per_stage``, aux head with
   ``network.auxiliary``, classifier dropout ``config.dropout_prob`` (``NAOEvalNetwork``).
+  The kernels are ``config.backend``'s (``backends.resolve``).
   """
   check_space_fields(config, space)
-  net = config.network
+  net, kernels = config.network, backends.resolve(config).kernels
   if space == "nao":
     base = genotype.space.network(genotype.tokens(), channels=net.channels,
                                   layers=net.cells_per_stage, num_classes=num_classes,
                                   use_aux_head=net.auxiliary,
-                                  keep_prob=1.0 - config.get("dropout_prob", 0.0))
+                                  keep_prob=1.0 - config.get("dropout_prob", 0.0),
+                                  kernels=kernels)
     return NAOEvalNetwork(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)
                              if f.name not in ("parent", "name")})
   if space == "darts":
     return darts_network.network(genotype, channels=net.channels, layers=net.layers,
-                                 num_classes=num_classes, auxiliary=net.auxiliary, stem=net.stem)
+                                 num_classes=num_classes, auxiliary=net.auxiliary, stem=net.stem,
+                                 kernels=kernels)
   return nb201_network.network(genotype, channels=net.channels,
-                               cells_per_stage=net.cells_per_stage, num_classes=num_classes)
+                               cells_per_stage=net.cells_per_stage, num_classes=num_classes,
+                               kernels=kernels)
 
 
 def load_data(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
@@ -358,8 +363,8 @@ def compiled_steps(config, space: str, genotype, dataset, steps_per_epoch: int,
   for name in _RUN_FIELDS:
     *parents, leaf = name.split(".")
     functools.reduce(lambda d, k: d.get(k, {}), parents, fields).pop(leaf, None)
-  key = json.dumps([fields, space, str(genotype), steps_per_epoch, str(parallel.mesh)],
-                   sort_keys=True, default=str)
+  key = json.dumps([fields, space, str(genotype), steps_per_epoch, str(parallel.mesh),
+                    str(backends.resolve(config))], sort_keys=True, default=str)
   if key not in _COMPILED:
     module = build_network(config, space, genotype, dataset.num_classes)
     trainer = make_trainer(config, module, dataset, steps_per_epoch)

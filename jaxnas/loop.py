@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxnas import backends
 from jaxnas import benchmarks
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import config_checks
@@ -53,6 +54,7 @@ class Search:
   total_steps: int
   arch_batch_size: int
   parallel: sharding.DataParallel
+  backend: backends.Backend
 
 
 def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
@@ -70,22 +72,23 @@ def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
 
 
 def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
-                   num_classes: int):
-  """The space's supernet with the sizes from ``config.space``."""
+                   num_classes: int, backend: backends.Backend | None = None):
+  """The space's supernet with the sizes from ``config.space`` and the kernels, loops and remat
+  of ``backend`` (default: ``backends.resolve(config)``)."""
+  backend = backend or backends.resolve(config)
+  options = backend.supernet_options()
   if config.space.name == "darts":
     return space.supernet(channels=config.space.channels, layers=config.space.layers,
-                          num_classes=num_classes, unroll=config.space.unroll,
-                          node_batchnorm=config.space.node_batchnorm, remat=config.space.remat,
-                          remat_scope=config.space.remat_scope)
+                          num_classes=num_classes, node_batchnorm=config.space.node_batchnorm,
+                          **options)
   elif config.space.name == "width":
+    del options["remat_scope"]  # one scope: the block (checked by backends.resolve)
     return space.supernet(channels=config.space.channels,
                           blocks_per_stage=config.space.blocks_per_stage,
-                          num_classes=num_classes, unroll=config.space.unroll,
-                          remat=config.space.remat)
+                          num_classes=num_classes, **options)
   return space.supernet(channels=config.space.channels,
                         cells_per_stage=config.space.cells_per_stage, num_classes=num_classes,
-                        unroll=config.space.unroll, node_batchnorm=config.space.node_batchnorm,
-                        remat=config.space.remat, remat_scope=config.space.remat_scope)
+                        node_batchnorm=config.space.node_batchnorm, **options)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
@@ -132,9 +135,10 @@ def benchmark_label(config: ml_collections.ConfigDict,
 def build_search(config: ml_collections.ConfigDict) -> Search:
   """Validates the config and builds data, space, module and optimizers (no compilation)."""
   config_checks.validate(config)
+  backend = backends.resolve(config)
   dataset, splits = load_splits(config)
   space = build_space(config)
-  module = build_supernet(config, space, dataset.num_classes)
+  module = build_supernet(config, space, dataset.num_classes, backend)
   arch_batch = config.arch_batch_size or config.batch_size
   config_checks.check_batch_sizes(config, len(splits.weights), len(splits.arch), arch_batch)
   if config.milenas.size_buckets and not splits.eval_is_validation:
@@ -160,7 +164,7 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
       steps_per_epoch=per_epoch, compute_dtype=config.compute_dtype)
   method = methods.build_method(config)
   return Search(config, space, splits, components, method, per_epoch, total, arch_batch,
-                parallel)
+                parallel, backend)
 
 
 def step_budget(config: ml_collections.ConfigDict, weights_size: int,
@@ -246,11 +250,18 @@ def init_state(search: Search) -> SearchState:
   return state.replace(method_state=search.method.init_method_state(comp, state))
 
 
+# ``config.space`` fields that change how a step computes, not the state: not in the fingerprint
+# (a run resumes with any of them). They moved to ``config.backend``; the names stay in
+# ``config.space`` only to say so when set (``backends.MOVED``).
+_NOT_FINGERPRINTED = ("unroll", "remat", "remat_scope")
+# Checkpoints written before ``config.backend`` recorded ``space_sizes.unroll``; they resume.
+RETIRED_FINGERPRINT_KEYS = ("space_sizes.unroll",)
+
+
 def space_sizes(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """``config.space`` as a checkpoint fingerprint records it: without ``remat`` and
-  ``remat_scope``, which change how a step computes, not the state (a run resumes with or without
-  them)."""
-  return {k: v for k, v in config.space.to_dict().items() if k not in ("remat", "remat_scope")}
+  """``config.space`` as a checkpoint fingerprint records it: its sizes and options that shape the
+  state (not ``_NOT_FINGERPRINTED``)."""
+  return {k: v for k, v in config.space.to_dict().items() if k not in _NOT_FINGERPRINTED}
 
 
 def fingerprint(search: Search) -> dict[str, Any]:
@@ -368,7 +379,8 @@ def restore_or_start(config: ml_collections.ConfigDict, workdir: str, state: Any
   """
   manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
                                              keep=config.keep_checkpoints,
-                                             fingerprint=run_fingerprint)
+                                             fingerprint=run_fingerprint,
+                                             retired_keys=RETIRED_FINGERPRINT_KEYS)
   resumed = manager.latest_step() is not None
   if resumed:
     return manager.restore(parallel.abstract(state)), manager, resumed
@@ -380,12 +392,12 @@ def jit_search_step(search: Search):
 
   The state's buffers are donated (updated in place), and the new state and the metrics are
   pinned replicated on the mesh (batches arrive split over it), so the step's output placement
-  equals its input placement and the program never recompiles. On CPU it is compiled with
-  ``config.xla_cpu_scheduler`` (``sharding.compiler_options``).
+  equals its input placement and the program never recompiles. It is compiled with the backend's
+  compiler options (on CPU: ``config.backend.cpu_scheduler``).
   """
   return jax.jit(functools.partial(search.method.search_step, components=search.components),
                  donate_argnums=0, out_shardings=search.parallel.replicated,
-                 compiler_options=sharding.compiler_options(search.config.xla_cpu_scheduler))
+                 compiler_options=search.backend.compiler_options())
 
 
 def jit_eval_step(search: Search):
@@ -431,7 +443,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       cg_maxiter=config.diagnostics.cg_maxiter,
       eigen_iterations=config.diagnostics.eigen_iterations),
       out_shardings=search.parallel.replicated,
-      compiler_options=sharding.compiler_options(config.xla_cpu_scheduler))
+      compiler_options=search.backend.compiler_options())
   # ---------------------------------------------------------------- the loop
   buckets = load_size_buckets(workdir) if config.milenas.size_buckets else None
   cadence = metrics_lib.Cadence.of(config, search.steps_per_epoch, search.total_steps)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.spaces import kernels
+from jaxnas.backends import cpu_kernels
 from jaxnas.spaces.darts_network import AUX_HEAD
 
 MOBILE_MACS_LIMIT = 600_000_000  # the DARTS/NASNet mobile setting: < 600M multiply-adds at 224x224
@@ -254,10 +254,10 @@ def plot_mixing_history(workdir: str, path: str) -> str:
 
 def _jaxpr_eqn_macs(eqn) -> int:
   name = eqn.primitive.name
-  if eqn.primitive in (kernels.weight_tangent_p, kernels.weight_gradient_p):
+  if eqn.primitive in (cpu_kernels.weight_tangent_p, cpu_kernels.weight_gradient_p):
     # k² products per element of the output-sized tangent (T) or cotangent (G), as XLA's
     # depthwise convolution and its weight gradient are counted.
-    tangent = eqn.primitive is kernels.weight_tangent_p
+    tangent = eqn.primitive is cpu_kernels.weight_tangent_p
     image = (eqn.outvars if tangent else eqn.invars[1:])[0].aval
     kernel = eqn.invars[1].aval.shape[0] if tangent else eqn.params["kernel"]
     return int(np.prod(image.shape)) * kernel * kernel
@@ -277,7 +277,8 @@ def _jaxpr_eqn_macs(eqn) -> int:
 
 def _is_shifted_depthwise(eqn) -> bool:
   return (eqn.primitive.name in ("jit", "pjit")
-          and any(n in str(eqn.params.get("name", "")) for n in kernels.DEPTHWISE_JAXPR_NAMES))
+          and any(n in str(eqn.params.get("name", ""))
+                  for n in cpu_kernels.DEPTHWISE_JAXPR_NAMES))
 
 
 def _multiplications(jaxpr) -> int:
@@ -306,9 +307,9 @@ def jaxpr_count(jaxpr) -> int:
   """MACs of a jaxpr, nested ones included (``scan``: times its length; branches: the largest):
   ``function_macs`` of an already traced ``jax.make_jaxpr(fn)(*args).jaxpr``.
 
-  The shifted depthwise kernels (``spaces.kernels``, jitted under ``DEPTHWISE_JAXPR_NAMES``) count
-  their multiplications and its weight tangent / weight gradient primitives k² per element, so a
-  convolution counts the same whichever kernels computed it.
+  The shifted depthwise kernels (``backends.cpu_kernels``, jitted under
+  ``DEPTHWISE_JAXPR_NAMES``) count their multiplications and its weight tangent / weight gradient
+  primitives k² per element, so a convolution counts the same whichever kernels computed it.
   """
   total = 0
   for eqn in jaxpr.eqns:

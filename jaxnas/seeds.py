@@ -32,7 +32,6 @@ import numpy as np
 
 from jaxnas import loop
 from jaxnas import metrics as metrics_lib
-from jaxnas import sharding
 from jaxnas.state import SearchState
 
 SEEDS_FILE = "seeds.json"
@@ -94,7 +93,7 @@ def jit_vmapped_step(search: loop.Search):
   replicated on the mesh)."""
   step = functools.partial(search.method.search_step, components=search.components)
   return jax.jit(jax.vmap(step), donate_argnums=0, out_shardings=search.parallel.replicated,
-                 compiler_options=sharding.compiler_options(search.config.xla_cpu_scheduler))
+                 compiler_options=search.backend.compiler_options())
 
 
 def fingerprint(search: loop.Search) -> dict[str, Any]:

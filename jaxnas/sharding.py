@@ -22,8 +22,6 @@ all rows.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 from typing import Any, Callable
 
 import jax
@@ -74,79 +72,6 @@ def batch_sizes(config: ml_collections.ConfigDict) -> dict[str, int]:
   return {"batch_size": config.batch_size,
           "arch_batch_size": config.get("arch_batch_size") or config.batch_size,
           "eval_batch_size": config.eval_batch_size}
-
-
-def usable_cores() -> int:
-  """The CPU cores this process may run on (its affinity mask where the OS has one)."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # macOS, Windows
-    return os.cpu_count() or 1
-
-
-# The automatic split keeps at least this many examples of the smallest batch on every device:
-# measured on 2 cores only (batch 64: 32 per device); the floor keeps a many-core host from
-# splitting a batch into single examples, whose per-device kernels would be mostly overhead.
-MIN_EXAMPLES_PER_CPU_DEVICE = 8
-
-
-def auto_cpu_devices(sizes: dict[str, int], cores: int) -> int:
-  """The largest device count ``<= cores`` that divides every batch size and leaves every device
-  at least ``MIN_EXAMPLES_PER_CPU_DEVICE`` examples of the smallest batch (at least 1)."""
-  if not sizes:
-    return 1
-  common, smallest = math.gcd(*sizes.values()), min(sizes.values())
-  return max(n for n in range(1, max(1, cores) + 1)
-             if common % n == 0 and (n == 1 or smallest // n >= MIN_EXAMPLES_PER_CPU_DEVICE))
-
-
-def configure_cpu_devices(config: ml_collections.ConfigDict) -> str:
-  """Splits XLA's CPU backend into ``config.mesh.cpu_devices`` devices (``jax_num_cpu_devices``).
-
-  XLA runs one device's program with intra-op threads that leave cores idle between its many
-  small kernels (DARTS weight step on 2 cores: 1.6 busy cores of 2); with one device per core the
-  batch is split over the mesh like over GPUs and the devices' programs overlap: 13-24% faster
-  weight, alpha and search steps on DARTS and NB201 supernets (``experiments/README.md``, "One XLA
-  device per core"). The numbers are the one-device step's up to reduction order (the mesh's
-  global means; ``tests/test_sharding.py``). Values:
-
-  * ``0`` (auto, default): ``config.mesh.data`` devices where that asks for a number, else one
-    device per usable core, lowered to the largest count that divides every batch size of the
-    run (``batch_sizes``) and leaves each device at least ``MIN_EXAMPLES_PER_CPU_DEVICE`` examples;
-    an explicit ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` wins, and a multi-host
-    run (``config.distributed.enabled``) keeps JAX's one device per process;
-  * ``N >= 1``: exactly N devices (1 = JAX's default).
-
-  Must run before the first JAX computation (``train.py`` calls it first). It does not touch GPU or
-  TPU devices: on those hosts the mesh uses the accelerators and the CPU devices stay idle. Returns
-  a line saying what it did, for the log.
-  """
-  requested = int(config.mesh.get("cpu_devices", 1))
-  if requested < 0:
-    raise ValueError(f"config.mesh.cpu_devices={requested} is not valid: use 0 (one XLA device per "
-                     "CPU core) or a positive device count (1 = JAX's default).")
-  wanted = requested
-  if requested == 0:
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-      return "CPU devices: as XLA_FLAGS' --xla_force_host_platform_device_count says."
-    if config.distributed.enabled:
-      return "CPU devices: one per process (multi-host run; set config.mesh.cpu_devices to split)."
-    wanted = config.mesh.data or auto_cpu_devices(batch_sizes(config), usable_cores())
-  try:
-    jax.config.update("jax_num_cpu_devices", wanted)
-    return (f"CPU devices: {wanted} (config.mesh.cpu_devices={requested}; "
-            "on a CPU host the batch is split over them).")
-  except RuntimeError:  # the backend started already (JAX used before this call)
-    have = len(jax.devices("cpu"))
-  if have == wanted:
-    return f"CPU devices: {have}."
-  if requested == 0:
-    return (f"CPU devices: {have} (JAX had started before jaxnas could split the CPU into "
-            f"{wanted}).")
-  raise RuntimeError(
-      f"config.mesh.cpu_devices={wanted}, but JAX's CPU backend already started with {have} "
-      "device(s). Set it before any JAX computation: run through `python -m jaxnas.train`, or "
-      f"call jax.config.update('jax_num_cpu_devices', {wanted}) right after `import jax`.")
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
@@ -260,28 +185,3 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
 def from_config(config: ml_collections.ConfigDict) -> DataParallel:
   """The data-parallel placement of ``config.mesh`` (0 devices = all)."""
   return DataParallel(make_mesh(config.mesh.data))
-
-
-# XLA:CPU's instruction schedulers (``config.xla_cpu_scheduler``). XLA's default on CPU orders a
-# program for concurrency; on a program with several gradient passes through rolled loops (a
-# search step: the alpha pass and the weight pass; a second-order alpha step: three or four) it
-# keeps each pass's loop buffers live at once, so the temporaries add up. The memory-optimized
-# scheduler lets later passes reuse earlier ones' memory (experiments/README.md, "Cost of one alpha
-# step": the DARTS supernet's first-order search step 13.6 -> 7.9 GB of temporaries, about 10%
-# slower; the exact second-order alpha step at batch 64 from ~30 GB (out of memory on 24 GB) to
-# 10.8 GB).
-CPU_SCHEDULERS = {"memory": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED", "default": None}
-
-
-def compiler_options(cpu_scheduler: str) -> dict[str, str] | None:
-  """The XLA compiler options of a jitted step for ``config.xla_cpu_scheduler``: on the CPU
-  backend, ``'memory'`` selects XLA's memory-optimized scheduler; ``'default'`` keeps XLA's.
-  ``None`` (no options) on GPU and TPU, whose schedulers this field does not touch."""
-  if cpu_scheduler not in CPU_SCHEDULERS:
-    raise ValueError(f"config.xla_cpu_scheduler={cpu_scheduler!r} is not valid; choose one of: "
-                     f"{', '.join(CPU_SCHEDULERS)}.")
-  scheduler = CPU_SCHEDULERS[cpu_scheduler]
-  if scheduler is None or jax.default_backend() != "cpu":
-    return None
-  return {"xla_cpu_scheduler_type": scheduler}
-

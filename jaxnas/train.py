@@ -7,9 +7,9 @@ field can be overridden: ``--config.epochs=10 --config.data.data_dir=/data``. A 
 (``jaxnas.nao.search``); ``config.num_seeds > 1`` runs that many seeds as one vmapped program
 (``jaxnas.seeds``).
 
-On a CPU host the command first splits XLA's CPU backend into one device per core
-(``config.mesh.cpu_devices``, ``jaxnas.sharding.configure_cpu_devices``), and the batch is split
-over them. Multi-host (TPU pod slice, several GPU hosts): run the same command on every host with
+Platform-specific settings come from ``config.backend`` (``jaxnas.backends``): on a CPU host the
+command first splits XLA's CPU backend into one device per core (``config.backend.cpu_devices``),
+and the batch is split over them; it then logs the resolved backend. Multi-host (TPU pod slice, several GPU hosts): run the same command on every host with
 ``--config.distributed.enabled=true`` (see README, "Scaling out").
 """
 from absl import app
@@ -18,6 +18,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from jaxnas import backends
 from jaxnas import loop
 from jaxnas import sharding
 
@@ -33,9 +34,11 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # progress goes to stdout; --verbosity=0 for absl INFO
   sharding.initialize_distributed(_CONFIG.value)  # multi-host: before any other JAX call
-  cpu_devices = sharding.configure_cpu_devices(_CONFIG.value)  # before the backend starts
+  cpu_devices = backends.configure_cpu_devices(_CONFIG.value)  # before the backend starts
+  backend = backends.resolve(_CONFIG.value)  # starts JAX's backend: after the CPU split
   if jax.process_index() == 0:
     print(cpu_devices, flush=True)
+    print(backend.describe(), flush=True)
   if _CONFIG.value.get("method") == "nao_v2":
     from jaxnas.nao import search as nao_search  # local import: gradient searches do not need it
     nao_search.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

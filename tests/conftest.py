@@ -14,11 +14,6 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                              + " --xla_backend_optimization_level=0").strip()
 
-# The shifted CPU kernels (jaxnas/spaces/kernels.py, the CPU default) make DARTS supernets compile
-# slower at optimisation level 0; the suite runs XLA's kernels, and tests/test_kernels.py checks
-# the shifted ones against them (values, derivatives to second order, a whole search step).
-os.environ.setdefault("JAXNAS_KERNELS", "xla")
-
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
@@ -52,6 +47,7 @@ jax.devices()
 # behaviour ask for their device count explicitly (``mesh.data = 8``).
 import pytest  # noqa: E402
 
+from jaxnas import backends as _backends  # noqa: E402
 from jaxnas import sharding as _sharding  # noqa: E402
 
 
@@ -59,6 +55,22 @@ def pytest_addoption(parser):
   parser.addoption("--record-golden", action="store_true", default=False,
                    help="write tests/golden/*.json from this run instead of comparing with them "
                         "(run after an intended change of behaviour; say which and why)")
+
+
+# The shifted CPU kernels (jaxnas/backends/cpu_kernels.py, the CPU default of config.backend.kernels)
+# make DARTS supernets compile slower at optimisation level 0: configs resolved in the tests take
+# XLA's kernels on CPU (modules built directly default to them), and tests/test_kernels.py checks the
+# shifted ones against them (values, derivatives to second order, a whole search step). Tests of the
+# shipped defaults opt out with @pytest.mark.shipped_backend_defaults.
+@pytest.fixture(autouse=True)
+def _xla_kernels_on_cpu(request, monkeypatch):
+  if request.node.get_closest_marker("shipped_backend_defaults") is None:
+    monkeypatch.setitem(_backends.DEFAULTS, "cpu", {**_backends.DEFAULTS["cpu"], "kernels": "xla"})
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "shipped_backend_defaults: resolve config.backend with the "
+                          "shipped per-platform defaults (not the suite's XLA kernels on CPU)")
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,7 @@ def search_config(port: str, process_id: str, mode: str):
     config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
                          **{"space.ops": "none,skip_connect"})  # 2 ops: a short compile
     config.num_seeds = 2 if mode == "seeds" else 1
+  config.backend.kernels = "xla"  # the suite's kernels (conftest), as the one-process reference
   config.distributed.enabled = True
   config.distributed.coordinator_address = f"127.0.0.1:{port}"
   config.distributed.num_processes = 2

@@ -266,3 +266,15 @@ def test_corrupt_checkpoint_raises_checkpoint_error(tmp_path):
   with CheckpointManager(tmp_path, fingerprint=FP) as ckpt:
     with pytest.raises(CheckpointError, match='not a jaxnas checkpoint'):
       ckpt.restore(jax.eval_shape(_make_state))
+
+
+def test_retired_fingerprint_keys_of_older_checkpoints_still_restore(tmp_path):
+  old = {**FP, 'space_sizes': {'channels': 16, 'unroll': True}}  # written before config.backend
+  new = {**FP, 'space_sizes': {'channels': 16}}
+  with CheckpointManager(tmp_path, fingerprint=old) as ckpt:
+    ckpt.save(1, _make_state())
+  with CheckpointManager(tmp_path, fingerprint=new) as ckpt:
+    with pytest.raises(CheckpointMismatchError, match='space_sizes.unroll'):
+      ckpt.restore(_make_state())
+  with CheckpointManager(tmp_path, fingerprint=new, retired_keys=('space_sizes.unroll',)) as ckpt:
+    _assert_bit_equal(ckpt.restore(_make_state()), _make_state())

@@ -1,10 +1,11 @@
-"""The shifted CPU kernels (jaxnas.spaces.kernels) against XLA's own convolution and pooling.
+"""The shifted CPU kernels (jaxnas.backends.cpu_kernels) against XLA's own convolution and pooling.
 
 Values, first derivatives, Hessian-vector products (jvp of grad, as hypergrad.Unrolled and iDARTS
 use) and second reverse derivatives must equal the XLA reference, for every geometry the search
 spaces use plus odd sizes and asymmetric padding; the Flax integration must keep parameters.
 """
 import functools
+import pathlib
 
 import flax.linen as nn
 import jax
@@ -14,7 +15,7 @@ import optax
 import pytest
 from jax import lax
 
-from jaxnas.spaces import kernels
+from jaxnas.backends import cpu_kernels as kernels
 from jaxnas.spaces import ops as ops_lib
 from jaxnas.spaces.darts import DARTS_OPS
 
@@ -242,24 +243,32 @@ def test_fast_conv_refuses_convolutions_it_does_not_compute():
     same_padding.init(jax.random.key(0), x)
 
 
-def test_impl_is_read_from_the_environment(monkeypatch):
-  monkeypatch.delenv(kernels.ENV_VAR, raising=False)
-  assert kernels.impl() == ("shifted" if jax.default_backend() == "cpu" else "xla")
-  assert kernels.resolve_impl("auto", backend="gpu") == "xla"
-  assert kernels.resolve_impl("auto", backend="cpu") == "shifted"
-  monkeypatch.setenv(kernels.ENV_VAR, "xla")
-  assert kernels.impl() == "xla"
+def test_kernels_are_a_construction_argument():
+  """The kernels are fixed when a module is built (its ``kernels`` attribute), never read from
+  the environment or any other global while tracing."""
   assert ops_lib.conv(4, 3, padding=1, groups=4).conv_general_dilated_cls is None
-  monkeypatch.setenv(kernels.ENV_VAR, "shifted")
-  assert ops_lib.conv(4, 3, padding=1, groups=4).conv_general_dilated_cls is kernels.FastConv
-  assert ops_lib.conv(4, 1).conv_general_dilated_cls is kernels.FastConv
-  assert ops_lib.conv(4, 3, padding=1).conv_general_dilated_cls is None  # dense 3x3: XLA's
-  monkeypatch.setenv(kernels.ENV_VAR, "fast")
-  with pytest.raises(ValueError, match="JAXNAS_KERNELS='fast'.*auto, shifted, xla"):
-    kernels.impl()
+  assert ops_lib.conv(4, 3, padding=1, groups=4, kernels="xla").conv_general_dilated_cls is None
+  shifted = functools.partial(ops_lib.conv, kernels="shifted")
+  assert shifted(4, 3, padding=1, groups=4).conv_general_dilated_cls is kernels.FastConv
+  assert shifted(4, 1).conv_general_dilated_cls is kernels.FastConv
+  assert shifted(4, 3, padding=1).conv_general_dilated_cls is None  # dense 3x3: XLA's
+  with pytest.raises(ValueError, match="kernels='fast' is not valid; choose one of: shifted, xla"):
+    ops_lib.conv(4, 1, kernels="fast")
+  from jaxnas import spaces
+  module = spaces.get("darts").supernet(channels=4, layers=1, kernels="shifted")
+  assert module.kernels == "shifted"
+  assert spaces.get("nb201").supernet(channels=4, cells_per_stage=1).kernels == "xla"
 
 
-def test_darts_mixed_op_is_the_same_with_either_kernels(monkeypatch):
+def test_no_module_reads_the_environment_for_kernels():
+  root = pathlib.Path(__file__).resolve().parents[1] / "jaxnas"
+  readers = [str(path.relative_to(root)) for path in root.rglob("*.py")
+             if "JAXNAS_KERNELS" in path.read_text()
+             or ("environ" in path.read_text() and "kernels" in path.name)]
+  assert not readers, readers
+
+
+def test_darts_mixed_op_is_the_same_with_either_kernels():
   """A whole DARTS reduction MixedOp (all 8 ops at stride 2, BN in training mode): outputs and
   gradients agree (stride 1 is covered kernel by kernel above)."""
   stride = 2
@@ -267,8 +276,7 @@ def test_darts_mixed_op_is_the_same_with_either_kernels(monkeypatch):
   mixing = jax.nn.softmax(_random((len(DARTS_OPS),), 14))
   results = []
   for impl in ("xla", "shifted"):
-    monkeypatch.setenv(kernels.ENV_VAR, impl)
-    op = ops_lib.MixedOp(DARTS_OPS, 4, stride, pool_bn=True)
+    op = ops_lib.MixedOp(DARTS_OPS, 4, stride, pool_bn=True, kernels=impl)
     variables = op.init(jax.random.key(0), x, mixing, train=False)
 
     def loss(params, x, mixing, op=op, variables=variables):
@@ -281,7 +289,7 @@ def test_darts_mixed_op_is_the_same_with_either_kernels(monkeypatch):
   _assert_all_close(jax.tree.leaves(results[1]), jax.tree.leaves(results[0]))
 
 
-def test_multiply_add_counts_see_the_shifted_depthwise_convolutions(monkeypatch):
+def test_multiply_add_counts_see_the_shifted_depthwise_convolutions():
   """reports.function_macs counts a shifted depthwise convolution (and its input and weight
   gradients) as XLA's convolutions are counted: a stride-1 MixedOp's training gradient has the
   same count with either kernels."""
@@ -290,8 +298,7 @@ def test_multiply_add_counts_see_the_shifted_depthwise_convolutions(monkeypatch)
   mixing = jnp.full((len(DARTS_OPS),), 1.0 / len(DARTS_OPS))
   counts = {}
   for impl in ("xla", "shifted"):
-    monkeypatch.setenv(kernels.ENV_VAR, impl)
-    op = ops_lib.MixedOp(DARTS_OPS, 4, 1, pool_bn=True)
+    op = ops_lib.MixedOp(DARTS_OPS, 4, 1, pool_bn=True, kernels=impl)
     variables = op.init(jax.random.key(0), x, mixing, train=False)
     loss = lambda p, x: jnp.sum(op.apply({"params": p, "batch_stats": variables["batch_stats"]},
                                          x, mixing, train=True, mutable=["batch_stats"])[0])
@@ -301,11 +308,11 @@ def test_multiply_add_counts_see_the_shifted_depthwise_convolutions(monkeypatch)
   assert counts["xla"][1] > 2 * counts["xla"][0] > 0
 
 
-def test_exact_second_order_hypergradient_is_the_same_with_either_kernels(monkeypatch):
+def test_exact_second_order_hypergradient_is_the_same_with_either_kernels():
   """End to end: DARTS' exact second-order hypergradient (one unrolled SGD step differentiated by
   forward-over-reverse HVPs through the kernels' custom JVPs) on a tiny supernet with a depthwise
   op, a max pool and a stride-2 1x1 reduction is the same with XLA's and the shifted kernels, far
-  closer than its second-order part is large."""
+  closer than its second-order part is large; so is the supernet's loss, to float32 rounding."""
   from jaxnas import data as data_lib
   from jaxnas import hypergrad
   from jaxnas import loop
@@ -313,21 +320,23 @@ def test_exact_second_order_hypergradient_is_the_same_with_either_kernels(monkey
   from test_search_hypergrad import tiny_search
   grads = {}
   for impl in ("xla", "shifted"):
-    monkeypatch.setenv(kernels.ENV_VAR, impl)
-    search = tiny_search()
+    search = tiny_search(**{"backend.kernels": impl})  # the config reaches the module
     comp = search.components
+    assert comp.module.kernels == impl
     state = loop.start_state(search)
     batches = loop.step_batches(search, 0)
     train = (data_lib.normalize(batches["train"][0], comp.mean, comp.std), batches["train"][1])
     val = (data_lib.normalize(batches["val"][0], comp.mean, comp.std), batches["val"][1])
     loss = lambda w, a, b, comp=comp, state=state: steps.supernet_loss(
         comp, w, a, state.model_state, *b)[0]
+    grads[impl, "loss"] = np.asarray(jax.jit(loss)(state.weights, state.arch, train))
     problem = hypergrad.BilevelProblem(loss, loss)
     for name, estimator in (("exact", hypergrad.Unrolled(1, optax.sgd(0.1))),
                             ("first", hypergrad.FirstOrder())):
       fn = jax.jit(lambda w, a, est=estimator: est(problem, w, a, train, val))
       grads[impl, name] = np.concatenate([np.ravel(g) for g in
                                           jax.tree.leaves(fn(state.weights, state.arch))])
+  np.testing.assert_allclose(grads["shifted", "loss"], grads["xla", "loss"], rtol=1e-5)
   exact = grads["xla", "exact"]
   difference = np.linalg.norm(grads["shifted", "exact"] - exact) / np.linalg.norm(exact)
   assert difference < 1e-5, difference

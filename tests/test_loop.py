@@ -233,7 +233,9 @@ def test_golden_losses_from_fixed_seed():
     ({"batch_size": 10_000}, "larger than the weight split"),
     ({"data.train_portion": 1.5}, "train_portion"),
     ({"space.ops": "none,conv_9x9"}, "conv_9x9"),
-    ({"xla_cpu_scheduler": "fast"}, "config.xla_cpu_scheduler='fast' is not valid"),
+    ({"backend.cpu_scheduler": "fast"}, "config.backend.cpu_scheduler='fast' is not valid"),
+    ({"xla_cpu_scheduler": "memory"}, "config.xla_cpu_scheduler moved to "
+                                      "config.backend.cpu_scheduler"),
 ])
 def test_bad_configs_fail_fast_with_clear_errors(overrides, message, tmp_path):
   with pytest.raises(ValueError) as info:

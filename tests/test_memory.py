@@ -1,4 +1,4 @@
-"""Memory options: per-cell rematerialization (``config.space.remat``) and bfloat16 compute with
+"""Memory options: per-cell rematerialization (``config.backend.remat``) and bfloat16 compute with
 float32 master weights (``config.compute_dtype``), on tiny supernets with rolled loops."""
 import dataclasses
 import functools
@@ -154,13 +154,14 @@ def test_edge_remat_checkpoints_each_edge_inside_the_scan_with_the_same_results(
 def test_remat_scope_is_checked():
   config = test_loop.load_config(os.path.join(ROOT, "configs", "default.py"), None,
                                  **{"space.name": "width"})
-  config.space.remat, config.space.remat_scope = True, "edge"
-  with pytest.raises(ValueError, match="remat_scope='edge'.*set config.space.remat_scope='cell'"):
+  config.backend.remat, config.backend.remat_scope = True, "edge"
+  with pytest.raises(ValueError,
+                     match="remat_scope='edge'.*set config.backend.remat_scope='cell'"):
     config_checks.validate(config)
-  config.space.remat = False  # the scope only matters with remat on
+  config.backend.remat = False  # the scope only matters with remat on
   config_checks.validate(config)
-  config.space.remat_scope = "block"
-  with pytest.raises(ValueError, match="space.remat_scope='block' is not valid"):
+  config.backend.remat_scope = "block"
+  with pytest.raises(ValueError, match="backend.remat_scope='block' is not valid"):
     config_checks.validate(config)
   with pytest.raises(ValueError, match="remat_scope must be one of"):
     jaxnas.spaces.get("darts").supernet(remat=True, remat_scope="cells")
@@ -169,23 +170,25 @@ def test_remat_scope_is_checked():
 def test_build_supernet_passes_config_remat():
   for space_name in SPACES:
     config = test_loop.load_config(os.path.join(ROOT, "configs", "default.py"), None,
-                                   **{"space.name": space_name})
-    assert config.space.remat is False
+                                   **{"space.name": space_name, "backend.remat": False})
     space = loop.build_space(config)
     assert loop.build_supernet(config, space, 10).remat is False
-    config.space.remat = True
+    config.backend.remat = True
     assert loop.build_supernet(config, space, 10).remat is True
-    config.space.remat_scope = "edge" if space_name in ("darts", "nb201") else "cell"
+    config.backend.remat_scope = "edge" if space_name in ("darts", "nb201") else "cell"
     module = loop.build_supernet(config, space, 10)
-    assert getattr(module, "remat_scope", "cell") == config.space.remat_scope
-  # The DARTS-space configs rematerialize each edge by default (a quarter of the cell scope's XLA
-  # temporaries, no slower); smoke runs not.
+    assert getattr(module, "remat_scope", "cell") == config.backend.remat_scope
+  # On CPU the DARTS-space configs rematerialize each edge by default (the backend's default for
+  # the space); smoke runs not.
   darts = test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"), None)
-  assert darts.space.remat is True and darts.space.remat_scope == "edge"
   darts_space = loop.build_space(darts)
-  assert loop.build_supernet(darts, darts_space, 10).remat_scope == "edge"
-  assert test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"),
-                               "smoke").space.remat is False
+  module = loop.build_supernet(darts, darts_space, 10)
+  assert module.remat is True and module.remat_scope == "edge" and module.unroll is False
+  smoke = test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"), "smoke")
+  assert loop.build_supernet(smoke, loop.build_space(smoke), 10).remat is False
+  darts.space.remat = True  # the name before config.backend
+  with pytest.raises(ValueError, match="config.space.remat moved to config.backend.remat"):
+    loop.build_supernet(darts, darts_space, 10)
 
 
 # ------------------------------------------------------------------------------- bfloat16
@@ -210,7 +213,7 @@ def test_bfloat16_forward_computes_in_bfloat16(space_name):
 def test_bfloat16_weights_step_keeps_float32_master_state():
   """One weight step of the quickstart supernet (with remat) in float32 and in bfloat16."""
   config = test_loop.quickstart_smoke(compute_dtype="bfloat16", **{
-      "space.remat": True, "space.ops": "skip_connect,nor_conv_1x1,avg_pool_3x3"})
+      "backend.remat": True, "space.ops": "skip_connect,nor_conv_1x1,avg_pool_3x3"})
   search = loop.build_search(config)
   assert search.components.compute_dtype == "bfloat16" and search.components.module.remat
   images = data_lib.normalize(jnp.asarray(search.splits.weights.images[:8]),
@@ -260,11 +263,11 @@ def test_bad_compute_dtype_names_the_field_and_the_valid_values():
 
 
 def test_memory_scheduler_lets_dependent_gradient_passes_share_memory():
-  """``config.xla_cpu_scheduler='memory'`` (the search step's default): through a rolled loop,
+  """``config.backend.cpu_scheduler='memory'`` (the CPU default): through a rolled loop,
   XLA:CPU's default scheduler keeps two dependent gradient passes' loop buffers live at once; the
   memory-optimized one lets the second reuse the first's memory (a search step has two or more
   such passes)."""
-  from jaxnas import sharding
+  from jaxnas.backends import cpu
 
   def loss(w, a, x):
     h, _ = jax.lax.scan(lambda h, wl: (jnp.tanh(h @ wl) * a, None), x, w)
@@ -277,13 +280,11 @@ def test_memory_scheduler_lets_dependent_gradient_passes_share_memory():
   w, a, x = jnp.full((8, 128, 128), 0.01), jnp.ones(()), jnp.ones((128, 128))
   temp = {}
   for scheduler in ("default", "memory"):
-    compiled = jax.jit(two_passes, compiler_options=sharding.compiler_options(scheduler)).lower(
+    compiled = jax.jit(two_passes, compiler_options=cpu.compiler_options(scheduler)).lower(
         w, a, x).compile()
     temp[scheduler] = compiled.memory_analysis().temp_size_in_bytes
     np.testing.assert_allclose(compiled(w, a, x), two_passes(w, a, x), rtol=1e-6)
-  assert sharding.compiler_options("default") is None
-  assert sharding.compiler_options("memory") == {
+  assert cpu.compiler_options("default") is None
+  assert cpu.compiler_options("memory") == {
       "xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
   assert temp["memory"] < 0.85 * temp["default"], temp
-  with pytest.raises(ValueError, match="xla_cpu_scheduler='fast' is not valid.*memory, default"):
-    sharding.compiler_options("fast")

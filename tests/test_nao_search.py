@@ -230,7 +230,7 @@ def test_bad_config_fails_fast_with_the_field_named(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("space.remat", True, "space.remat=True is not supported by NAO-V2"),
+    ("backend.remat", True, "backend.remat=True is not supported by NAO-V2"),
     ("compute_dtype", "bfloat16", "compute_dtype='bfloat16' is not supported by NAO-V2"),
     ("num_seeds", 2, "num_seeds=2 is not supported by NAO-V2"),
 ])

@@ -360,7 +360,7 @@ def test_supernet_rejects_wrong_token_count(tiny, setup):
 
 def _pool(name, x, stride):
   kind, kernel = nao_network._KIND[name]
-  return np.asarray(nao_network._pool(kind, jnp.asarray(x, jnp.float32), kernel, stride))
+  return np.asarray(nao_network._pool(kind, jnp.asarray(x, jnp.float32), kernel, stride, "xla"))
 
 
 def test_v1_pools_pad_as_the_reference():

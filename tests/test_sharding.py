@@ -14,8 +14,10 @@ import jax
 import numpy as np
 import pytest
 
+from jaxnas import backends
 from jaxnas import loop
 from jaxnas import sharding
+from jaxnas.backends import cpu
 from test_loop import ROOT, load_config
 
 DEVICES = 8
@@ -140,16 +142,16 @@ def test_nao_supernet_step_sharded_equals_single_device():
 
 # ----------------------------------------------------------------- one XLA device per CPU core
 def test_auto_cpu_devices_is_the_largest_core_count_dividing_every_batch():
-  assert sharding.MIN_EXAMPLES_PER_CPU_DEVICE == 8
-  assert sharding.auto_cpu_devices({"batch_size": 64, "eval_batch_size": 256}, cores=2) == 2
-  assert sharding.auto_cpu_devices({"batch_size": 256}, cores=16) == 16
-  assert sharding.auto_cpu_devices({"batch_size": 64}, cores=16) == 8    # >= 8 examples each
-  assert sharding.auto_cpu_devices({"batch_size": 96, "eval_batch_size": 250}, cores=16) == 2
-  assert sharding.auto_cpu_devices({"batch_size": 96}, cores=16) == 12
-  assert sharding.auto_cpu_devices({"batch_size": 96}, cores=7) == 6
-  assert sharding.auto_cpu_devices({"batch_size": 7}, cores=4) == 1
-  assert sharding.auto_cpu_devices({"batch_size": 8}, cores=2) == 1     # the smoke configs
-  assert sharding.auto_cpu_devices({"batch_size": 64}, cores=1) == 1
+  assert cpu.MIN_EXAMPLES_PER_CPU_DEVICE == 8
+  assert cpu.auto_cpu_devices({"batch_size": 64, "eval_batch_size": 256}, cores=2) == 2
+  assert cpu.auto_cpu_devices({"batch_size": 256}, cores=16) == 16
+  assert cpu.auto_cpu_devices({"batch_size": 64}, cores=16) == 8    # >= 8 examples each
+  assert cpu.auto_cpu_devices({"batch_size": 96, "eval_batch_size": 250}, cores=16) == 2
+  assert cpu.auto_cpu_devices({"batch_size": 96}, cores=16) == 12
+  assert cpu.auto_cpu_devices({"batch_size": 96}, cores=7) == 6
+  assert cpu.auto_cpu_devices({"batch_size": 7}, cores=4) == 1
+  assert cpu.auto_cpu_devices({"batch_size": 8}, cores=2) == 1     # the smoke configs
+  assert cpu.auto_cpu_devices({"batch_size": 64}, cores=1) == 1
 
 
 def test_batch_sizes_are_those_the_run_splits():
@@ -168,27 +170,34 @@ def test_cpu_devices_after_jax_started_keeps_them_or_names_the_fix():
   """In this process JAX runs on DEVICES virtual devices (conftest)."""
   assert jax.device_count() == DEVICES  # the backend has started
   config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke")
-  config.mesh.cpu_devices = DEVICES
-  assert sharding.configure_cpu_devices(config).startswith(f"CPU devices: {DEVICES}")
-  config.mesh.cpu_devices = 3
-  with pytest.raises(RuntimeError, match="config.mesh.cpu_devices=3, but JAX's CPU backend "
+  config.backend.cpu_devices = DEVICES
+  assert backends.configure_cpu_devices(config).startswith(f"CPU devices: {DEVICES}")
+  config.backend.cpu_devices = 3
+  with pytest.raises(RuntimeError, match="config.backend.cpu_devices=3, but JAX's CPU backend "
                      "already started with 8 device"):
-    sharding.configure_cpu_devices(config)
-  config.mesh.cpu_devices = -1
-  with pytest.raises(ValueError, match="config.mesh.cpu_devices=-1 is not valid"):
-    sharding.configure_cpu_devices(config)
+    backends.configure_cpu_devices(config)
+  config.backend.cpu_devices = -1
+  with pytest.raises(ValueError, match="config.backend.cpu_devices=-1 is not valid"):
+    backends.configure_cpu_devices(config)
+  config.backend.cpu_devices = "auto"
+  config.backend.platform = "gpu"  # an accelerator's default: no split
+  assert "does not split" in backends.configure_cpu_devices(config)
+  config.mesh.cpu_devices = 2  # the name before config.backend
+  with pytest.raises(ValueError, match="config.mesh.cpu_devices moved to "
+                     "config.backend.cpu_devices: set --config.backend.cpu_devices=2"):
+    backends.configure_cpu_devices(config)
 
 
 CPU_DEVICES_SCRIPT = """
 import json, os, sys
 sys.path.insert(0, {root!r})
 from tests.test_loop import load_config
-from jaxnas import sharding
+from jaxnas import backends
 os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:{cores}]))
 config = load_config(os.path.join({root!r}, "configs", "quickstart.py"), "smoke",
-                     **{{"mesh.cpu_devices": {wanted}, "mesh.data": {mesh_data},
+                     **{{"backend.cpu_devices": {wanted}, "mesh.data": {mesh_data},
                         "batch_size": 16, "eval_batch_size": 16}})
-message = sharding.configure_cpu_devices(config)
+message = backends.configure_cpu_devices(config)
 import jax
 print(json.dumps({{"message": message, "devices": jax.device_count()}}))
 """
@@ -230,15 +239,16 @@ def test_cpu_devices_split_the_host_before_jax_starts():
 
 
 def test_train_cli_splits_the_cpu_and_searches_on_the_mesh(tmp_path):
-  """``python -m jaxnas.train`` applies ``config.mesh.cpu_devices`` before JAX starts: the search
-  then runs on that many devices (a 2-op smoke search)."""
+  """``python -m jaxnas.train`` applies ``config.backend.cpu_devices`` before JAX starts: the
+  search then runs on that many devices (a 2-op smoke search), and logs the resolved backend."""
   env = fresh_jax_env("--xla_backend_optimization_level=0")
   out = subprocess.run(
       [sys.executable, "-m", "jaxnas.train", "--config=configs/quickstart.py:smoke",
        f"--workdir={tmp_path}", "--config.space.ops=none,skip_connect",
-       "--config.mesh.cpu_devices=2"],
+       "--config.backend.cpu_devices=2"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  assert "CPU devices: 2 (config.mesh.cpu_devices=2" in out.stdout, out.stdout
+  assert "CPU devices: 2 (config.backend.cpu_devices=2" in out.stdout, out.stdout
+  assert "Backend: cpu (kernels=shifted, cpu_devices=2" in out.stdout, out.stdout
   assert "devices=2" in out.stdout, out.stdout
   assert os.path.exists(tmp_path / "result.json")

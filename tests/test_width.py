@@ -77,7 +77,7 @@ def test_one_hot_masks_equal_the_physically_narrower_network():
 
 
 def test_unrolled_supernet_has_the_rolled_layout_and_function():
-  # The loop initialises with the rolled module and steps with the unrolled one (config.space.unroll).
+  # The loop initialises with the rolled module and steps with the unrolled one (config.backend.unroll).
   space = jaxnas.spaces.get("width", channels=4, blocks_per_stage=3)
   mixing = jaxnas.parametrize.get("softmax").activate(
       space.init_arch(jax.random.key(0), "softmax"))

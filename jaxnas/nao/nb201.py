@@ -32,12 +32,14 @@ class NB201TokenSupernet(nn.Module):
   cells_per_stage: int = 5
   num_classes: int = 10
   unroll: bool = False
+  kernels: str = "xla"  # 'xla' | 'shifted' (see spaces.ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, tokens: jax.Array, *, train: bool) -> jax.Array:
     mixing = jax.nn.one_hot(tokens - 1, len(self.ops), dtype=x.dtype)
     net = nb201_space.NB201Supernet(self.ops, self.channels, self.cells_per_stage,
-                                    self.num_classes, self.unroll, name="supernet")
+                                    self.num_classes, self.unroll, kernels=self.kernels,
+                                    name="supernet")
     return net(x, {"cell": mixing}, train=train)
 
 
@@ -105,11 +107,13 @@ class NB201TokenSpace:
     return base + sum((_network_params((op,) * self.seq_len, **self.sizes) - base) // self.seq_len
                       for op in edges)
 
-  def supernet(self, *, unroll: bool = False, **unused: Any) -> NB201TokenSupernet:
-    """The one-shot supernet at this space's sizes (``unroll``: see ``NB201Space.supernet``)."""
+  def supernet(self, *, unroll: bool = False, kernels: str = "xla",
+               **unused: Any) -> NB201TokenSupernet:
+    """The one-shot supernet at this space's sizes (``unroll``, ``kernels``: see
+    ``NB201Space.supernet``)."""
     if unused:
       raise ValueError(f"Unknown options for the NB201 token supernet: {sorted(unused)}.")
-    return NB201TokenSupernet(self.ops, unroll=unroll, **self.sizes)
+    return NB201TokenSupernet(self.ops, unroll=unroll, kernels=kernels, **self.sizes)
 
 
 @functools.lru_cache(maxsize=None)

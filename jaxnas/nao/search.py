@@ -54,6 +54,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxnas import backends
 from jaxnas import data as data_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
@@ -179,11 +180,14 @@ def build_token_space(config: ml_collections.ConfigDict, num_classes: int):
 
 
 def build_supernet(config: ml_collections.ConfigDict, space, num_classes: int):
-  """The one-shot supernet module of ``space`` at the config's sizes."""
+  """The one-shot supernet module of ``space`` at the config's sizes, with the loops and kernels
+  of ``config.backend``."""
+  backend = backends.resolve(config)
+  options = dict(unroll=backend.unroll, kernels=backend.kernels)
   if space.name == "nao":
     return space.supernet(channels=config.space.channels, layers=config.space.cells_per_stage,
-                          num_classes=num_classes, unroll=config.space.unroll)
-  return space.supernet(unroll=config.space.unroll)
+                          num_classes=num_classes, **options)
+  return space.supernet(**options)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -205,7 +209,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 < nao.drop_path_keep_prob <= 1.0:
     raise ValueError(f"config.nao.drop_path_keep_prob must be in (0, 1], got "
                      f"{nao.drop_path_keep_prob}.")
-  unsupported = {"space.remat=True": config.space.remat,
+  unsupported = {"backend.remat=True": backends.resolve(config).remat,
                  f"compute_dtype={config.compute_dtype!r}": config.compute_dtype != "float32",
                  f"num_seeds={config.num_seeds}": config.num_seeds != 1}
   for setting, used in unsupported.items():
@@ -594,11 +598,12 @@ def standalone_network(search: NAOSearch, tokens: np.ndarray):
   if search.space.name == "nao":  # model.NASNetworkCIFAR: the network NAO counts and re-ranks
     return _FirstOutput(search.space.network(tokens, channels=search.config.space.channels,
                                              layers=search.config.space.cells_per_stage,
-                                             num_classes=num_classes))
+                                             num_classes=num_classes,
+                                             kernels=search.module.kernels))
   from jaxnas.spaces import nb201_network
   return _FirstOutput(nb201_network.NB201Network(
       tuple(search.space.genotype(tokens).edges), search.config.space.channels,
-      search.config.space.cells_per_stage, num_classes))
+      search.config.space.cells_per_stage, num_classes, search.module.kernels))
 
 
 class _FirstOutput(nn.Module):

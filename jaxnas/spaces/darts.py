@@ -156,20 +156,22 @@ class DartsSearchCell(nn.Module):
   unroll: bool = False  # unroll the edge scans in the compiled program (see ops.scan_edges)
   node_batchnorm: bool = False
   remat_edges: bool = False  # nn.remat every edge's MixedOp (see ops.scan_edges)
+  kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array,
                edge_weights: jax.Array | None = None, *, train: bool):
-    c = self.channels
+    c, k = self.channels, self.kernels
     if self.reduction_prev:
-      s0 = ops_lib.FactorizedReduce(c, affine=False, name="preprocess0")(s0, train=train)
+      s0 = ops_lib.FactorizedReduce(c, affine=False, kernels=k, name="preprocess0")(s0,
+                                                                                   train=train)
     else:
-      s0 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess0")(s0, train=train)
-    s1 = ops_lib.ReLUConvBN(c, 1, affine=False, name="preprocess1")(s1, train=train)
+      s0 = ops_lib.ReLUConvBN(c, 1, affine=False, kernels=k, name="preprocess0")(s0, train=train)
+    s1 = ops_lib.ReLUConvBN(c, 1, affine=False, kernels=k, name="preprocess1")(s1, train=train)
     groups = edge_groups(self.nodes, per_node=self.node_batchnorm)
     common = dict(ops=self.ops, channels=c, pool_bn=True, train=train,
                   partial_channels=self.partial_channels, unroll=self.unroll,
-                  remat=self.remat_edges)
+                  remat=self.remat_edges, kernels=k)
 
     def scales(edges):
       if edge_weights is None:
@@ -241,13 +243,15 @@ class DartsSupernet(nn.Module):
   node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
   remat: bool = False  # recompute activations in the backward pass (at remat_scope)
   remat_scope: str = "cell"  # 'cell': nn.remat each cell; 'edge': each edge's MixedOp
+  kernels: str = "xla"  # 'xla' | 'shifted': which kernels the ops run (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
     check_mixing(mixing, arch_shapes(self.nodes, len(self.ops), self.edge_normalization), "darts")
     remat_cells, remat_edges = ops_lib.remat_placement(self.remat, self.remat_scope)
     run_cell = _run_cell_remat if remat_cells else _run_cell
-    x = ops_lib.conv(self.stem_multiplier * self.channels, 3, padding=1, name="stem_conv")(x)
+    x = ops_lib.conv(self.stem_multiplier * self.channels, 3, padding=1, name="stem_conv",
+                     kernels=self.kernels)(x)
     s0 = s1 = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
     width, reduction_prev = self.channels, False
     for layer in range(self.layers):
@@ -256,7 +260,8 @@ class DartsSupernet(nn.Module):
       cell = DartsSearchCell(self.ops, width, reduction, reduction_prev, self.nodes,
                              self.multiplier, partial_channels=self.partial_channels,
                              unroll=self.unroll, node_batchnorm=self.node_batchnorm,
-                             remat_edges=remat_edges, name=f"cell_{layer}")
+                             remat_edges=remat_edges, kernels=self.kernels,
+                             name=f"cell_{layer}")
       kind = "reduce" if reduction else "normal"
       betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
                if self.edge_normalization else None)
@@ -358,14 +363,16 @@ class DartsSpace(SearchSpace):
 
   def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
                unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
-               remat_scope: str = "cell", **unused: Any) -> DartsSupernet:
+               remat_scope: str = "cell", kernels: str = "xla",
+               **unused: Any) -> DartsSupernet:
     """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS).
 
     ``unroll=False`` keeps the per-cell edge loops rolled: a much shorter compile (tests, smoke
-    runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
+    runs); with XLA's kernels on CPU the loops' convolution gradients run much slower.
     ``node_batchnorm=True``: DARTS-PRIME's BatchNorm (no affine) after every intermediate node.
     ``remat=True``: recompute activations in the backward pass (the same variables), with
     ``nn.remat`` on every cell (``remat_scope='cell'``) or on every edge's MixedOp (``'edge'``).
+    ``kernels``: ``'xla'`` or ``'shifted'`` (``spaces.ops``; ``jaxnas.backends`` picks it).
     """
     self._reject_unused(unused)
     if layers < 1:
@@ -377,7 +384,8 @@ class DartsSpace(SearchSpace):
                          multiplier=self.nodes, partial_channels=self.partial_channels,
                          edge_normalization=self.edge_normalization, unroll=unroll,
                          node_batchnorm=bool(node_batchnorm), remat=bool(remat),
-                         remat_scope=ops_lib.check_remat_scope(remat_scope))
+                         remat_scope=ops_lib.check_remat_scope(remat_scope),
+                         kernels=ops_lib.check_kernels(kernels))
 
   def network(self, genotype: Genotype, **sizes: Any) -> nn.Module:
     """The discrete evaluation network of ``genotype`` (``darts_network.network``: C=36, 20

@@ -30,6 +30,8 @@ parameters are created at ``init`` (under ``'auxiliary_head'``), so training can
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -92,16 +94,18 @@ class DartsCell(nn.Module):
   channels: int
   reduction: bool
   reduction_prev: bool
+  kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, *, train: bool,
                drop_path_prob: jax.Array | float = 0.0) -> jax.Array:
-    c = self.channels
+    c, k = self.channels, self.kernels
     if self.reduction_prev:
-      s0 = ops_lib.FactorizedReduce(c, affine=True, name="preprocess0")(s0, train=train)
+      s0 = ops_lib.FactorizedReduce(c, affine=True, kernels=k, name="preprocess0")(s0,
+                                                                                  train=train)
     else:
-      s0 = ops_lib.ReLUConvBN(c, 1, name="preprocess0")(s0, train=train)
-    s1 = ops_lib.ReLUConvBN(c, 1, name="preprocess1")(s1, train=train)
+      s0 = ops_lib.ReLUConvBN(c, 1, kernels=k, name="preprocess0")(s0, train=train)
+    s1 = ops_lib.ReLUConvBN(c, 1, kernels=k, name="preprocess1")(s1, train=train)
     states = [s0, s1]
     drop = train and not (isinstance(drop_path_prob, (int, float)) and drop_path_prob == 0)
     for node in range(len(self.genes) // 2):
@@ -109,7 +113,7 @@ class DartsCell(nn.Module):
       for g in (2 * node, 2 * node + 1):
         name, j = self.genes[g]
         stride = 2 if self.reduction and j < 2 else 1
-        h = ops_lib.make_op(name, c, stride, affine=True, module_name=f"op_{g}")(
+        h = ops_lib.make_op(name, c, stride, affine=True, module_name=f"op_{g}", kernels=k)(
             states[j], train=train)
         if drop and not (name == "skip_connect" and stride == 1):
           h = drop_path(h, drop_path_prob, self.make_rng("drop_path"))
@@ -122,11 +126,12 @@ class AuxiliaryHead(nn.Module):
   """DARTS' auxiliary classifier (``AuxiliaryHeadCIFAR`` / ``AuxiliaryHeadImageNet``)."""
   num_classes: int
   imagenet: bool = False
+  kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = ops_lib.avg_pool_exclude_pad(nn.relu(x), 5, 2 if self.imagenet else 3, 0)
-    x = ops_lib.conv(128, 1, name="conv_1")(x)
+    x = ops_lib.avg_pool_exclude_pad(nn.relu(x), 5, 2 if self.imagenet else 3, 0, self.kernels)
+    x = ops_lib.conv(128, 1, name="conv_1", kernels=self.kernels)(x)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="bn_1")(x))
     x = ops_lib.conv(768, 2, name="conv_2")(x)
     if not self.imagenet:  # the reference ImageNet head has no BN here (see its code comment)
@@ -153,9 +158,11 @@ class DartsNetwork(nn.Module):
   auxiliary: bool = True
   stem: str = "cifar"
   stem_multiplier: int = 3
+  kernels: str = "xla"  # 'xla' | 'shifted': which kernels the ops run (see ops)
 
   def _stem(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
-    c, conv, bn = self.channels, ops_lib.conv, ops_lib.batch_norm
+    c, bn = self.channels, ops_lib.batch_norm
+    conv = functools.partial(ops_lib.conv, kernels=self.kernels)
     if self.stem == "cifar":
       x = conv(self.stem_multiplier * c, 3, padding=1, name="stem_conv")(x)
       x = bn(train, affine=True, name="stem_bn")(x)
@@ -180,13 +187,15 @@ class DartsNetwork(nn.Module):
       width = width * 2 if reduction else width
       genes = self.genotype.reduce if reduction else self.genotype.normal
       concat = self.genotype.reduce_concat if reduction else self.genotype.normal_concat
-      cell = DartsCell(genes, concat, width, reduction, reduction_prev, name=f"cell_{layer}")
+      cell = DartsCell(genes, concat, width, reduction, reduction_prev, self.kernels,
+                       name=f"cell_{layer}")
       s0, s1 = s1, cell(s0, s1, train=train, drop_path_prob=drop_path_prob)
       reduction_prev = reduction
       # Built at init (so training finds its weights), run in training only.
       if (layer == 2 * self.layers // 3 and self.auxiliary
           and (train or self.is_initializing())):
-        out = AuxiliaryHead(self.num_classes, self.stem == "imagenet", name=AUX_HEAD)(
+        out = AuxiliaryHead(self.num_classes, self.stem == "imagenet", self.kernels,
+                            name=AUX_HEAD)(
             s1, train=train)
         aux_logits = out if train else None
     x = jnp.mean(s1, axis=(1, 2))
@@ -196,7 +205,7 @@ class DartsNetwork(nn.Module):
 
 
 def network(genotype: Genotype, *, channels: int = 36, layers: int = 20, num_classes: int = 10,
-            auxiliary: bool = True, stem: str = "cifar") -> DartsNetwork:
+            auxiliary: bool = True, stem: str = "cifar", kernels: str = "xla") -> DartsNetwork:
   """The discrete DARTS network of ``genotype`` (CIFAR: C=36, 20 cells; ImageNet: C=48, 14 cells,
   ``stem='imagenet'``).
 
@@ -207,6 +216,7 @@ def network(genotype: Genotype, *, channels: int = 36, layers: int = 20, num_cla
     num_classes: classifier outputs.
     auxiliary: build the auxiliary head (after cell ``2*layers//3``, training only).
     stem: ``'cifar'`` (3x3 conv to 3C) or ``'imagenet'`` (the mobile setting's three stride-2 convs).
+    kernels: ``'xla'`` or ``'shifted'`` (``spaces.ops``; ``jaxnas.backends`` picks it).
 
   Raises:
     ValueError: malformed genotype, unknown stem, or too few layers.
@@ -218,4 +228,5 @@ def network(genotype: Genotype, *, channels: int = 36, layers: int = 20, num_cla
   if layers < 1 or channels < 2 or channels % 2:
     raise ValueError(f"A DARTS network needs layers >= 1 and an even channels >= 2, got "
                      f"layers={layers}, channels={channels}.")
-  return DartsNetwork(genotype, channels, layers, num_classes, auxiliary, stem)
+  return DartsNetwork(genotype, channels, layers, num_classes, auxiliary, stem,
+                      kernels=ops_lib.check_kernels(kernels))

@@ -151,16 +151,17 @@ class NAOSpace:
 
   def supernet(self, *, channels: int = 20, layers: int = 3, num_classes: int = 10,
                stem_multiplier: int = 3, keep_prob: float = 1.0,
-               unroll: bool = False) -> NAOSupernet:
+               unroll: bool = False, kernels: str = "xla") -> NAOSupernet:
     """The weight-sharing supernet (NAO-V2 CIFAR search: C=20, N=3, 11 cells); ValueError for an
-    op set it cannot search (``check_supernet_ops``)."""
+    op set it cannot search (``check_supernet_ops``). ``kernels``: ``'xla'`` or ``'shifted'``
+    (``spaces.ops``; ``jaxnas.backends`` picks it)."""
     _check_sizes(channels, layers)
     return NAOSupernet(self.ops, channels, layers, num_classes, self.num_nodes, stem_multiplier,
-                       keep_prob, unroll)
+                       keep_prob, unroll, kernels=ops_lib.check_kernels(kernels))
 
   def network(self, tokens: Any, *, channels: int = 20, layers: int = 3, num_classes: int = 10,
               stem_multiplier: int = 3, combine: str = "concat", use_aux_head: bool = False,
-              keep_prob: float = 1.0) -> NAONetwork:
+              keep_prob: float = 1.0, kernels: str = "xla") -> NAONetwork:
     """The stand-alone network of ``tokens``.
 
     ``combine='concat'``: ``model.NASNetworkCIFAR`` (what ``num_params`` counts; the reference
@@ -172,7 +173,8 @@ class NAOSpace:
       raise ValueError(f"combine must be 'concat' or 'conv', got {combine!r}.")
     conv, reduc = self.tokens_to_arch(tokens)
     return NAONetwork(tuple(conv), tuple(reduc), self.ops, channels, layers, num_classes,
-                      stem_multiplier, combine, use_aux_head, keep_prob)
+                      stem_multiplier, combine, use_aux_head, keep_prob,
+                      ops_lib.check_kernels(kernels))
 
   def supernet_to_network_variables(self, supernet_variables: Mapping[str, Any],
                                     tokens: Any) -> dict[str, Any]:

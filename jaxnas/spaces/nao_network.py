@@ -40,7 +40,9 @@ reference; BatchNorm momentum 0.1, eps 1e-5, PyTorch running-variance update (un
 ``train=True`` means batch statistics in every BatchNorm (the reference's arch scoring with
 ``bn_train=True`` leaves the stem BN and the reduction cells' ``fac_1/fac_2`` BNs on running
 statistics, an artefact of ``model.eval()`` we do not copy). On XLA:CPU the rolled scans run
-convolution gradients slowly (``unroll=True`` trades compile time for speed).
+convolution gradients slowly (``unroll=True`` trades compile time for speed). ``kernels`` (every
+module's attribute, passed down to the operation functions) picks XLA's convolutions and pools
+(``'xla'``) or ``jaxnas.backends.cpu_kernels``' (``'shifted'``), as in ``spaces.ops``.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnas.spaces import kernels
+from jaxnas.backends import cpu_kernels
 from jaxnas.spaces import ops as ops_lib
 
 NAO_SMALL_OPS: tuple[str, ...] = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3",
@@ -166,10 +168,20 @@ def _write(tree, values) -> None:
 # Operations: pure functions of (x, params, stats) shared by the supernet and the networks.
 # ----------------------------------------------------------------------------------------------
 
-def _conv(x, w, stride=1, padding=0, dilation=1, groups=1):
-  """NHWC/HWIO convolution; depthwise and 1x1 ones on ``kernels``' CPU fast path."""
-  return kernels.conv(x, w, (stride, stride), ((padding, padding), (padding, padding)),
-                      (dilation, dilation), groups)
+def _conv_any(x, w, strides, padding, dilation=(1, 1), groups=1, *, kernels: str):
+  """NHWC/HWIO convolution; with ``kernels='shifted'`` depthwise and 1x1 ones run on
+  ``cpu_kernels``."""
+  if ops_lib.check_kernels(kernels) == "shifted":
+    return cpu_kernels.conv(x, w, strides, padding, dilation, groups)
+  return jax.lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                      feature_group_count=groups)
+
+
+def _conv(x, w, stride=1, padding=0, dilation=1, groups=1, *, kernels: str):
+  """A square-strided, symmetrically padded ``_conv_any``."""
+  return _conv_any(x, w, (stride, stride), ((padding, padding), (padding, padding)),
+                   (dilation, dilation), groups, kernels=kernels)
 
 
 def _row(v):
@@ -191,33 +203,34 @@ def _bn(x, p, s, train, sfx=""):
   return y, new
 
 
-def _sep(x, p, s, kernel, stride, train):
-  c, pad = x.shape[-1], kernel // 2
-  h = _conv(_conv(nn.relu(x), p["dw_1"], stride, pad, groups=c), p["pw_1"])
+def _sep(x, p, s, kernel, stride, train, kernels):
+  c, pad, k = x.shape[-1], kernel // 2, kernels
+  h = _conv(_conv(nn.relu(x), p["dw_1"], stride, pad, groups=c, kernels=k), p["pw_1"], kernels=k)
   h, s1 = _bn(h, p, s, train, "_1")
-  h = _conv(_conv(nn.relu(h), p["dw_2"], 1, pad, groups=c), p["pw_2"])
+  h = _conv(_conv(nn.relu(h), p["dw_2"], 1, pad, groups=c, kernels=k), p["pw_2"], kernels=k)
   h, s2 = _bn(h, p, s, train, "_2")
   return h, {**s1, **s2}
 
 
-def _dil(x, p, s, kernel, stride, train):
-  c = x.shape[-1]
-  h = _conv(_conv(nn.relu(x), p["dw"], stride, kernel - 1, 2, groups=c), p["pw"])
+def _dil(x, p, s, kernel, stride, train, kernels):
+  c, k = x.shape[-1], kernels
+  h = _conv(_conv(nn.relu(x), p["dw"], stride, kernel - 1, 2, groups=c, kernels=k), p["pw"],
+            kernels=k)
   return _bn(h, p, s, train)
 
 
-def _factorized_conv_bn(x, p, s, kernel, stride, train):
+def _factorized_conv_bn(x, p, s, kernel, stride, train, kernels):
   """NAO-V1's ``Conv`` with a (1, k) kernel: ReLU, 1 x k conv (stride (1, s), padding (0, k // 2)),
   BN, ReLU, k x 1 conv (stride (s, 1), padding (k // 2, 0)), BN."""
   pad = kernel // 2
-  h = kernels.conv(nn.relu(x), p["conv_1"], (1, stride), ((0, 0), (pad, pad)))
+  h = _conv_any(nn.relu(x), p["conv_1"], (1, stride), ((0, 0), (pad, pad)), kernels=kernels)
   h, s1 = _bn(h, p, s, train, "_1")
-  h = kernels.conv(nn.relu(h), p["conv_2"], (stride, 1), ((pad, pad), (0, 0)))
+  h = _conv_any(nn.relu(h), p["conv_2"], (stride, 1), ((pad, pad), (0, 0)), kernels=kernels)
   h, s2 = _bn(h, p, s, train, "_2")
   return h, {**s1, **s2}
 
 
-def _pool(kind: str, x, kernel: int, stride: int):
+def _pool(kind: str, x, kernel: int, stride: int, kernels: str):
   """The pooling kinds of ``_KIND`` (see there)."""
   pad = kernel // 2
   if kind in ("max_zero_pad", "avg_zero_pad"):  # F.pad(x, [0, 1, 0, 1]), then pool, no padding
@@ -225,38 +238,39 @@ def _pool(kind: str, x, kernel: int, stride: int):
   elif kind == "avg_count_pad":  # zeros padded in, then every window divides by k * k
     x, pad = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))), 0
   if kind.startswith("max"):
-    return ops_lib.max_pool(x, kernel, stride, pad)
-  return ops_lib.avg_pool_exclude_pad(x, kernel, stride, pad)
+    return ops_lib.max_pool(x, kernel, stride, pad, kernels)
+  return ops_lib.avg_pool_exclude_pad(x, kernel, stride, pad, kernels)
 
 
-def _fr(x, p, s, train):
+def _fr(x, p, s, train, kernels):
   """The reference's FactorizedReduce (no ReLU): two 1x1 stride-2 convs, one shifted, concat, BN."""
   shifted = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))[:, 1:, 1:, :]
-  h = jnp.concatenate([_conv(x, p["conv_1"], 2), _conv(shifted, p["conv_2"], 2)], axis=-1)
+  h = jnp.concatenate([_conv(x, p["conv_1"], 2, kernels=kernels),
+                       _conv(shifted, p["conv_2"], 2, kernels=kernels)], axis=-1)
   return _bn(h, p, s, train)
 
 
-def _relu_conv_bn(x, p, s, train, stride: int = 1, padding: int = 0):
+def _relu_conv_bn(x, p, s, train, stride: int = 1, padding: int = 0, *, kernels: str):
   """ReLU, conv ``p['conv']``, BN: ``ReLUConvBN`` and NAO-V1's square ``Conv``."""
-  return _bn(_conv(nn.relu(x), p["conv"], stride, padding), p, s, train)
+  return _bn(_conv(nn.relu(x), p["conv"], stride, padding, kernels=kernels), p, s, train)
 
 
-def _apply_op(name: str, x, p, s, stride: int, train: bool):
+def _apply_op(name: str, x, p, s, stride: int, train: bool, kernels: str):
   """Op ``name`` at ``stride``; ``p``/``s`` are its params/stats (unused for parameter-free ops)."""
   kind, k = _KIND[name]
   if kind == "sep":
-    return _sep(x, p, s, k, stride, train)
+    return _sep(x, p, s, k, stride, train, kernels)
   if kind == "dil":
-    return _dil(x, p, s, k, stride, train)
+    return _dil(x, p, s, k, stride, train, kernels)
   if kind == "conv":
-    return _relu_conv_bn(x, p, s, train, stride, k // 2)
+    return _relu_conv_bn(x, p, s, train, stride, k // 2, kernels=kernels)
   if kind == "conv_fact":
-    return _factorized_conv_bn(x, p, s, k, stride, train)
+    return _factorized_conv_bn(x, p, s, k, stride, train, kernels)
   if kind == "identity":
-    return _fr(x, p, s, train) if stride == 2 else (x, s)
+    return _fr(x, p, s, train, kernels) if stride == 2 else (x, s)
   if kind == "zero":
     return jnp.zeros_like(x[:, ::stride, ::stride, :]), s
-  return _pool(kind, x, k, stride), s
+  return _pool(kind, x, k, stride, kernels), s
 
 
 def _has_params(name: str, stride: int) -> bool:
@@ -322,8 +336,9 @@ def _calib_spec(kind: str, c_in: int, c: int) -> tuple:
   return (("conv", _kernel((1, 1, c_in, c))),) + _bn_leaves(c)
 
 
-def _calib_apply(kind: str, x, p, s, train):
-  return _fr(nn.relu(x), p, s, train) if kind == "fr" else _relu_conv_bn(x, p, s, train)
+def _calib_apply(kind: str, x, p, s, train, kernels: str):
+  return (_fr(nn.relu(x), p, s, train, kernels) if kind == "fr"
+          else _relu_conv_bn(x, p, s, train, kernels=kernels))
 
 
 def _drop_path_key(key, x, keep):
@@ -356,9 +371,10 @@ def _classifier(module: nn.Module, x, num_classes: int, keep_prob: float, train:
   return x @ p["classifier"]["kernel"] + p["classifier"]["bias"].reshape(1, -1)
 
 
-def _stem(x, c_stem: int, train: bool):
+def _stem(x, c_stem: int, train: bool, kernels: str):
   p, s = _declare((("stem", _stem_spec(c_stem)),))
-  y, new = _bn(_conv(x, p["stem"]["conv"], 1, 1), p["stem"], _read(s["stem"]), train)
+  y, new = _bn(_conv(x, p["stem"]["conv"], 1, 1, kernels=kernels), p["stem"], _read(s["stem"]),
+               train)
   if train:
     _write(s["stem"], new)
   return y
@@ -381,7 +397,7 @@ def input_slots(nodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ws_branches(get_x, idx, slot, fr_slot, ops: tuple[str, ...], params, stats, stride: int,
-                 train: bool):
+                 train: bool, kernels: str):
   """The ``lax.switch`` branches (one per op, at ``stride``) of one node input reading
   ``get_x()``, each op using its weights for this input and id (row ``slot`` of its stacks;
   ``fr_slot`` for the stride-2 FactorizedReduce). ``stats``: this input's statistics
@@ -394,11 +410,12 @@ def _ws_branches(get_x, idx, slot, fr_slot, ops: tuple[str, ...], params, stats,
     def run():
       x = get_x()
       if not _has_params(name, stride):
-        return _apply_op(name, x, None, None, stride, train)[0], stats
+        return _apply_op(name, x, None, None, stride, train, kernels)[0], stats
       if _KIND[name][0] != "identity":  # WSBN: per-id weights, shared running statistics
-        y, new = _apply_op(name, x, pick(params[name], slot), stats[name], stride, train)
+        y, new = _apply_op(name, x, pick(params[name], slot), stats[name], stride, train,
+                           kernels)
         return y, {**stats, name: new}
-      y, new = _fr(x, pick(params[name], fr_slot), pick(stats[name], idx), train)
+      y, new = _fr(x, pick(params[name], fr_slot), pick(stats[name], idx), train, kernels)
       new = jax.tree.map(lambda a, b: jax.lax.dynamic_update_index_in_dim(a, b, idx, 0),
                          stats[name], new)
       return y, {**stats, name: new}
@@ -422,6 +439,7 @@ class SupernetCell(nn.Module):
   train: bool
   drop_path: bool
   unroll: bool = False
+  kernels: str = "xla"
 
   def _spec(self, kinds, c_in) -> tuple:
     c, b, spec = self.channels, self.nodes, []
@@ -458,7 +476,7 @@ class SupernetCell(nn.Module):
     for j, kind in enumerate(kinds):
       if kind:
         states[j], s[f"calib_{j}"] = _calib_apply(kind, states[j], p[f"calib_{j}"],
-                                                  s[f"calib_{j}"], self.train)
+                                                  s[f"calib_{j}"], self.train, self.kernels)
     inputs = jnp.stack(states)
     ids = jnp.clip(cell_tokens[0::2] - 1, 0, self.nodes)
     buf, s_inputs = self._nodes(inputs, ids, cell_tokens[1::2] - (self.nodes + 2),
@@ -489,7 +507,7 @@ class SupernetCell(nn.Module):
       idx, op, slot, step, st = xs
       branches = functools.partial(_ws_branches, idx=idx, slot=slot + idx,
                                    fr_slot=2 * step + idx, ops=self.ops, params=params,
-                                   stats=st, train=self.train)
+                                   stats=st, train=self.train, kernels=self.kernels)
       if self.reduction:  # ops on cell inputs stride 2, on inner nodes 1: one flat switch
         on_input = lambda: jax.lax.dynamic_index_in_dim(  # noqa: E731
             inputs, jnp.minimum(idx, 1), 0, False)
@@ -524,7 +542,8 @@ class SupernetCell(nn.Module):
         name = f"fac_{j}"
         zero = (jnp.zeros(buf.shape[1:], buf.dtype), s[name])
         facs.append(jax.lax.cond(
-            used[j] == 0, lambda j=j, name=name: _fr(inputs[j], p[name], s[name], self.train),
+            used[j] == 0,
+            lambda j=j, name=name: _fr(inputs[j], p[name], s[name], self.train, self.kernels),
             lambda zero=zero: zero))
         s[name] = facs[-1][1]
       states = jnp.concatenate([jnp.stack([f[0] for f in facs]), buf])
@@ -572,6 +591,7 @@ class NAOSupernet(nn.Module):
   keep_prob: float = 1.0  # dropout before the classifier (keep probability)
   unroll: bool = False
   remat: bool = False  # nn.remat each cell: its activations are recomputed in the backward pass
+  kernels: str = "xla"  # 'xla' | 'shifted' (module docstring)
 
   def __post_init__(self):
     check_supernet_ops(self.ops)  # at construction: before any tracing
@@ -590,8 +610,8 @@ class NAOSupernet(nn.Module):
     ratio = lambda k: jnp.asarray((k + 1) / total, jnp.float32)  # noqa: E731
     cell_cls = nn.remat(SupernetCell) if self.remat else SupernetCell
     cell = lambda c, red, **kw: cell_cls(self.ops, c, b, red, train, drop,  # noqa: E731
-                                         self.unroll, **kw)
-    s0 = s1 = _stem(x, self.stem_multiplier * self.channels, train)
+                                         self.unroll, self.kernels, **kw)
+    s0 = s1 = _stem(x, self.stem_multiplier * self.channels, train, self.kernels)
     c = self.channels
     (s0, s1), _ = cell(c, False, name="cell_0")((s0, s1), ratio(0), tokens[:4 * b], keep)
     s0, s1 = self._stage(0, s0, s1, 1, n - 1, c, tokens[:4 * b], keep, train, drop)
@@ -609,7 +629,7 @@ class NAOSupernet(nn.Module):
     if kinds[0]:
       name = f"stage_{stage}_calib_0"
       p, s_vars = _declare(((name, _calib_spec(kinds[0], s0.shape[-1], c)),))
-      s0, new = _calib_apply(kinds[0], s0, p[name], _read(s_vars[name]), train)
+      s0, new = _calib_apply(kinds[0], s0, p[name], _read(s_vars[name]), train, self.kernels)
       if train:
         _write(s_vars[name], new)
     # remat before scan; inside a scan CSE cannot merge the recomputation with the forward.
@@ -620,7 +640,7 @@ class NAOSupernet(nn.Module):
                    unroll=count if self.unroll else 1)
     total = 3 * self.layers + 2
     ratios = jnp.asarray([(first + j + 1) / total for j in range(count)], jnp.float32)
-    (s0, s1), _ = body(self.ops, c, self.nodes, False, train, drop, self.unroll,
+    (s0, s1), _ = body(self.ops, c, self.nodes, False, train, drop, self.unroll, self.kernels,
                        name=f"stage_{stage}")(
         (s0, s1), ratios, cell_tokens, keep)
     return s0, s1
@@ -644,6 +664,7 @@ class NetworkCell(nn.Module):
   combine: str
   train: bool
   drop_path: bool
+  kernels: str = "xla"
 
   def _spec(self, kinds, c_in, concat) -> tuple:
     c, spec = self.channels, []
@@ -674,7 +695,7 @@ class NetworkCell(nn.Module):
     for j, kind in enumerate(kinds):
       if kind:
         states[j], s[f"calib_{j}"] = _calib_apply(kind, states[j], p[f"calib_{j}"],
-                                                  s[f"calib_{j}"], self.train)
+                                                  s[f"calib_{j}"], self.train, self.kernels)
     keep = _layer_keep(layer_ratio, keep_prob)
     for i in range(nodes):
       node = None
@@ -684,20 +705,23 @@ class NetworkCell(nn.Module):
         grp = p.get(f"node_{i}", {}).get(side, {})
         if op in grp:
           y, s[f"node_{i}"][side][op] = _apply_op(op, states[idx], grp[op],
-                                                  s[f"node_{i}"][side][op], stride, self.train)
+                                                  s[f"node_{i}"][side][op], stride, self.train,
+                                                  self.kernels)
         else:
-          y = _apply_op(op, states[idx], None, None, stride, self.train)[0]
+          y = _apply_op(op, states[idx], None, None, stride, self.train, self.kernels)[0]
         y = _drop_path(self, y, keep) if self.drop_path else y
         node = y if node is None else node + y
       states.append(node)
     for j in concat:
       if self.reduction and j < 2:
-        states[j], s[f"fac_{j}"] = _fr(states[j], p[f"fac_{j}"], s[f"fac_{j}"], self.train)
+        states[j], s[f"fac_{j}"] = _fr(states[j], p[f"fac_{j}"], s[f"fac_{j}"], self.train,
+                                       self.kernels)
     out = jnp.concatenate([states[j] for j in concat], axis=-1)
     if self.combine == "conv":
       c = self.channels
       w = p["combine"]["conv"].reshape(len(concat) * c, c).reshape(1, 1, len(concat) * c, c)
-      out, s["combine"] = _bn(_conv(nn.relu(out), w), p["combine"], s["combine"], self.train)
+      out, s["combine"] = _bn(_conv(nn.relu(out), w, kernels=self.kernels), p["combine"],
+                              s["combine"], self.train)
     if self.train:
       _write(s_vars, s)
     return out
@@ -707,6 +731,7 @@ class AuxHead(nn.Module):
   """``AuxHeadCIFAR``: ReLU, AvgPool 5/3, conv1x1 128, BN, ReLU, conv2x2 768, BN, ReLU, linear."""
   num_classes: int
   train: bool
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x):
@@ -714,9 +739,9 @@ class AuxHead(nn.Module):
     p, s_vars = _declare((("conv_1", (("conv", _kernel((1, 1, c, 128))),) + _bn_leaves(128)),
                           ("conv_2", (("conv", _kernel((2, 2, 128, 768))),) + _bn_leaves(768))))
     s = _read(s_vars)
-    x = ops_lib.avg_pool_exclude_pad(nn.relu(x), 5, 3, 0)
-    x, s["conv_1"] = _relu_conv_bn(x, p["conv_1"], s["conv_1"], self.train)
-    x, s["conv_2"] = _relu_conv_bn(x, p["conv_2"], s["conv_2"], self.train)
+    x = ops_lib.avg_pool_exclude_pad(nn.relu(x), 5, 3, 0, self.kernels)
+    x, s["conv_1"] = _relu_conv_bn(x, p["conv_1"], s["conv_1"], self.train, kernels=self.kernels)
+    x, s["conv_2"] = _relu_conv_bn(x, p["conv_2"], s["conv_2"], self.train, kernels=self.kernels)
     if self.train:
       _write(s_vars, s)
     return _classifier(self, nn.relu(x), self.num_classes, 1.0, False)
@@ -738,6 +763,7 @@ class NAONetwork(nn.Module):
   combine: str = "concat"
   use_aux_head: bool = False
   keep_prob: float = 1.0
+  kernels: str = "xla"  # 'xla' | 'shifted' (module docstring)
 
   @nn.compact
   def __call__(self, x, *, train: bool, drop_path_keep_prob: Any = 1.0):
@@ -746,15 +772,15 @@ class NAONetwork(nn.Module):
     keep = jnp.asarray(drop_path_keep_prob, jnp.float32)
     n, c = self.layers, self.channels
     total, aux_logits = 3 * n + 2, None
-    s0 = s1 = _stem(x, self.stem_multiplier * c, train)
+    s0 = s1 = _stem(x, self.stem_multiplier * c, train, self.kernels)
     for k in range(total):
       reduction = k in (n, 2 * n + 1)
       c = 2 * c if reduction else c
       cell = NetworkCell(self.reduc_arch if reduction else self.conv_arch, self.ops, c,
-                         reduction, self.combine, train, drop, name=f"cell_{k}")
+                         reduction, self.combine, train, drop, self.kernels, name=f"cell_{k}")
       s0, s1 = s1, cell(s0, s1, jnp.asarray((k + 1) / total, jnp.float32), keep)
       if self.use_aux_head and k == 2 * n + 1 and (train or self.is_initializing()):
-        out = AuxHead(self.num_classes, train, name=AUX_HEAD)(s1)
+        out = AuxHead(self.num_classes, train, self.kernels, name=AUX_HEAD)(s1)
         aux_logits = out if train else None
     return _classifier(self, s1, self.num_classes, self.keep_prob, train), aux_logits
 

@@ -137,6 +137,7 @@ class NB201SearchCell(nn.Module):
   unroll: bool = False
   node_batchnorm: bool = False  # BatchNorm (no affine) on nodes 1..3; one scan group per node
   remat_edges: bool = False  # nn.remat every edge's MixedOp (see ops.scan_edges)
+  kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array):
@@ -149,14 +150,14 @@ class NB201SearchCell(nn.Module):
                                    mixing[edges[0]:edges[-1] + 1], ops=self.ops,
                                    channels=self.channels, stride=1, pool_bn=False,
                                    train=self.train, name=f"edges_{j}", unroll=self.unroll,
-                                   remat=self.remat_edges)
+                                   remat=self.remat_edges, kernels=self.kernels)
         node = ops_lib.batch_norm(self.train, affine=False, name=f"node_bn_{j}")(nodes[j])
         nodes = nodes.at[j].set(node)
       return nodes[-1], None
     nodes = ops_lib.scan_edges(nodes, [i for _, i in EDGES], [j for j, _ in EDGES], mixing,
                                ops=self.ops, channels=self.channels, stride=1, pool_bn=False,
                                train=self.train, name="edges", unroll=self.unroll,
-                               remat=self.remat_edges)
+                               remat=self.remat_edges, kernels=self.kernels)
     return nodes[-1], None
 
 
@@ -182,17 +183,19 @@ class NB201Supernet(nn.Module):
   node_batchnorm: bool = False  # DARTS-PRIME: BatchNorm (no affine) on every intermediate node
   remat: bool = False  # recompute activations in the backward pass (at remat_scope)
   remat_scope: str = "cell"  # 'cell': nn.remat each cell; 'edge': each edge's MixedOp
+  kernels: str = "xla"  # 'xla' | 'shifted': which kernels the ops run (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
     check_mixing(mixing, {"cell": (NUM_EDGES, len(self.ops))}, "nb201")
     cell_mixing = mixing["cell"]
-    x = ops_lib.conv(self.channels, 3, padding=1, name="stem_conv")(x)
+    x = ops_lib.conv(self.channels, 3, padding=1, name="stem_conv", kernels=self.kernels)(x)
     x = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
     for stage in range(3):
       width = self.channels * 2**stage
       if stage > 0:
-        x = ops_lib.ResNetBasicBlock(width, 2, name=f"reduce_{stage}")(x, train=train)
+        x = ops_lib.ResNetBasicBlock(width, 2, self.kernels, name=f"reduce_{stage}")(x,
+                                                                                     train=train)
       # remat before scan: the backward keeps only each cell's input, not its activations. Inside
       # a scan, CSE cannot merge the recomputation with the forward, so prevent_cse is not needed.
       remat_cells, remat_edges = ops_lib.remat_placement(self.remat, self.remat_scope)
@@ -202,7 +205,7 @@ class NB201Supernet(nn.Module):
                       length=self.cells_per_stage,
                       unroll=self.cells_per_stage if self.unroll else 1)
       x, _ = cells(self.ops, width, train, self.unroll, self.node_batchnorm,
-                   remat_edges, name=f"stage_{stage}")(x, cell_mixing)
+                   remat_edges, self.kernels, name=f"stage_{stage}")(x, cell_mixing)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -219,18 +222,20 @@ class NB201Space(SearchSpace):
 
   def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
                unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
-               remat_scope: str = "cell", **unused: Any) -> NB201Supernet:
+               remat_scope: str = "cell", kernels: str = "xla",
+               **unused: Any) -> NB201Supernet:
     """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24).
 
     ``unroll=False`` keeps the cell and edge loops rolled: a much shorter compile (tests, smoke
     runs), but on CPU the loops' convolution gradients run an order of magnitude slower.
     ``remat=True``: recompute activations in the backward pass (the same variables), with
     ``nn.remat`` on every cell (``remat_scope='cell'``) or on every edge's MixedOp (``'edge'``).
+    ``kernels``: ``'xla'`` or ``'shifted'`` (``spaces.ops``; ``jaxnas.backends`` picks it).
     """
     self._reject_unused(unused)
     return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll,
                          bool(node_batchnorm), bool(remat),
-                         ops_lib.check_remat_scope(remat_scope))
+                         ops_lib.check_remat_scope(remat_scope), ops_lib.check_kernels(kernels))
 
   def network(self, genotype: NB201Genotype | str, **sizes: Any) -> nn.Module:
     """The discrete NAS-Bench-201 network of ``genotype`` (``nb201_network.network``: C=16, N=5)."""

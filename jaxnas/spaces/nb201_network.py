@@ -26,6 +26,7 @@ class NB201Cell(nn.Module):
   """One discrete NB201 cell (``InferCell``): ``edges`` is the op name per edge (string order)."""
   edges: tuple[str, ...]
   channels: int
+  kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -35,8 +36,8 @@ class NB201Cell(nn.Module):
       total = None
       for i in range(j):
         name = self.edges[edge]
-        h = ops_lib.make_op(name, self.channels, 1, affine=True,
-                            module_name=f"edge_{j}_{i}")(nodes[i], train=train)
+        h = ops_lib.make_op(name, self.channels, 1, affine=True, module_name=f"edge_{j}_{i}",
+                            kernels=self.kernels)(nodes[i], train=train)
         total = h if total is None else total + h
         edge += 1
       nodes.append(total)
@@ -49,19 +50,22 @@ class NB201Network(nn.Module):
   channels: int = 16
   cells_per_stage: int = 5
   num_classes: int = 10
+  kernels: str = "xla"  # 'xla' | 'shifted': which kernels the ops run (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool, drop_path_prob: jax.Array | float = 0.0
                ) -> tuple[jax.Array, None]:
     del drop_path_prob
-    x = ops_lib.conv(self.channels, 3, padding=1, name="stem_conv")(x)
+    x = ops_lib.conv(self.channels, 3, padding=1, name="stem_conv", kernels=self.kernels)(x)
     x = ops_lib.batch_norm(train, affine=True, name="stem_bn")(x)
     for stage in range(3):
       width = self.channels * 2**stage
       if stage > 0:
-        x = ops_lib.ResNetBasicBlock(width, 2, name=f"reduce_{stage}")(x, train=train)
+        x = ops_lib.ResNetBasicBlock(width, 2, self.kernels, name=f"reduce_{stage}")(x,
+                                                                                     train=train)
       for n in range(self.cells_per_stage):
-        x = NB201Cell(self.edges, width, name=f"stage_{stage}_cell_{n}")(x, train=train)
+        x = NB201Cell(self.edges, width, self.kernels, name=f"stage_{stage}_cell_{n}")(
+            x, train=train)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -69,7 +73,7 @@ class NB201Network(nn.Module):
 
 
 def network(genotype: NB201Genotype | str, *, channels: int = 16, cells_per_stage: int = 5,
-            num_classes: int = 10) -> NB201Network:
+            num_classes: int = 10, kernels: str = "xla") -> NB201Network:
   """The discrete NB201 network of ``genotype`` (an ``NB201Genotype`` or its string).
 
   Args:
@@ -77,10 +81,12 @@ def network(genotype: NB201Genotype | str, *, channels: int = 16, cells_per_stag
     channels: initial channels C (16 in NAS-Bench-201).
     cells_per_stage: N (5 in NAS-Bench-201).
     num_classes: classifier outputs (10 / 100 / 120).
+    kernels: ``'xla'`` or ``'shifted'`` (``spaces.ops``; ``jaxnas.backends`` picks it).
   """
   if isinstance(genotype, str):
     genotype = NB201Genotype.from_string(genotype)
   if channels < 1 or cells_per_stage < 0:
     raise ValueError(f"An NB201 network needs channels >= 1 and cells_per_stage >= 0, got "
                      f"{channels}, {cells_per_stage}.")
-  return NB201Network(tuple(genotype.edges), channels, cells_per_stage, num_classes)
+  return NB201Network(tuple(genotype.edges), channels, cells_per_stage, num_classes,
+                      ops_lib.check_kernels(kernels))

@@ -14,8 +14,14 @@ implementations exactly (quark0/darts ``cnn/operations.py``; AutoDL-Projects
   here and in AutoDL before that commit, 1,692,826 at AutoDL's HEAD.
 * Padding is explicit and symmetric, so output sizes equal PyTorch's for every input size.
 
-``make_op(name, channels, stride, affine=..., pool_bn=...)`` builds any operation by name;
-``OP_NAMES`` lists them.
+``make_op(name, channels, stride, affine=..., pool_bn=..., kernels=...)`` builds any operation by
+name; ``OP_NAMES`` lists them.
+
+``kernels`` (a module attribute of every operation, cell and supernet, fixed at construction)
+picks which kernels compute the depthwise and 1x1 convolutions and the pools: ``'xla'`` (XLA's own
+convolution and ``reduce_window``) or ``'shifted'`` (``jaxnas.backends.cpu_kernels``: the same
+values and parameters as shifted elementwise arithmetic, XLA:CPU's fast path). The backend
+(``jaxnas.backends``) chooses it per platform; modules built directly default to ``'xla'``.
 """
 from __future__ import annotations
 
@@ -25,7 +31,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnas.spaces import kernels
+from jaxnas import backends
+from jaxnas.backends import cpu_kernels
+
+KERNELS = backends.KERNELS
+
+
+def check_kernels(kernels: str) -> str:
+  """``kernels`` if it is one of ``KERNELS``, else a ValueError naming the valid values."""
+  if kernels not in KERNELS:
+    raise ValueError(f"kernels={kernels!r} is not valid; choose one of: {', '.join(KERNELS)}.")
+  return kernels
+
 
 # PyTorch's default conv/linear weight init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
@@ -38,38 +55,39 @@ def batch_norm(train: bool, affine: bool, name: str | None = None) -> nn.BatchNo
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-         groups: int = 1, name: str | None = None) -> nn.Conv:
+         groups: int = 1, name: str | None = None, kernels: str = "xla") -> nn.Conv:
   """A bias-free 2-D convolution with explicit symmetric padding (PyTorch semantics).
 
-  Depthwise (``groups == features > 1``) and unpadded 1x1 convolutions run on
-  ``kernels.FastConv`` when ``kernels.impl()`` is ``'shifted'`` (the default on CPU): the same
-  parameters and values, XLA:CPU's fast path.
+  With ``kernels='shifted'``, depthwise (``groups == features > 1``) and unpadded 1x1
+  convolutions run on ``cpu_kernels.FastConv``: the same parameters and values.
   """
   fast = (kernel == 1 and groups == 1 and padding == 0) or (groups > 1 and groups == features)
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)),
                  kernel_dilation=(dilation, dilation), feature_group_count=groups,
                  use_bias=False, kernel_init=torch_default_init, name=name,
-                 conv_general_dilated_cls=(kernels.FastConv if fast and kernels.impl() == "shifted"
+                 conv_general_dilated_cls=(cpu_kernels.FastConv
+                                           if fast and check_kernels(kernels) == "shifted"
                                            else None))
 
 
-def avg_pool_exclude_pad(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
+def avg_pool_exclude_pad(x: jax.Array, window: int, stride: int, padding: int,
+                         kernels: str = "xla") -> jax.Array:
   """Average pooling whose divisor counts only real pixels (PyTorch ``count_include_pad=False``);
-  ``kernels.avg_pool`` when ``kernels.impl()`` is ``'shifted'`` (XLA:CPU's ``reduce_window`` is
-  slower)."""
-  if kernels.impl() == "shifted":
-    return kernels.avg_pool(x, window, stride, padding)
+  ``cpu_kernels.avg_pool`` with ``kernels='shifted'``."""
+  if check_kernels(kernels) == "shifted":
+    return cpu_kernels.avg_pool(x, window, stride, padding)
   pad = ((padding, padding), (padding, padding))
   return nn.avg_pool(x, (window, window), strides=(stride, stride), padding=pad,
                      count_include_pad=False)
 
 
-def max_pool(x: jax.Array, window: int, stride: int, padding: int) -> jax.Array:
-  """Max pooling with -inf padding (PyTorch semantics); ``kernels.max_pool`` when
-  ``kernels.impl()`` is ``'shifted'`` (its backward avoids XLA:CPU's slow select-and-scatter)."""
-  if kernels.impl() == "shifted":
-    return kernels.max_pool(x, window, stride, padding)
+def max_pool(x: jax.Array, window: int, stride: int, padding: int,
+             kernels: str = "xla") -> jax.Array:
+  """Max pooling with -inf padding (PyTorch semantics); ``cpu_kernels.max_pool`` with
+  ``kernels='shifted'`` (its backward avoids XLA:CPU's select-and-scatter)."""
+  if check_kernels(kernels) == "shifted":
+    return cpu_kernels.max_pool(x, window, stride, padding)
   pad = ((padding, padding), (padding, padding))
   return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pad)
 
@@ -102,6 +120,7 @@ class FactorizedReduce(nn.Module):
   """
   features: int
   affine: bool = True
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -110,9 +129,9 @@ class FactorizedReduce(nn.Module):
                        f"{self.features}.")
     x = nn.relu(x)
     half = self.features // 2
-    a = conv(half, 1, stride=2, name="conv_1")(x)
+    a = conv(half, 1, stride=2, name="conv_1", kernels=self.kernels)(x)
     padded = jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)))
-    b = conv(half, 1, stride=2, name="conv_2")(padded[:, 1:, 1:, :])
+    b = conv(half, 1, stride=2, name="conv_2", kernels=self.kernels)(padded[:, 1:, 1:, :])
     return batch_norm(train, self.affine, name="bn")(jnp.concatenate([a, b], axis=-1))
 
 
@@ -124,11 +143,12 @@ class ReLUConvBN(nn.Module):
   padding: int = 0
   dilation: int = 1
   affine: bool = True
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = conv(self.features, self.kernel, self.stride, self.padding, self.dilation,
-             name="conv")(nn.relu(x))
+             name="conv", kernels=self.kernels)(nn.relu(x))
     return batch_norm(train, self.affine, name="bn")(x)
 
 
@@ -140,13 +160,14 @@ class DilConv(nn.Module):
   padding: int
   dilation: int
   affine: bool = True
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     channels = x.shape[-1]
     x = conv(channels, self.kernel, self.stride, self.padding, self.dilation, groups=channels,
-             name="depthwise")(nn.relu(x))
-    x = conv(self.features, 1, name="pointwise")(x)
+             name="depthwise", kernels=self.kernels)(nn.relu(x))
+    x = conv(self.features, 1, name="pointwise", kernels=self.kernels)(x)
     return batch_norm(train, self.affine, name="bn")(x)
 
 
@@ -160,12 +181,13 @@ class SepConv(nn.Module):
   stride: int
   padding: int
   affine: bool = True
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = DilConv(x.shape[-1], self.kernel, self.stride, self.padding, 1, self.affine,
-                name="block_1")(x, train=train)
-    return DilConv(self.features, self.kernel, 1, self.padding, 1, self.affine,
+                self.kernels, name="block_1")(x, train=train)
+    return DilConv(self.features, self.kernel, 1, self.padding, 1, self.affine, self.kernels,
                    name="block_2")(x, train=train)
 
 
@@ -178,13 +200,14 @@ class Pool(nn.Module):
   kind: str
   stride: int = 1
   bn: bool = False
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if self.kind == "max":
-      x = max_pool(x, 3, self.stride, 1)
+      x = max_pool(x, 3, self.stride, 1, self.kernels)
     else:
-      x = avg_pool_exclude_pad(x, 3, self.stride, 1)
+      x = avg_pool_exclude_pad(x, 3, self.stride, 1, self.kernels)
     if self.bn:
       x = batch_norm(train, affine=False, name="bn")(x)
     return x
@@ -198,47 +221,57 @@ class ResNetBasicBlock(nn.Module):
   """
   features: int
   stride: int
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    y = ReLUConvBN(self.features, 3, self.stride, 1, name="conv_a")(x, train=train)
-    y = ReLUConvBN(self.features, 3, 1, 1, name="conv_b")(y, train=train)
+    k = self.kernels
+    y = ReLUConvBN(self.features, 3, self.stride, 1, kernels=k, name="conv_a")(x, train=train)
+    y = ReLUConvBN(self.features, 3, 1, 1, kernels=k, name="conv_b")(y, train=train)
     if self.stride == 2:
-      shortcut = avg_pool_exclude_pad(x, 2, 2, 0)  # no padding: same as count_include_pad=True
-      shortcut = conv(self.features, 1, name="downsample")(shortcut)
+      shortcut = avg_pool_exclude_pad(x, 2, 2, 0, k)  # no padding: same as count_include_pad=True
+      shortcut = conv(self.features, 1, name="downsample", kernels=k)(shortcut)
     elif x.shape[-1] != self.features:
-      shortcut = ReLUConvBN(self.features, 1, name="downsample")(x, train=train)
+      shortcut = ReLUConvBN(self.features, 1, kernels=k, name="downsample")(x, train=train)
     else:
       shortcut = x
     return shortcut + y
 
 
-def _skip(features: int, stride: int, affine: bool, pool_bn: bool, name: str) -> nn.Module:
+def _skip(features: int, stride: int, affine: bool, pool_bn: bool, name: str,
+          kernels: str) -> nn.Module:
   del pool_bn
   if stride == 1:
     return Identity(name=name)
-  return FactorizedReduce(features, affine, name=name)
+  return FactorizedReduce(features, affine, kernels, name=name)
 
 
-OpFactory = Callable[[int, int, bool, bool, str], nn.Module]
+# (channels, stride, affine, pool_bn, name, kernels) -> module
+OpFactory = Callable[[int, int, bool, bool, str, str], nn.Module]
 
 OPS: dict[str, OpFactory] = {
-    "none": lambda c, s, affine, pool_bn, name: Zero(s, name=name),
+    "none": lambda c, s, affine, pool_bn, name, k: Zero(s, name=name),
     "skip_connect": _skip,
-    "max_pool_3x3": lambda c, s, affine, pool_bn, name: Pool("max", s, pool_bn, name=name),
-    "avg_pool_3x3": lambda c, s, affine, pool_bn, name: Pool("avg", s, pool_bn, name=name),
-    "sep_conv_3x3": lambda c, s, affine, pool_bn, name: SepConv(c, 3, s, 1, affine, name=name),
-    "sep_conv_5x5": lambda c, s, affine, pool_bn, name: SepConv(c, 5, s, 2, affine, name=name),
-    "dil_conv_3x3": lambda c, s, affine, pool_bn, name: DilConv(c, 3, s, 2, 2, affine, name=name),
-    "dil_conv_5x5": lambda c, s, affine, pool_bn, name: DilConv(c, 5, s, 4, 2, affine, name=name),
-    "nor_conv_1x1": lambda c, s, affine, pool_bn, name: ReLUConvBN(c, 1, s, 0, 1, affine, name=name),
-    "nor_conv_3x3": lambda c, s, affine, pool_bn, name: ReLUConvBN(c, 3, s, 1, 1, affine, name=name),
+    "max_pool_3x3": lambda c, s, affine, pool_bn, name, k: Pool("max", s, pool_bn, k, name=name),
+    "avg_pool_3x3": lambda c, s, affine, pool_bn, name, k: Pool("avg", s, pool_bn, k, name=name),
+    "sep_conv_3x3": lambda c, s, affine, pool_bn, name, k: SepConv(c, 3, s, 1, affine, k,
+                                                                   name=name),
+    "sep_conv_5x5": lambda c, s, affine, pool_bn, name, k: SepConv(c, 5, s, 2, affine, k,
+                                                                   name=name),
+    "dil_conv_3x3": lambda c, s, affine, pool_bn, name, k: DilConv(c, 3, s, 2, 2, affine, k,
+                                                                   name=name),
+    "dil_conv_5x5": lambda c, s, affine, pool_bn, name, k: DilConv(c, 5, s, 4, 2, affine, k,
+                                                                   name=name),
+    "nor_conv_1x1": lambda c, s, affine, pool_bn, name, k: ReLUConvBN(c, 1, s, 0, 1, affine, k,
+                                                                      name=name),
+    "nor_conv_3x3": lambda c, s, affine, pool_bn, name, k: ReLUConvBN(c, 3, s, 1, 1, affine, k,
+                                                                      name=name),
 }
 OP_NAMES: tuple[str, ...] = tuple(OPS)
 
 
 def make_op(name: str, channels: int, stride: int, *, affine: bool, pool_bn: bool = False,
-            module_name: str | None = None) -> nn.Module:
+            module_name: str | None = None, kernels: str = "xla") -> nn.Module:
   """Builds the candidate operation ``name`` mapping ``channels`` to ``channels`` at ``stride``.
 
   Args:
@@ -248,10 +281,11 @@ def make_op(name: str, channels: int, stride: int, *, affine: bool, pool_bn: boo
     affine: whether BatchNorm layers have scale and bias (False inside search cells).
     pool_bn: append BatchNorm(affine=False) to pooling ops (the DARTS search MixedOp).
     module_name: the Linen name of the module (defaults to ``name``).
+    kernels: ``'xla'`` or ``'shifted'`` (module docstring).
   """
   if name not in OPS:
     raise ValueError(f"Unknown operation {name!r}; valid operations: {', '.join(OP_NAMES)}.")
-  return OPS[name](channels, stride, affine, pool_bn, module_name or name)
+  return OPS[name](channels, stride, affine, pool_bn, module_name or name, check_kernels(kernels))
 
 
 def validate_ops(ops: tuple[str, ...], allowed: tuple[str, ...], space: str, *,
@@ -314,6 +348,7 @@ class MixedOp(nn.Module):
   affine: bool = False
   pool_bn: bool = False
   partial_channels: int = 1
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array, *, train: bool) -> jax.Array:
@@ -331,7 +366,7 @@ class MixedOp(nn.Module):
       if name == "none":
         continue
       y = make_op(name, self.channels // k, self.stride, affine=self.affine,
-                  pool_bn=self.pool_bn)(active, train=train)
+                  pool_bn=self.pool_bn, kernels=self.kernels)(active, train=train)
       term = mixing[i].astype(y.dtype) * y
       out = term if out is None else out + term
     if k == 1:
@@ -346,7 +381,7 @@ class MixedOp(nn.Module):
 # 'cell' = nn.remat per cell (the backward keeps each cell's inputs, and its recomputation stacks
 # every edge's activations), 'edge' = nn.remat per MixedOp inside the edge scan (the backward keeps
 # each edge's input and recomputes one edge at a time).
-REMAT_SCOPES = ("cell", "edge")
+REMAT_SCOPES = backends.REMAT_SCOPES
 
 
 def check_remat_scope(remat_scope: str) -> str:
@@ -387,13 +422,14 @@ class _ScanEdge(nn.Module):
   accumulate: bool
   partial_channels: int = 1
   remat: bool = False
+  kernels: str = "xla"
 
   @nn.compact
   def __call__(self, nodes: jax.Array, xs: tuple[jax.Array, ...]):
     src, dst, mixing_row = xs[:3]
     h = jax.lax.dynamic_index_in_dim(nodes, src, axis=0, keepdims=False)
     op = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
-                 partial_channels=self.partial_channels, name="mixed")
+                 partial_channels=self.partial_channels, kernels=self.kernels, name="mixed")
     y = (_apply_mixed_remat if self.remat else _apply_mixed)(op, h, mixing_row, self.train)
     if len(xs) == 4:  # PC-DARTS edge normalization: beta scales the whole edge output
       y = xs[3].astype(y.dtype) * y
@@ -406,7 +442,8 @@ class _ScanEdge(nn.Module):
 def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
                mixing_rows: jax.Array, *, ops: tuple[str, ...], channels: int, stride: int,
                pool_bn: bool, train: bool, name: str, partial_channels: int = 1,
-               edge_scales: jax.Array | None = None, unroll: bool = False, remat: bool = False):
+               edge_scales: jax.Array | None = None, unroll: bool = False, remat: bool = False,
+               kernels: str = "xla"):
   """Runs a list of same-shaped edges as ONE compiled MixedOp body under ``nn.scan``.
 
   XLA compiles a loop body once, so a cell costs the compile time of one or two MixedOps instead
@@ -419,9 +456,9 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
   output.
 
   ``unroll=True`` unrolls the loop in the compiled program (same weight layout): compilation takes
-  longer, but XLA:CPU runs convolution gradients inside a loop body 10-20x slower than unrolled
-  (measured: 6 NB201 MixedOps, batch 64, fwd+bwd 17 s rolled vs 0.96 s unrolled), so real
-  searches unroll and tests keep the loop rolled for fast compiles.
+  longer, but XLA:CPU runs XLA convolutions' gradients inside a loop body much slower than
+  unrolled (README.md, "Compile time and speed on CPU"); the backend picks it per platform and
+  space (``jaxnas.backends``), tests keep the loop rolled for fast compiles.
 
   ``remat=True`` rematerializes every edge's MixedOp: the scan keeps only each edge's input for the
   backward pass and recomputes the MixedOp's activations inside the backward loop, instead of
@@ -437,5 +474,6 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
   if edge_scales is not None:
     xs = xs + (edge_scales,)
   nodes, outputs = body(ops, channels, stride, pool_bn, train, accumulate,
-                        partial_channels=partial_channels, remat=remat, name=name)(nodes, xs)
+                        partial_channels=partial_channels, remat=remat, kernels=kernels,
+                        name=name)(nodes, xs)
   return nodes if accumulate else outputs

@@ -223,6 +223,7 @@ class BasicBlock(nn.Module):
   stride: int = 1
   train: bool = False
   carry_output: bool = False
+  kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, inner_mask: jax.Array | None = None,
@@ -230,13 +231,14 @@ class BasicBlock(nn.Module):
     if self.stride == 1 and x.shape[-1] != self.features:
       raise ValueError(f"A stride-1 block keeps its stream width: input has {x.shape[-1]} "
                        f"channels, output {self.features}.")
-    h = ops_lib.conv(self.inner, 3, self.stride, 1, name="conv1")(x)
+    h = ops_lib.conv(self.inner, 3, self.stride, 1, name="conv1", kernels=self.kernels)(x)
     h = _masked(nn.relu(ops_lib.batch_norm(self.train, True, name="bn1")(h)), inner_mask)
-    y = ops_lib.conv(self.features, 3, 1, 1, name="conv2")(h)
+    y = ops_lib.conv(self.features, 3, 1, 1, name="conv2", kernels=self.kernels)(h)
     y = _masked(ops_lib.batch_norm(self.train, True, name="bn2")(y), out_mask)
     shortcut = x
     if self.stride != 1:
-      shortcut = ops_lib.conv(self.features, 1, self.stride, 0, name="shortcut_conv")(x)
+      shortcut = ops_lib.conv(self.features, 1, self.stride, 0, name="shortcut_conv",
+                              kernels=self.kernels)(x)
       shortcut = _masked(ops_lib.batch_norm(self.train, True, name="shortcut_bn")(shortcut),
                          out_mask)
     out = nn.relu(shortcut + y)
@@ -256,6 +258,7 @@ class WidthSupernet(nn.Module):
   num_classes: int = 10
   unroll: bool = False  # unroll the scan over a stage's blocks 2..n
   remat: bool = False  # nn.remat each block: its activations are recomputed in the backward pass
+  kernels: str = "xla"  # 'xla' | 'shifted': which kernels the convolutions run (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
@@ -265,19 +268,21 @@ class WidthSupernet(nn.Module):
     scanned = nn.remat(BasicBlock, prevent_cse=False) if self.remat else BasicBlock
     check_mixing(mixing, width_arch_shapes(len(self.ops), n), "width")
     inner = mixing["inner"].reshape(NUM_STAGES, n, len(self.ops))
-    x = ops_lib.conv(widths[0], 3, 1, 1, name="stem_conv")(x)
+    x = ops_lib.conv(widths[0], 3, 1, 1, name="stem_conv", kernels=self.kernels)(x)
     stream_mask = mixed_mask(mixing["stream"][0], self.ops, widths[0])
     x = _masked(nn.relu(ops_lib.batch_norm(train, True, name="stem_bn")(x)), stream_mask)
     for s, width in enumerate(widths):
       stream_mask = mixed_mask(mixing["stream"][s], self.ops, width)
       inner_masks = mixed_mask(inner[s], self.ops, width)  # (n, width)
-      x = block(width, width, 2 if s else 1, train, name=f"stage_{s}_block_0")(
+      x = block(width, width, 2 if s else 1, train, kernels=self.kernels,
+                name=f"stage_{s}_block_0")(
           x, inner_masks[0], stream_mask)
       if n > 1:
         blocks = nn.scan(scanned, variable_axes={"params": 0, "batch_stats": 0},
                          split_rngs={"params": True}, in_axes=(0, nn.broadcast), length=n - 1,
                          unroll=n - 1 if self.unroll else 1)
-        x, _ = blocks(width, width, 1, train, carry_output=True, name=f"stage_{s}_blocks")(
+        x, _ = blocks(width, width, 1, train, carry_output=True, kernels=self.kernels,
+                      name=f"stage_{s}_blocks")(
             x, inner_masks[1:], stream_mask)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -288,16 +293,18 @@ class WidthResNet(nn.Module):
   """The discrete CIFAR ResNet with the physical widths of ``genotype`` (no masks)."""
   genotype: WidthGenotype
   num_classes: int = 10
+  kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     g = self.genotype
-    x = ops_lib.conv(g.stages[0], 3, 1, 1, name="stem_conv")(x)
+    x = ops_lib.conv(g.stages[0], 3, 1, 1, name="stem_conv", kernels=self.kernels)(x)
     x = nn.relu(ops_lib.batch_norm(train, True, name="stem_bn")(x))
     for s, (stream, inner) in enumerate(zip(g.stages, g.blocks)):
       for i, hidden in enumerate(inner):
         stride = 2 if s > 0 and i == 0 else 1
-        x = BasicBlock(hidden, stream, stride, train, name=f"stage_{s}_block_{i}")(x)
+        x = BasicBlock(hidden, stream, stride, train, kernels=self.kernels,
+                       name=f"stage_{s}_block_{i}")(x)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
                     name="classifier")(x)
@@ -388,11 +395,11 @@ class WidthSpace(SearchSpace):
 
   def supernet(self, *, channels: int | None = None, blocks_per_stage: int | None = None,
                num_classes: int = 10, unroll: bool = True, remat: bool = False,
-               **unused: Any) -> WidthSupernet:
+               kernels: str = "xla", **unused: Any) -> WidthSupernet:
     """The masked full-width ResNet (sizes default to the space's; they must agree with it).
 
     ``remat=True``: ``nn.remat`` on every residual block (recompute activations in the backward
-    pass; the same variables).
+    pass; the same variables). ``kernels``: ``'xla'`` or ``'shifted'`` (``spaces.ops``).
     """
     self._reject_unused(unused)
     channels = self.channels if channels is None else channels
@@ -400,7 +407,8 @@ class WidthSpace(SearchSpace):
     if (channels, blocks) != (self.channels, self.blocks_per_stage):
       raise ValueError(f"The supernet's sizes (channels={channels}, blocks_per_stage={blocks}) "
                        f"differ from the space's ({self.channels}, {self.blocks_per_stage}).")
-    return WidthSupernet(self.ops, channels, blocks, num_classes, unroll, bool(remat))
+    return WidthSupernet(self.ops, channels, blocks, num_classes, unroll, bool(remat),
+                         ops_lib.check_kernels(kernels))
 
   def derive(self, mixing: Mapping[str, Any]) -> WidthGenotype:
     """Per-row argmax: each layer's width is ``ceil(f_k * C_layer)`` of its strongest candidate."""
@@ -436,9 +444,10 @@ class WidthSpace(SearchSpace):
       inner += [eye[widths.index(w)] for w in genotype.blocks[s]]
     return {"stream": np.stack(stream), "inner": np.stack(inner)}
 
-  def network(self, genotype: WidthGenotype, *, num_classes: int = 10) -> WidthResNet:
+  def network(self, genotype: WidthGenotype, *, num_classes: int = 10,
+              kernels: str = "xla") -> WidthResNet:
     """The discrete ResNet of ``genotype`` (for training from scratch or from narrowed weights)."""
-    return WidthResNet(genotype, num_classes)
+    return WidthResNet(genotype, num_classes, ops_lib.check_kernels(kernels))
 
   def expected_flops(self, mixing: Mapping[str, jax.Array], *, num_classes: int = 10,
                      image_size: int = 32) -> jax.Array:

@@ -2,7 +2,7 @@
 
 XLA:CPU runs grouped (depthwise) convolutions, the backward of 1x1 convolutions and the backward of
 max pooling (select-and-scatter) on slow generic paths, and these are most of the DARTS search
-supernet (``shared/spec/performance.md``; ``experiments/README.md`` "CPU kernels"). Every kernel here
+supernet (``experiments/README.md`` "CPU kernels"). Every kernel here
 computes the same values as its XLA counterpart (``tests/test_kernels.py``) from k² strided
 windows of the zero- (or -inf-) padded input::
 
@@ -36,20 +36,19 @@ padded input into its s x s phases (a reshape), in which every window is a strid
 places those, so tangents at any stride transpose into slices too.
 
 Cost: a k x k depthwise convolution becomes ~k² slices in the forward and k² products per pass
-in its gradients, so fully unrolled programs grow large: the unrolled DARTS supernet's weight step
-(C=16, 8 cells) exceeded 24 GB while compiling (with the earlier halving-sum weight gradients),
-and DARTS searches roll their edge scans instead (``configs/default.py`` ``darts_space``), which
-no longer costs speed since no XLA convolution is left in the loop body.
+in its gradients, so fully unrolled programs grow large; this is why the CPU backend rolls the
+DARTS supernet's edge scans (``jaxnas.backends``; figures in README.md, "Compile time and speed on
+CPU"): with no XLA convolution left in the loop body, rolling costs no speed.
 
-Used through Flax as ``nn.Conv(..., conv_general_dilated_cls=FastConv)`` (``ops.conv`` does it),
-so parameter layout, checkpoints and multiply-add counts are those of the plain ``nn.Conv``.
-``impl()`` reads which kernels run from the environment variable ``JAXNAS_KERNELS``.
+Used through Flax as ``nn.Conv(..., conv_general_dilated_cls=FastConv)`` (``spaces.ops.conv`` does
+it for ``kernels='shifted'``), so parameter layout, checkpoints and multiply-add counts are those of
+the plain ``nn.Conv``. Which kernels a supernet runs is its ``kernels`` attribute, fixed when it is
+built (``jaxnas.backends.Backend.kernels``).
 """
 from __future__ import annotations
 
 import functools
 import math
-import os
 from typing import Sequence
 
 import jax
@@ -59,38 +58,8 @@ from jax import lax
 from jax.extend import core as jex_core
 from jax.interpreters import ad, batching, mlir
 
-IMPLS = ("auto", "shifted", "xla")
-ENV_VAR = "JAXNAS_KERNELS"
-
 Pair = tuple[int, int]
 Pairs = tuple[Pair, Pair]
-
-
-def resolve_impl(value: str, backend: str | None = None) -> str:
-  """``'shifted'`` or ``'xla'`` for an ``IMPLS`` entry on ``backend`` (default: JAX's).
-
-  ``auto`` is ``shifted`` on CPU, where it is measured faster, and ``xla`` on GPU/TPU, whose
-  convolutions are vendor kernels (not measured: no accelerator was available).
-  """
-  if value not in IMPLS:
-    raise ValueError(f"kernel implementation {value!r} is not valid; choose one of: "
-                     f"{', '.join(IMPLS)}.")
-  if value != "auto":
-    return value
-  return "shifted" if (backend or jax.default_backend()) == "cpu" else "xla"
-
-
-def impl() -> str:
-  """Which kernels the supernets trace: ``'shifted'`` (this module) or ``'xla'`` (XLA's own).
-
-  Read from ``JAXNAS_KERNELS`` (``auto``, ``shifted`` or ``xla``; default ``auto``) each time a
-  module is traced: set it before the step is compiled; compiled programs keep their kernels.
-  """
-  value = os.environ.get(ENV_VAR, "auto")
-  try:
-    return resolve_impl(value)
-  except ValueError as e:
-    raise ValueError(f"{ENV_VAR}={value!r}: {e}") from None
 
 
 def output_size(size: int, kernel: int, stride: int, dilation: int, pad: Pair) -> int:
@@ -559,10 +528,9 @@ def _run_fast(form: str, x, w, strides: Pair, padding: Pairs, dilation: Pair, pr
 
 def conv(x: jax.Array, w: jax.Array, strides: Pair, padding: Pairs, dilation: Pair = (1, 1),
          groups: int = 1) -> jax.Array:
-  """An NHWC/HWIO convolution: this module's kernel when ``impl()`` is ``'shifted'`` and one
-  applies (depthwise, unpadded 1x1), else ``lax.conv_general_dilated`` (for functional code such
-  as ``spaces.nao_network``)."""
-  form = _fast_form(x.shape, w.shape, groups, padding) if impl() == "shifted" else None
+  """An NHWC/HWIO convolution: this module's kernel where one applies (depthwise, unpadded 1x1),
+  else ``lax.conv_general_dilated`` (for functional code such as ``spaces.nao_network``)."""
+  form = _fast_form(x.shape, w.shape, groups, padding)
   if form is not None:
     return _run_fast(form, x, w, strides, padding, dilation)
   return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
