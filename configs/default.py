@@ -51,7 +51,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.hypergrad_options.cg_damping = 0.0           # implicit_cg: solve (H + damping I) x = v
   config.hypergrad_options.cg_tol = 1e-6              # implicit_cg tolerance
   config.arch_every = 1                  # an alpha step every k steps (iDARTS: T weight steps per alpha step)
-  config.parametrization = "softmax"     # alpha -> mixing weights: 'softmax' | 'simplex'
+  config.parametrization = "softmax"     # alpha -> mixing weights: 'softmax' | 'simplex' | 'clamp'
+  config.prune_arch = False              # permanent pruning mask: alpha <= 0 after a step is masked forever (clamp only; DARTS-PRIME)
+  config.arch_schedule = ml_collections.ConfigDict()  # when an alpha step is taken (jaxnas/parts.py)
+  config.arch_schedule.name = "every_k"  # 'every_k' (k = arch_every) | 'dynamic_fisher' (DARTS-PRIME's Fisher-trace threshold)
+  config.arch_schedule.phase = -1        # every_k: alpha step when s % k == phase (-1 = 0 with arch_first, k - 1 with weights_first)
+  config.arch_schedule.restart_every_epoch = False  # every_k: s = the step within its epoch (DARTS-PRIME's reference)
+  config.arch_schedule.k = 10            # dynamic_fisher: threshold *= m^-k after an alpha step (about one per k steps)
+  config.arch_schedule.fisher_ewma = 0.2  # dynamic_fisher: EWMA weight of the new Fisher trace sum ||grad_w L_train||^2
+  config.arch_schedule.init_threshold = 1.0  # dynamic_fisher: initial threshold on the Fisher-trace EWMA
+  config.arch_schedule.threshold_multiplier = 1.05  # dynamic_fisher: threshold *= m when no alpha step
+  config.arch_regularizer = ml_collections.ConfigDict()  # alpha-objective terms, summed (jaxnas/parts.py)
+  config.arch_regularizer.names = ""     # comma-separated: 'prox' (pull to the derived cell, ramped) | 'admm' ('' = none;
+                                         # GAEA's entropy term: arch_optimizer.entropy_reg)
+  config.arch_regularizer.rho = 0.1      # prox / ADMM: rho/2 * ||.||_2 (unsquared norm)
+  config.arch_regularizer.prox_epochs = 0  # prox ramp t/T: T in epochs (0 = config.epochs)
+  config.arch_regularizer.admm_freq = 10  # ADMM: Z, U updated every admm_freq alpha steps
+  config.arch_regularizer.admm_dual_decay = 1.0  # ADMM: U <- decay * U + residual
   config.step_order = "arch_first"       # 'arch_first' (quark0/darts) | 'weights_first' (AutoDL)
 
   config.data = ml_collections.ConfigDict()
@@ -130,7 +146,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.milenas.early_stopping = False  # stop when the genotype has 6 convs (normal) and 0 (reduce)
 
   # Method blocks: the hyperparameters of config.method's other than 'darts' (jaxnas/methods/).
-  config.darts_prime = ml_collections.ConfigDict()  # Maile et al. / DARTS-PRIME (jaxnas/methods/darts_prime.py)
+  config.darts_prime = ml_collections.ConfigDict()  # Maile et al. / DARTS-PRIME (jaxnas/methods/darts_prime.py: mapped onto the parts)
   config.darts_prime.regularizer = "prox"    # alpha-loss term: 'none' | 'prox' (pull to the derived cell) | 'admm'
   config.darts_prime.rho = 0.1               # rho of the prox / ADMM terms rho/2 * ||.||_2 (unsquared norm)
   config.darts_prime.prox_epochs = 0         # prox ramp (t/T): T in epochs (0 = config.epochs, as the reference's --epochs)
@@ -141,6 +157,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.darts_prime.fisher_ewma = 0.2       # dynamic: EWMA weight of the new Fisher trace sum ||grad_w L_train||^2
   config.darts_prime.init_threshold = 1.0    # dynamic: initial threshold on the Fisher-trace EWMA
   config.darts_prime.threshold_multiplier = 1.05  # dynamic: threshold *= m^-k after an alpha step, *= m otherwise
+  config.darts_prime.restart_every_epoch = True  # fixed: the count restarts every epoch (the reference: 3550 alpha steps in 50 x 711, not 3555)
   config.darts_prime.dynamic_split = False   # the recipe sets True: train portion 1 - 1/(1+k), alpha batches an epoch-wise stream (checked)
   # Reference-code quirks (k8lion/DARTS-PRIME), all off = the paper's intent (jaxnas/methods/darts_prime.py):
   config.darts_prime.quirk_admm_off_by_one = False  # ADMM update after admm_freq - 1 alpha steps ((counter+1) % freq)

@@ -13,7 +13,7 @@ from jaxnas import supernet
 from jaxnas import methods
 from jaxnas.methods import estimators
 
-HYPERGRADS = estimators.ESTIMATORS
+HYPERGRADS = estimators.ESTIMATORS  # = tuple(hypergrad.HYPERGRADS): the one registry
 ARCH_OPTIMIZERS = ("adam", "exponentiated_gradient", "projected_gradient")
 SIMPLEX_OPTIMIZERS = ("exponentiated_gradient", "projected_gradient")
 EPOCH_UNITS = ("weights", "arch")  # config.epoch_unit: what one epoch is a pass over (configs/default.py)
@@ -43,10 +43,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config.data.split, list(data_lib.SPLIT_SCHEMES), "data.split")
   _choice(config.data.partial_batch, data_lib.PARTIAL_BATCHES, "data.partial_batch")
   _choice(config.epoch_unit, EPOCH_UNITS, "epoch_unit")
-  if config.epoch_unit == "arch" and config.method == "darts_prime":
+  if config.epoch_unit == "arch" and (config.method == "darts_prime"
+                                      or config.arch_schedule.name != "every_k"):
     raise ValueError("config.epoch_unit='arch' counts arch_every steps per alpha batch, but "
-                     "DARTS-PRIME takes its alpha steps on its own schedule (config.darts_prime."
-                     "schedule); set config.epoch_unit='weights'.")
+                     "this schedule (config.darts_prime.schedule / config.arch_schedule.name) "
+                     "takes alpha steps at its own times; set config.epoch_unit='weights'.")
   if config.data.name == "imagenet":
     data_lib.imagenet.check_device_augmentation(config.data)
   _choice(config.arch_optimizer.name, ARCH_OPTIMIZERS, "arch_optimizer.name")

@@ -34,6 +34,7 @@ from jaxnas import spaces
 from jaxnas import steps
 from jaxnas import supernet
 from jaxnas import methods
+from jaxnas.methods import compose
 from jaxnas.methods import estimators
 from jaxnas.methods import milenas
 from jaxnas.spaces import darts as darts_space
@@ -155,14 +156,14 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
   arch_gradient = estimators.build_arch_gradient(config, lr_schedule=lr,
                                                  weights_clipped=bool(wopt.clip_norm))
   arch_tx = build_arch_optimizer(config.arch_optimizer)
+  method = methods.build_method(config)
   components = steps.SearchComponents(
       module=module, parametrization=parametrize.get(config.parametrization),
       weights_tx=weights_tx, arch_tx=arch_tx, weights_lr=lr, mean=tuple(dataset.mean),
       std=tuple(dataset.std), crop_padding=config.data.crop_padding, flip=config.data.flip,
       cutout=config.data.cutout, step_order=config.step_order, arch_gradient=arch_gradient,
-      arch_every=config.arch_every, entropy_reg=config.arch_optimizer.entropy_reg,
+      **compose.read_parts(config, space, per_epoch),
       steps_per_epoch=per_epoch, compute_dtype=config.compute_dtype)
-  method = methods.build_method(config)
   return Search(config, space, splits, components, method, per_epoch, total, arch_batch,
                 parallel, backend)
 

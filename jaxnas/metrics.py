@@ -79,9 +79,9 @@ class StepTimer:
 
 # Method metrics shown on the console line when a method reports them (all go to TensorBoard).
 SCHEDULE_FIELDS = {
-    "prime/arch_steps": "  alpha steps {:.0f}",          # DARTS-PRIME: alpha steps so far
-    "prime/fisher_ewma": "  fisher {:.3g}",              # ... the dynamic schedule's statistic
-    "prime/threshold": " / threshold {:.3g}",            # ... and the threshold it is compared with
+    "schedule/arch_steps": "  alpha steps {:.0f}",          # a schedule other than every step: alpha steps so far
+    "schedule/fisher_ewma": "  fisher {:.3g}",              # ... the dynamic schedule's statistic
+    "schedule/threshold": " / threshold {:.3g}",            # ... and the threshold it is compared with
 }
 
 

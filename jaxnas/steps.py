@@ -26,8 +26,8 @@ import optax
 
 from jaxnas import diagnostics
 from jaxnas import hypergrad
+from jaxnas import parts
 from jaxnas import supernet
-from jaxnas.optim.mirror_descent import entropy_regularizer
 from jaxnas import data as data_lib
 from jaxnas.parametrize import Parametrization
 from jaxnas.state import SearchState
@@ -37,7 +37,14 @@ STEP_ORDERS = ("arch_first", "weights_first")
 
 @dataclasses.dataclass(frozen=True)
 class SearchComponents:
-  """The static pieces a step closes over (built once from the config, never traced)."""
+  """The static parts a step closes over (built once from the config, never traced).
+
+  The method's parts: ``parametrization`` (raw alpha -> mixing weights; ``prune``: DARTS-PRIME's
+  permanent mask on top), ``arch_gradient`` (the hypergradient estimator, its inner optimizer a
+  field), ``arch_tx`` (the alpha optimizer), ``schedule`` (when an alpha step is taken),
+  ``regularizers`` (terms of the alpha objective, summed), ``step_order``; the weight phase's
+  ``weights_tx`` and ``weights_lr``; the on-device augmentation; the supernet ``module``.
+  """
   module: nn.Module
   parametrization: Parametrization
   weights_tx: optax.GradientTransformation
@@ -50,12 +57,74 @@ class SearchComponents:
   cutout: int = 0
   step_order: str = "arch_first"
   arch_gradient: Any = None  # a methods.estimators.ArchGradient; None = first order
-  arch_every: int = 1        # an alpha step every k steps (iDARTS: T weight steps per alpha step)
-  entropy_reg: float = 0.0   # GAEA: lambda * sum(alpha log(alpha n)) added to the alpha objective
-  steps_per_epoch: int = 0   # for methods whose schedules count epochs (DARTS-PRIME's prox ramp)
+  schedule: parts.Schedule = parts.EveryK()  # when to take an alpha step (default: every step)
+  regularizers: tuple[parts.Regularizer, ...] = ()  # alpha-objective terms (entropy, prox, ADMM)
+  prune: bool = False        # DARTS-PRIME's permanent pruning mask (clamp parametrization)
+  steps_per_epoch: int = 0   # for parts that count epochs
   # The supernet forward's dtype: 'float32' | 'bfloat16' (float32 master weights, BN statistics and
   # logits; see jaxnas.supernet). Used by supernet_loss (every gradient) and eval_step.
   compute_dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedParametrization(Parametrization):
+  """``activate(arch) = base.activate(arch) * mask`` (the pruning mask, a traced pytree)."""
+  name: str = "masked"
+  base: Parametrization = None
+  mask: Any = None
+
+  def init_leaf(self, key, shape, dtype):
+    return self.base.init_leaf(key, shape, dtype)
+
+  def activate(self, arch: Any) -> Any:
+    return jax.tree.map(lambda a, m: self.base.activate_leaf(a) * m.astype(a.dtype), arch,
+                        self.mask)
+
+
+def init_method_state(components: SearchComponents, arch: Any) -> dict[str, Any]:
+  """The parts' states at step 0: ``{'schedule', 'regularizers' (one per regularizer), 'mask'
+  (with pruning)}``."""
+  ms: dict[str, Any] = {"schedule": components.schedule.init()}
+  if components.prune:
+    ms["mask"] = parts.init_mask(arch)
+  ctx = context(components, ms, jnp.zeros((), jnp.int32))
+  ms["regularizers"] = tuple(r.init(arch, ctx) for r in components.regularizers)
+  return ms
+
+
+def with_mask(components: SearchComponents, method_state: Any) -> SearchComponents:
+  """The components with the pruning mask of ``method_state`` folded into the parametrization."""
+  if not components.prune:
+    return components
+  return dataclasses.replace(components, parametrization=MaskedParametrization(
+      base=components.parametrization, mask=method_state["mask"]))
+
+
+def context(components: SearchComponents, method_state: Any, step) -> parts.Context:
+  """What the regularizers see: the (masked) activation, the step, the mask."""
+  return parts.Context(activate=with_mask(components, method_state).parametrization.activate,
+                       step=step, mask=method_state.get("mask") if components.prune else None)
+
+
+def mixing(components: SearchComponents, state: SearchState) -> Any:
+  """The mixing weights of the current architecture (the mask folded in)."""
+  return with_mask(components, state.method_state).parametrization.activate(state.arch)
+
+
+def regularizer_terms(components: SearchComponents, arch: Any, method_state: Any, step):
+  """``(values, gradients)`` of each regularizer at ``arch``: what joins the alpha objective."""
+  ctx = context(components, method_state, step)
+  values, grads = [], []
+  for reg, reg_state in zip(components.regularizers, method_state["regularizers"]):
+    value, grad = jax.value_and_grad(lambda a: reg.penalty(a, reg_state, ctx))(arch)
+    values.append(value)
+    grads.append(grad)
+  return values, grads
+
+
+def regularizer_metrics(components: SearchComponents, values) -> dict[str, jax.Array]:
+  return {f"reg/{r.name}": jnp.asarray(v, jnp.float32)
+          for r, v in zip(components.regularizers, values)}
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -81,16 +150,16 @@ def supernet_loss(components: SearchComponents, weights, arch, model_state, imag
   return cross_entropy(logits, labels), (new_model_state, accuracy(logits, labels))
 
 
-def arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch, lr,
-                arch_regularizer: Callable[[Any], jax.Array] | None = None):
-  """Alpha step: ``alpha <- ArchOpt(alpha, g_alpha)`` with the configured hypergradient.
+def arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch, lr):
+  """Alpha step: ``alpha <- ArchOpt(alpha, g_alpha + sum_r grad R_r(alpha))`` with the configured
+  hypergradient and regularizers (``components`` with the pruning mask folded in).
 
   The first-order gradient comes with the validation forward's BN statistics and metrics from one
   pass; other estimators get the bilevel problem (inner = training loss on the step's training
-  batch, outer = validation loss) and the metrics come from one extra validation forward.
-  ``arch_regularizer(arch) -> scalar`` (optional, e.g. DARTS-PRIME's prox / ADMM terms) is added
-  to the alpha objective: its gradient joins ``g_alpha`` and its value is reported as
-  ``'arch/regularizer'``.
+  batch, outer = validation loss) and the metrics come from one extra validation forward. Each
+  regularizer's gradient joins ``g_alpha`` (in the configured order) and its value is reported as
+  ``'reg/<name>'``. With pruning, masked alpha are held at exactly 0 after the step (the
+  optimizer's moments would move them).
   """
   val_loss = lambda arch: supernet_loss(components, state.weights, arch, state.model_state,
                                         *val_batch)
@@ -104,39 +173,31 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
     g_arch = estimator(problem, state.weights, state.arch, train_batch, val_batch, lr=lr,
                        weights_opt_state=state.weights_opt_state)
     loss, (model_state, acc) = val_loss(state.arch)
-  if components.entropy_reg:
-    g_reg = jax.grad(entropy_regularizer)(state.arch)
-    g_arch = jax.tree.map(lambda g, r: g + components.entropy_reg * r, g_arch, g_reg)
-  metrics = {"val/loss": loss, "val/accuracy": acc}
-  if arch_regularizer is not None:
-    reg, g_reg = jax.value_and_grad(arch_regularizer)(state.arch)
+  values, grads = regularizer_terms(components, state.arch, state.method_state, state.step)
+  for g_reg in grads:
     g_arch = jax.tree.map(jnp.add, g_arch, g_reg)
-    metrics["arch/regularizer"] = reg
+  metrics = {"val/loss": loss, "val/accuracy": acc, **regularizer_metrics(components, values)}
   updates, arch_opt_state = components.arch_tx.update(g_arch, state.arch_opt_state, state.arch)
-  state = state.replace(arch=optax.apply_updates(state.arch, updates),
-                        arch_opt_state=arch_opt_state, model_state=model_state)
+  arch = optax.apply_updates(state.arch, updates)
+  if components.prune:
+    arch = jax.tree.map(lambda a, m: a * m, arch, state.method_state["mask"])
+  state = state.replace(arch=arch, arch_opt_state=arch_opt_state, model_state=model_state)
   return state, metrics
 
 
-def arch_step_due(step, arch_every: int, step_order: str):
-  """Whether step ``step`` (0-based) takes an alpha step: every step for ``arch_every == 1``;
-  otherwise one step in ``arch_every``, the first of each group with ``'arch_first'`` and the
-  last with ``'weights_first'`` (iDARTS: T weight steps, then the alpha step,
-  ``step % T == T - 1``). Works on Python / NumPy ints and traced arrays alike."""
-  phase = 0 if step_order == "arch_first" else arch_every - 1
-  return step % arch_every == phase
-
-
 def maybe_arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch,
-                      lr):
-  """The alpha step, or (every ``arch_every``-th step only, ``arch_step_due``) a no-op with NaN
-  metrics."""
-  if components.arch_every == 1:
+                      lr, due):
+  """The alpha step if ``due`` (``None``: the schedule takes one every step, no ``lax.cond``),
+  else a no-op with NaN validation metrics (the regularizers' values still reported)."""
+  if due is None:
     return arch_update(components, state, train_batch, val_batch, lr)
-  due = arch_step_due(state.step, components.arch_every, components.step_order)
-  skipped = {"val/loss": jnp.float32(jnp.nan), "val/accuracy": jnp.float32(jnp.nan)}
+
+  def skip(s):
+    values, _ = regularizer_terms(components, s.arch, s.method_state, s.step)
+    return s, {"val/loss": jnp.float32(jnp.nan), "val/accuracy": jnp.float32(jnp.nan),
+               **regularizer_metrics(components, values)}
   return jax.lax.cond(due, lambda s: arch_update(components, s, train_batch, val_batch, lr),
-                      lambda s: (s, skipped), state)
+                      skip, state)
 
 
 def weights_update(components: SearchComponents, state: SearchState, images, labels):
@@ -160,33 +221,73 @@ def augment(components: SearchComponents, key: jax.Array, images: jax.Array) -> 
                              cutout=components.cutout)
 
 
+def advance_parts(components: SearchComponents, state: SearchState, due,
+                  weight_metrics) -> tuple[SearchState, dict[str, jax.Array]]:
+  """After the weight step: the pruning mask (``M <- M [alpha > 0]``), then the regularizers'
+  states (ADMM's Z, U: with the new mask), then the schedule's (fed the Fisher trace
+  ``FI = ||grad_w L_train||^2``, before clipping)."""
+  ms = state.method_state
+  new_ms = dict(ms)
+  metrics: dict[str, jax.Array] = {}
+  took = jnp.asarray(True) if due is None else due
+  if components.prune:
+    arch, new_ms["mask"] = parts.prune_update(state.arch, ms["mask"])
+    state = state.replace(arch=arch)
+    leaves = jax.tree.leaves(new_ms["mask"])
+    metrics["mask/pruned_fraction"] = 1.0 - (sum(jnp.sum(m) for m in leaves)
+                                             / sum(m.size for m in leaves))
+  ctx = context(components, new_ms, state.step)
+  new_states = []
+  for reg, reg_state in zip(components.regularizers, ms["regularizers"]):
+    reg_state, reg_metrics = reg.advance(reg_state, state.arch, took, ctx)
+    new_states.append(reg_state)
+    metrics.update(reg_metrics)
+  new_ms["regularizers"] = tuple(new_states)
+  fisher = jnp.square(weight_metrics["train/grad_norm"])
+  new_ms["schedule"] = components.schedule.advance(ms["schedule"], took, fisher)
+  if not components.schedule.always:
+    metrics.update({"schedule/arch_step": took.astype(jnp.float32),
+                    "schedule/arch_steps": new_ms["schedule"].arch_steps.astype(jnp.float32),
+                    "schedule/fisher_trace": fisher,
+                    **components.schedule.metrics(ms["schedule"])})
+  return state.replace(method_state=new_ms), metrics
+
+
 def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Array]], *,
                 components: SearchComponents) -> tuple[SearchState, dict[str, jax.Array]]:
-  """One search step on ``batches = {'train': (uint8 images, labels), 'val': (...)}``."""
+  """One search step of any composition on ``batches = {'train': (uint8 images, labels),
+  'val': (...)}``: augment -> (the schedule says due?) alpha step (estimator + regularizers +
+  alpha optimizer) -> weight step, in ``step_order``; then the parts' states advance
+  (``advance_parts``)."""
+  comps = with_mask(components, state.method_state)
   key = jax.random.wrap_key_data(state.key)
   key, key_train, key_val = jax.random.split(key, 3)
-  x_train = augment(components, key_train, batches["train"][0])
-  x_val = augment(components, key_val, batches["val"][0])
-  lr = components.weights_lr(state.step)
+  x_train = augment(comps, key_train, batches["train"][0])
+  x_val = augment(comps, key_val, batches["val"][0])
+  lr = comps.weights_lr(state.step)
   train_batch, val_batch = (x_train, batches["train"][1]), (x_val, batches["val"][1])
+  schedule = components.schedule
+  due = None if schedule.always else schedule.due(state.step,
+                                                   state.method_state["schedule"])
   if components.step_order == "arch_first":
-    state, arch_metrics = maybe_arch_update(components, state, train_batch, val_batch, lr)
-    state, weight_metrics = weights_update(components, state, *train_batch)
+    state, arch_metrics = maybe_arch_update(comps, state, train_batch, val_batch, lr, due)
+    state, weight_metrics = weights_update(comps, state, *train_batch)
   else:
-    state, weight_metrics = weights_update(components, state, *train_batch)
+    state, weight_metrics = weights_update(comps, state, *train_batch)
     # The weight step moved the schedule on: the alpha step sees the next step's learning rate.
-    state, arch_metrics = maybe_arch_update(components, state, train_batch, val_batch,
-                                            components.weights_lr(state.step + 1))
+    state, arch_metrics = maybe_arch_update(comps, state, train_batch, val_batch,
+                                            comps.weights_lr(state.step + 1), due)
+  state, part_metrics = advance_parts(components, state, due, weight_metrics)
   state = state.replace(step=state.step + 1, key=jax.random.key_data(key))
-  return state, {**arch_metrics, **weight_metrics, "lr/weights": lr}
+  return state, {**arch_metrics, **weight_metrics, "lr/weights": lr, **part_metrics}
 
 
 def eval_step(state: SearchState, images: jax.Array, labels: jax.Array, *,
               components: SearchComponents) -> dict[str, jax.Array]:
   """Sums of loss and correct predictions of the supernet (running BN statistics) on a batch."""
   x = data_lib.normalize(images, components.mean, components.std)
-  mixing = components.parametrization.activate(state.arch)
-  logits, _ = supernet.apply(components.module, state.weights, state.model_state, x, mixing,
+  logits, _ = supernet.apply(components.module, state.weights, state.model_state, x,
+                             mixing(components, state),
                              train=False, compute_dtype=components.compute_dtype)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
@@ -204,6 +305,7 @@ def diagnostics_step(state: SearchState, batches, *, components: SearchComponent
     respect to alpha (power iteration on exact Hessian-vector products), which grows before DARTS
     collapses to skip connections (Zela et al., ICLR 2020).
   """
+  components = with_mask(components, state.method_state)
   train = (data_lib.normalize(batches["train"][0], components.mean, components.std),
            batches["train"][1])
   val = (data_lib.normalize(batches["val"][0], components.mean, components.std), batches["val"][1])

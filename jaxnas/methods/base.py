@@ -8,11 +8,12 @@ The loop (``jaxnas.loop``) is method-agnostic: it asks the method named by ``con
 * ``mixing(components, state)`` — the mixing weights the genotype is derived from;
 * ``eval_step(state, images, labels, *, components)`` — the per-epoch supernet evaluation.
 
-``SearchMethod`` itself is the DARTS family (DARTS first/second order, MiLeNAS, iDARTS, GAEA: they
-differ only in the hypergradient, the parametrization and the alpha optimizer, which
-``steps.SearchComponents`` carries). A new method subclasses it, overrides what differs and
-registers a builder ``config -> method`` with ``register``; its hyperparameters live in its own
-``config.<method>`` block of ``configs/default.py``.
+``SearchMethod`` itself runs the one step skeleton ``steps.search_step`` on the parts that
+``steps.SearchComponents`` carries (parametrization, estimator, optimizers, schedule,
+regularizers, pruning; read by ``jaxnas.methods.compose``): DARTS first/second order, MiLeNAS,
+iDARTS, GAEA, PC-DARTS and DARTS-PRIME (a preset: ``jaxnas.methods.darts_prime``) are values of it,
+and a combination no preset has is a config file. A method whose weight phase differs (RARTS'
+two networks) subclasses it and registers a builder ``config -> method`` with ``register``.
 """
 from __future__ import annotations
 
@@ -28,13 +29,12 @@ from jaxnas.state import SearchState
 
 @dataclasses.dataclass(frozen=True)
 class SearchMethod:
-  """The DARTS-family method: ``steps.search_step`` with no extra state."""
+  """A method run by the step skeleton ``steps.search_step``; its state holds the parts' states."""
   name: str = "darts"
 
   def init_method_state(self, components: steps.SearchComponents, state: SearchState) -> Any:
-    """The method's extra state at step 0 (``{}`` for the DARTS family)."""
-    del components, state
-    return {}
+    """The parts' states at step 0 (schedule, regularizers, pruning mask)."""
+    return steps.init_method_state(components, state.arch)
 
   def search_step(self, state: SearchState, batches, *, components: steps.SearchComponents):
     """One pure search step: ``(state, batches) -> (state, metrics)``."""
@@ -42,7 +42,7 @@ class SearchMethod:
 
   def mixing(self, components: steps.SearchComponents, state: SearchState) -> Any:
     """The mixing weights of the current architecture (what ``space.derive`` reads)."""
-    return components.parametrization.activate(state.arch)
+    return steps.mixing(components, state)
 
   def eval_step(self, state: SearchState, images: jax.Array, labels: jax.Array, *,
                 components: steps.SearchComponents) -> dict[str, jax.Array]:

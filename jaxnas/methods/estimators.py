@@ -29,28 +29,56 @@ import optax
 from jaxnas import hypergrad
 from jaxnas import optim
 
-ESTIMATORS = ("first_order", "mixed_level", "finite_difference", "unrolled", "implicit_neumann",
-              "implicit_cg")
+# The one registry of estimator names: ``jaxnas.hypergrad.HYPERGRADS`` (``config.hypergrad``).
+ESTIMATORS = tuple(hypergrad.HYPERGRADS)
 MILENAS_WEIGHTINGS = ("paper", "code")
 VIRTUAL_STEPS = ("reference", "optimizer")
 
 
 @dataclasses.dataclass(frozen=True)
 class ArchGradient:
-  """An estimator plus how to bind its per-step hyperparameters (static; closed over by the step)."""
+  """An estimator and the per-step quantities it reads from the search state (static; closed over
+  by the step).
+
+  Attributes:
+    name: the estimator's name in ``hypergrad.HYPERGRADS``.
+    estimator: the ``jaxnas.hypergrad`` estimator (its per-step fields filled in by ``bind``).
+    inner_optimizer: the weight step the estimator differentiates through (``unrolled``: the sgd
+      body it runs, continuing the live weight optimizer's state), or None.
+    weights_clipped: whether the live weight optimizer's state starts with a clip (its layout).
+    lr_field: the estimator field set to the current weight learning rate each step (``'xi'``:
+      finite differences; ``'step'``: iDARTS' Neumann step), or None.
+    reads_momentum: finite differences: the weight optimizer's momentum buffer enters the virtual
+      step.
+  """
   name: str
   estimator: Any
-  bind: Callable[[Any, jax.Array, Any], Callable]  # (estimator, lr, weights_opt_state) -> est fn
+  inner_optimizer: optax.GradientTransformation | None = None
+  weights_clipped: bool = False
+  lr_field: str | None = None
+  reads_momentum: bool = False
+
+  def bind(self, lr: jax.Array, weights_opt_state: Any) -> Callable:
+    """The estimator of this step: ``(problem, weights, arch, inner, outer) -> g_arch``."""
+    est = self.estimator
+    live = lambda: optim.unclipped_state(weights_opt_state, self.weights_clipped)
+    fields: dict[str, Any] = {}
+    if self.lr_field:
+      fields[self.lr_field] = lr
+    if self.reads_momentum:
+      fields["momentum_buffer"] = optim.momentum_buffer(live())
+    if self.inner_optimizer is not None:
+      fields["inner_optimizer"] = self.inner_optimizer
+    if fields:
+      est = dataclasses.replace(est, **fields)
+    if self.inner_optimizer is not None:
+      state = live()
+      return lambda *args: est(*args, inner_opt_state=state)
+    return est
 
   def __call__(self, problem, weights, arch, inner_batch, outer_batch, *, lr, weights_opt_state):
     """The hypergradient of ``problem`` at ``(weights, arch)`` for this step."""
-    return self.bind(self.estimator, lr, weights_opt_state)(problem, weights, arch, inner_batch,
-                                                            outer_batch)
-
-
-def _unbound(estimator, lr, opt_state):
-  del lr, opt_state
-  return estimator
+    return self.bind(lr, weights_opt_state)(problem, weights, arch, inner_batch, outer_batch)
 
 
 def build_arch_gradient(config, *, lr_schedule: optax.Schedule, weights_clipped: bool
@@ -65,22 +93,19 @@ def build_arch_gradient(config, *, lr_schedule: optax.Schedule, weights_clipped:
   name, opts = config.hypergrad, config.hypergrad_options
   wopt = config.weights_optimizer
   if name == "first_order":
-    return ArchGradient(name, hypergrad.FirstOrder(), _unbound)
+    return ArchGradient(name, hypergrad.FirstOrder())
   if name == "mixed_level":
     lam = opts.mixed_level_lambda
     if opts.milenas_weighting == "paper":
       est = hypergrad.MixedLevel(lam=lam, inner_weight=1.0)
     else:
       est = hypergrad.MixedLevel(lam=1.0, inner_weight=lam)
-    return ArchGradient(name, est, _unbound)
+    return ArchGradient(name, est)
   if name == "finite_difference":
     est = hypergrad.FiniteDifference(xi=0.0, eps=opts.fd_eps, weight_decay=wopt.weight_decay,
                                      momentum=wopt.momentum, mixed_term=opts.mixed_term)
-
-    def bind_fd(est, lr, opt_state):
-      buffer = optim.momentum_buffer(optim.unclipped_state(opt_state, weights_clipped))
-      return dataclasses.replace(est, xi=lr, momentum_buffer=buffer)
-    return ArchGradient(name, est, bind_fd)
+    return ArchGradient(name, est, weights_clipped=weights_clipped, lr_field="xi",
+                        reads_momentum=True)
   if name == "unrolled":
     if opts.virtual_step not in VIRTUAL_STEPS:
       raise ValueError(f"config.hypergrad_options.virtual_step={opts.virtual_step!r} is not valid; "
@@ -92,21 +117,14 @@ def build_arch_gradient(config, *, lr_schedule: optax.Schedule, weights_clipped:
     est = hypergrad.Unrolled(steps=opts.unrolled_steps, inner_optimizer=body,
                              checkpoint=opts.unrolled_checkpoint,
                              second_order=opts.unrolled_second_order)
-
-    def bind_unrolled(est, lr, opt_state):
-      del lr
-      state = optim.unclipped_state(opt_state, weights_clipped)
-      return lambda *args: est(*args, inner_opt_state=state)
-    return ArchGradient(name, est, bind_unrolled)
+    return ArchGradient(name, est, inner_optimizer=body, weights_clipped=weights_clipped)
   if name == "implicit_neumann":
     est = hypergrad.ImplicitNeumann(terms=opts.neumann_terms, step=opts.neumann_step or 0.0,
                                     mixed_term=opts.mixed_term, eps=opts.fd_eps)
-    if opts.neumann_step:
-      return ArchGradient(name, est, _unbound)
-    return ArchGradient(name, est, lambda est, lr, s: dataclasses.replace(est, step=lr))
+    return ArchGradient(name, est, lr_field=None if opts.neumann_step else "step")
   if name == "implicit_cg":
     est = hypergrad.ImplicitCG(maxiter=opts.cg_maxiter, damping=opts.cg_damping, tol=opts.cg_tol,
                                mixed_term=opts.mixed_term, eps=opts.fd_eps)
-    return ArchGradient(name, est, _unbound)
+    return ArchGradient(name, est)
   raise ValueError(f"config.hypergrad={name!r} is not valid; choose one of: "
                    f"{', '.join(ESTIMATORS)}.")

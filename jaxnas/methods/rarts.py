@@ -96,7 +96,6 @@ import optax
 
 from jaxnas import steps
 from jaxnas.methods import base
-from jaxnas.optim.mirror_descent import entropy_regularizer
 from jaxnas.state import SearchState
 
 LAM_ON = ("train", "val")
@@ -346,7 +345,8 @@ class Rarts(base.SearchMethod):
   def init_method_state(self, components: steps.SearchComponents, state: SearchState) -> Any:
     """y = a copy of w, y's BatchNorm statistics = a copy of w's, y's optimizer state fresh."""
     val_weights = jax.tree.map(jnp.copy, state.weights)  # own buffers (the state is donated)
-    return {"val_weights": val_weights,
+    return {**steps.init_method_state(components, state.arch),  # the parts' states
+            "val_weights": val_weights,
             "val_model_state": jax.tree.map(jnp.copy, state.model_state),
             "val_weights_opt_state": self.val_weights_tx(components).init(val_weights)}
 
@@ -364,9 +364,13 @@ class Rarts(base.SearchMethod):
                                                             *batch)
 
     regularizer_grad = None
-    if components.entropy_reg:
-      regularizer_grad = lambda arch: jax.tree.map(  # noqa: E731
-          lambda r: components.entropy_reg * r, jax.grad(entropy_regularizer)(arch))
+    if components.regularizers:  # stateless terms only (build checks): their gradients join g
+      def regularizer_grad(arch):
+        _, grads = steps.regularizer_terms(components, arch, ms, state.step)
+        total = grads[0]
+        for g in grads[1:]:
+          total = jax.tree.map(jnp.add, total, g)
+        return total
     coupling_sq = _sq_distance(ms["val_weights"], state.weights)
     variables = RartsVariables(state.weights, ms["val_weights"], state.arch,
                                state.weights_opt_state, ms["val_weights_opt_state"],
@@ -380,7 +384,9 @@ class Rarts(base.SearchMethod):
         step=state.step + 1, weights=new.weights, model_state=model_state, arch=new.arch,
         weights_opt_state=new.weights_opt_state, arch_opt_state=new.arch_opt_state,
         key=jax.random.key_data(key),
-        method_state={"val_weights": new.val_weights, "val_model_state": val_model_state,
+        method_state={**ms, "schedule": components.schedule.advance(
+                          ms["schedule"], jnp.asarray(True), jnp.zeros(())),
+                      "val_weights": new.val_weights, "val_model_state": val_model_state,
                       "val_weights_opt_state": new.val_weights_opt_state})
     metrics = {
         "train/loss": w_info.loss, "train/accuracy": w_info.aux[1],
@@ -406,6 +412,11 @@ def build(config: ml_collections.ConfigDict) -> Rarts:
   if config.hypergrad != "first_order":
     raise ValueError(f"config.hypergrad={config.hypergrad!r} is not used by RARTS (first-order "
                      "gradients of its relaxed objective only); leave it at 'first_order'.")
+  if (config.arch_schedule.name != "every_k" or config.prune_arch
+      or "admm" in config.arch_regularizer.names):
+    raise ValueError("RARTS runs its own Gauss–Seidel pass every step: config.arch_schedule.name "
+                     "must be 'every_k', config.prune_arch False and config.arch_regularizer.names "
+                     "without 'admm' (stateless regularizers only: entropy, prox).")
   if config.arch_every != 1:
     raise ValueError(f"config.arch_every={config.arch_every} is not supported by RARTS (one "
                      "Gauss–Seidel pass updates w, y and alpha every step); set it to 1.")

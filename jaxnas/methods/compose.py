@@ -1,0 +1,111 @@
+"""The one reader of the config blocks that choose a method's parts (``jaxnas.parts``): the alpha-step
+schedule, the alpha regularizers and the pruning mask.
+
+Config fields (``configs/default.py``):
+
+* schedule: ``config.arch_schedule.name`` = ``'every_k'`` (k = ``config.arch_every``, phase
+  ``arch_schedule.phase``: -1 = 0 with ``step_order='arch_first'``, k - 1 with
+  ``'weights_first'``; ``arch_schedule.restart_every_epoch`` restarts the count every epoch) or
+  ``'dynamic_fisher'`` (``arch_schedule.k``, ``fisher_ewma``, ``init_threshold``,
+  ``threshold_multiplier``);
+* regularizers, summed in this order: GAEA's entropy (``config.arch_optimizer.entropy_reg`` > 0),
+  then ``config.arch_regularizer.names`` (comma-separated ``prox``, ``admm``; options ``rho``,
+  ``prox_epochs``, ``admm_freq``, ``admm_dual_decay``);
+* pruning: ``config.prune_arch`` (DARTS-PRIME's permanent mask; needs ``parametrization='clamp'``).
+
+A method whose config block predates these fields maps it in its own reader, registered with
+``register_reader``: ``config.method='darts_prime'`` reads ``config.darts_prime.*``
+(``jaxnas.methods.darts_prime.read_parts``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import ml_collections
+
+from jaxnas import parts
+from jaxnas import spaces
+
+
+def cell_projection(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
+                    include_none: bool = False) -> parts.CellProjection:
+  """Z(A) of the configured space (its op set and nodes)."""
+  return parts.CellProjection(space=config.space.name, ops=tuple(space.ops),
+                              nodes=config.space.nodes, include_none=include_none)
+
+
+def check_prune(config: ml_collections.ConfigDict, prune: bool, field: str) -> None:
+  """Pruning masks alpha <= 0 forever: only the clamp activation reads alpha <= 0 as 'off'."""
+  if prune and config.parametrization != "clamp":
+    raise ValueError(f"config.{field}=True masks every alpha <= 0 forever, which means 'op off' "
+                     f"only for parametrization='clamp' (not {config.parametrization!r}); set "
+                     f"config.parametrization='clamp' or {field}=False.")
+
+
+def check_clamp_ops(config: ml_collections.ConfigDict, space: spaces.SearchSpace) -> None:
+  """The clamp activation does not normalise an edge's weights, so 'none' (a zero output) is an
+  inert op whose alpha gets no loss gradient: Maile et al. remove it."""
+  if config.parametrization == "clamp" and "none" in space.ops:
+    raise ValueError(
+        f"config.space.ops={config.space.ops!r} is not valid for parametrization='clamp': the "
+        "clamp activation needs an op set without 'none', e.g. --config.space.ops="
+        + ",".join(op for op in space.ops if op != "none") + ".")
+
+
+def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
+                 steps_per_epoch: int) -> dict[str, Any]:
+  """The parts from ``config.arch_schedule``, ``config.arch_regularizer``, ``config.prune_arch``
+  and ``config.arch_optimizer.entropy_reg``."""
+  sched = config.arch_schedule
+  if sched.name == "every_k":
+    k = config.arch_every
+    phase = sched.phase
+    if phase == -1:
+      phase = 0 if config.step_order == "arch_first" else k - 1
+    schedule = parts.EveryK(k=k, phase=phase, field="arch_every",
+                            steps_per_epoch=steps_per_epoch if sched.restart_every_epoch else 0)
+  elif sched.name == "dynamic_fisher":
+    schedule = parts.DynamicFisher(k=sched.k, ewma=float(sched.fisher_ewma),
+                                   init_threshold=float(sched.init_threshold),
+                                   multiplier=float(sched.threshold_multiplier))
+  else:
+    raise ValueError(f"config.arch_schedule.name={sched.name!r} is not valid; choose one of: "
+                     f"{', '.join(parts.SCHEDULES)}.")
+  regularizers: list[Any] = []
+  if config.arch_optimizer.entropy_reg:
+    regularizers.append(parts.Entropy(float(config.arch_optimizer.entropy_reg)))
+  block = config.arch_regularizer
+  names = [n.strip() for n in block.names.split(",") if n.strip()]
+  for name in names:
+    if name not in parts.REGULARIZERS or names.count(name) > 1:
+      raise ValueError(f"config.arch_regularizer.names={block.names!r} is not valid: use a "
+                       f"comma-separated list of distinct names among "
+                       f"{', '.join(parts.REGULARIZERS)} ('' = none; GAEA's entropy term is "
+                       "config.arch_optimizer.entropy_reg).")
+    if name == "prox":
+      regularizers.append(parts.Prox(
+          rho=float(block.rho), horizon=int(block.prox_epochs or config.epochs) * steps_per_epoch,
+          project=cell_projection(config, space)))
+    else:
+      regularizers.append(parts.Admm(rho=float(block.rho), freq=block.admm_freq,
+                                     dual_decay=float(block.admm_dual_decay),
+                                     project=cell_projection(config, space)))
+  check_prune(config, bool(config.prune_arch), "prune_arch")
+  check_clamp_ops(config, space)
+  return {"schedule": schedule, "regularizers": tuple(regularizers),
+          "prune": bool(config.prune_arch)}
+
+
+Reader = Callable[[ml_collections.ConfigDict, spaces.SearchSpace, int], dict[str, Any]]
+_READERS: dict[str, Reader] = {}
+
+
+def register_reader(method: str, reader: Reader) -> None:
+  """Makes ``config.method=method`` read its parts with ``reader(config, space, steps/epoch)``."""
+  _READERS[method] = reader
+
+
+def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
+               steps_per_epoch: int) -> dict[str, Any]:
+  """``{'schedule', 'regularizers', 'prune'}`` for ``steps.SearchComponents``."""
+  return _READERS.get(config.method, read_generic)(config, space, steps_per_epoch)

@@ -1,0 +1,431 @@
+"""The typed parts a search method is composed of (``shared/DESIGN.md`` §7), besides the
+parametrization (``jaxnas.parametrize``), the hypergradient estimator (``jaxnas.methods.estimators``)
+and the optimizers (``jaxnas.optim``):
+
+* **alpha-step schedules** -- when the step skeleton (``jaxnas.steps.search_step``) takes an alpha
+  step: ``EveryK`` (every k steps at a phase, optionally restarting its count every epoch) and
+  ``DynamicFisher`` (DARTS-PRIME's Fisher-trace threshold);
+* **alpha regularizers** -- terms added to the alpha objective, each with its own typed state and
+  metric: ``Entropy`` (GAEA), ``Prox`` and ``Admm`` (DARTS-PRIME / constrained DARTS); a tuple of
+  them composes (the sum of their terms);
+* **cell projections** -- Z(A), the one-hot matrices of the cell derived from mixing weights, which
+  prox and ADMM pull toward (``CellProjection``).
+
+Every part is a small frozen dataclass that checks its own options in ``__post_init__`` (a one-line
+ValueError naming the config field, the valid values and the fix) and is static under ``jit``; its
+state is a NamedTuple pytree kept in ``SearchState.method_state`` and checkpointed with it.
+``jaxnas.methods.compose.read_parts`` builds them from the config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnas.optim.mirror_descent import entropy_regularizer
+from jaxnas.spaces import darts as darts_space
+
+
+def _fail(field: str, value: Any, fix: str) -> None:
+  raise ValueError(f"config.{field}={value!r} is not valid: {fix}")
+
+
+def _int_at_least(field: str, value: Any, low: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    _fail(field, value, f"use an integer >= {low}.")
+
+
+# ============================================================================ alpha-step schedules
+class ScheduleState(NamedTuple):
+  """The state every schedule has: alpha steps taken so far (int32)."""
+  arch_steps: jax.Array
+
+
+class FisherScheduleState(NamedTuple):
+  """``DynamicFisher``'s state: alpha steps, the Fisher-trace EWMA (-1 = unset), the threshold."""
+  arch_steps: jax.Array
+  fisher_ewma: jax.Array
+  threshold: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class EveryK:
+  """An alpha step when ``s % k == phase``, ``s`` the step (0-based), or with
+  ``steps_per_epoch > 0`` the step within its epoch (``step % steps_per_epoch``): the count
+  restarts every epoch.
+
+  * every step (DARTS, MiLeNAS, GAEA, PC-DARTS): ``k = 1``;
+  * iDARTS (Zhang et al., ICML 2021): T weight steps per alpha step, ``k = T`` with ``phase = 0``
+    (``step_order='arch_first'``: the first step of each group) or ``T - 1`` (``'weights_first'``:
+    the alpha step after T weight steps, the reference's ``step % T == T - 1``);
+  * DARTS-PRIME's fixed schedule (Maile et al., arXiv 2106.11655): ``phase = k - 1`` and the count
+    restarting every epoch, as the reference's ``if step % schedfreq == schedfreq - 1`` over
+    ``enumerate(train_queue)`` (711 steps/epoch, k = 10: 71 alpha steps per epoch, 3550 in 50
+    epochs; a global count would take 3555).
+  """
+  k: int = 1
+  phase: int = 0
+  steps_per_epoch: int = 0
+  field: str = "arch_schedule.k"  # the config field ``k`` came from (for the error message)
+  name: str = "every_k"
+
+  def __post_init__(self):
+    _int_at_least(self.field, self.k, 1)
+    if not 0 <= self.phase < self.k:
+      _fail("arch_schedule.phase", self.phase, f"use a phase in [0, k - 1] = [0, {self.k - 1}] "
+            "('auto': 0 with step_order='arch_first', k - 1 with 'weights_first').")
+    _int_at_least("steps_per_epoch", self.steps_per_epoch, 0)
+
+  @property
+  def always(self) -> bool:
+    """Every step takes an alpha step (the skeleton then needs no ``lax.cond``)."""
+    return self.k == 1
+
+  def init(self) -> ScheduleState:
+    return ScheduleState(jnp.zeros((), jnp.int32))
+
+  def due(self, step: jax.Array, state: ScheduleState) -> jax.Array:
+    """Whether step ``step`` takes an alpha step (Python ints, NumPy or traced arrays)."""
+    del state
+    s = step % self.steps_per_epoch if self.steps_per_epoch else step
+    return s % self.k == self.phase
+
+  def advance(self, state: ScheduleState, due: jax.Array, fisher: jax.Array) -> ScheduleState:
+    del fisher
+    return ScheduleState(state.arch_steps + jnp.asarray(due).astype(jnp.int32))
+
+  def metrics(self, state: ScheduleState) -> dict[str, jax.Array]:
+    del state
+    return {}
+
+
+def fisher_ewma_update(ewma: jax.Array, fisher: jax.Array, decay: float) -> jax.Array:
+  """``FI_ewma <- decay * FI + (1 - decay) * FI_ewma``; a negative ewma (unset, -1 at start, as the
+  reference's ``track_FI``) takes the first FI as is."""
+  return jnp.where(ewma < 0, fisher, decay * fisher + (1 - decay) * ewma).astype(ewma.dtype)
+
+
+def dynamic_due(ewma: jax.Array, threshold: jax.Array) -> jax.Array:
+  """The dynamic schedule's decision: an alpha step iff ``0 < FI_ewma < threshold``."""
+  return (ewma > 0) & (ewma < threshold)
+
+
+def threshold_update(threshold: jax.Array, took_step: jax.Array, multiplier: float,
+                     k: int) -> jax.Array:
+  """``threshold * multiplier^-k`` after an alpha step, else ``threshold * multiplier``
+  (reference: ``threshold_divider = exp(-ln(multiplier) * schedfreq)``)."""
+  shrink = float(multiplier) ** (-float(k))
+  return jnp.where(took_step, threshold * shrink, threshold * multiplier).astype(threshold.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicFisher:
+  """DARTS-PRIME's dynamic schedule (Maile et al., arXiv 2106.11655 v3, §scheduling; reference
+  ``train_scheduled_hard_statebn.py``): an alpha step iff ``0 < FI_ewma < threshold``, where after
+  every weight step ``FI_ewma <- ewma * FI + (1 - ewma) * FI_ewma`` (initialised to the first FI;
+  FI = sum ||grad_w L_train||^2, the empirical Fisher trace before clipping), and after every
+  decision ``threshold <- threshold * multiplier^-k`` if an alpha step was taken, else
+  ``threshold * multiplier`` (about one alpha step per k weight steps in equilibrium)."""
+  k: int = 10
+  ewma: float = 0.2
+  init_threshold: float = 1.0
+  multiplier: float = 1.05
+  prefix: str = "arch_schedule"  # the config block the options came from (for the messages)
+  name: str = "dynamic_fisher"
+
+  def __post_init__(self):
+    _int_at_least(f"{self.prefix}.k", self.k, 1)
+    if not 0 < self.ewma <= 1:
+      _fail(f"{self.prefix}.fisher_ewma", self.ewma, "use a weight in (0, 1] (1 = no EWMA).")
+    if not self.init_threshold > 0:
+      _fail(f"{self.prefix}.init_threshold", self.init_threshold, "use a threshold > 0.")
+    if not self.multiplier > 0:
+      _fail(f"{self.prefix}.threshold_multiplier", self.multiplier, "use a value > 0.")
+
+  always = False
+
+  def init(self) -> FisherScheduleState:
+    return FisherScheduleState(jnp.zeros((), jnp.int32), jnp.full((), -1.0, jnp.float32),
+                               jnp.full((), self.init_threshold, jnp.float32))
+
+  def due(self, step: jax.Array, state: FisherScheduleState) -> jax.Array:
+    del step
+    return dynamic_due(state.fisher_ewma, state.threshold)
+
+  def advance(self, state: FisherScheduleState, due: jax.Array,
+              fisher: jax.Array) -> FisherScheduleState:
+    return FisherScheduleState(
+        state.arch_steps + due.astype(jnp.int32),
+        fisher_ewma_update(state.fisher_ewma, fisher, self.ewma),
+        threshold_update(state.threshold, due, self.multiplier, self.k))
+
+  def metrics(self, state: FisherScheduleState) -> dict[str, jax.Array]:
+    """The values this step's decision read."""
+    return {"schedule/fisher_ewma": state.fisher_ewma, "schedule/threshold": state.threshold}
+
+
+SCHEDULES = ("every_k", "dynamic_fisher")
+Schedule = EveryK | DynamicFisher
+
+
+# ============================================================================ cell projections
+def darts_cell_one_hot(weights: jax.Array, ops: tuple[str, ...], nodes: int,
+                       include_none: bool = False) -> jax.Array:
+  """Z: the one-hot (edges, ops) matrix of the DARTS cell derived from ``weights``, in JAX.
+
+  The DARTS rule (Liu et al. 2019; ``spaces.darts.derive_cell``; DARTS-PRIME ``_parse``): for each
+  node keep the 2 incoming edges with the largest strongest-op weight (ties: the earlier edge) and
+  on each the strongest op (ties: the earlier op); ``none`` is excluded unless ``include_none``
+  (the reference before its commit ``7107829``; at HEAD it excludes ``none`` too). Jit-able; no
+  gradient flows through it.
+  """
+  candidate = jnp.array([include_none or op != "none" for op in ops])
+  masked = jnp.where(candidate, weights, -jnp.inf)
+  strength = jnp.max(masked, axis=-1)
+  best = jnp.argmax(masked, axis=-1)  # first maximum on ties
+  keep = jnp.zeros(weights.shape[0], bool)
+  for edges in darts_space.node_edge_ranges(nodes):
+    order = jnp.argsort(-strength[edges.start:edges.stop], stable=True)  # ties: earlier edge
+    keep = keep.at[order[:2] + edges.start].set(True)
+  one_hot = jax.nn.one_hot(best, weights.shape[-1], dtype=weights.dtype)
+  return jnp.where(keep[:, None], one_hot, jnp.zeros_like(one_hot))
+
+
+def nb201_cell_one_hot(weights: jax.Array) -> jax.Array:
+  """Z: the one-hot (6, ops) matrix of the NB201 cell (per-edge argmax, ``none`` included, as
+  ``NB201Space.derive``). Jit-able."""
+  return jax.nn.one_hot(jnp.argmax(weights, axis=-1), weights.shape[-1], dtype=weights.dtype)
+
+
+CELL_KEYS = {"darts": ("normal", "reduce"), "nb201": ("cell",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CellProjection:
+  """``Z(mixing)``: the derived cell of each cell key as one-hot matrices (the space's own rule:
+  DARTS top-2 edges per node without ``none``; NB201 per-edge argmax). Only spaces with a one-hot
+  cell have one (``CELL_KEYS``); PC-DARTS' edge weights beta are not projected."""
+  space: str = "darts"
+  ops: tuple[str, ...] = darts_space.DARTS_OPS
+  nodes: int = 4
+  include_none: bool = False
+
+  def __post_init__(self):
+    if self.space not in CELL_KEYS:
+      _fail("space.name", self.space, f"the prox / ADMM regularizers pull alpha toward the "
+            f"derived cell's one-hot matrix, which only {', '.join(CELL_KEYS)} define; use one of "
+            "them or drop the regularizer.")
+
+  @property
+  def cell_keys(self) -> tuple[str, ...]:
+    return CELL_KEYS[self.space]
+
+  def __call__(self, mixing: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    if self.space == "nb201":
+      return {k: nb201_cell_one_hot(mixing[k]) for k in self.cell_keys}
+    return {k: darts_cell_one_hot(mixing[k], self.ops, self.nodes, self.include_none)
+            for k in self.cell_keys}
+
+
+# ============================================================================ alpha regularizers
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """What a regularizer sees in a step (built by the skeleton, traced values inside)."""
+  activate: Callable[[Any], Any]  # raw alpha -> mixing weights (the pruning mask folded in)
+  step: Any                       # steps done before this one
+  mask: Any = None                # the pruning mask, or None
+
+
+def safe_norm(x: jax.Array) -> jax.Array:
+  """``||x||_2`` (all entries) with gradient 0 at x = 0 (PyTorch's ``norm`` subgradient)."""
+  sq = jnp.sum(jnp.square(x))
+  positive = sq > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def prox_penalty(mixing: dict[str, jax.Array], targets: dict[str, jax.Array], rho: float,
+                 progress: jax.Array | float) -> jax.Array:
+  """``R_prox = progress * rho/2 * sum_c ||A_c - Z_c||_2`` (Maile et al. §prox; reference
+  ``prox_loss``: ``clock/total_epochs * rho/2 * (act(x) - disc).norm()``, summed over cells).
+
+  ``targets`` (Z) are treated as constants: pass them through ``stop_gradient``.
+  """
+  total = sum(safe_norm(mixing[k] - targets[k]) for k in sorted(targets))
+  return jnp.asarray(progress).astype(total.dtype) * rho / 2 * total
+
+
+def admm_penalty(mixing: dict[str, jax.Array], z: dict[str, jax.Array], u: dict[str, jax.Array],
+                 mask: dict[str, jax.Array] | None, rho: float) -> jax.Array:
+  """``R_admm = rho/2 * sum_c ||(A_c - Z_c + U_c) * M_c||_2`` (reference ``admm_loss``, unsquared).
+  """
+  total = 0.0
+  for k in sorted(z):
+    residual = mixing[k] - z[k] + u[k]
+    if mask is not None:
+      residual = residual * mask[k]
+    total = total + safe_norm(residual)
+  return rho / 2 * total
+
+
+def admm_update(point: dict[str, jax.Array], x: dict[str, jax.Array], u: dict[str, jax.Array],
+                mask: dict[str, jax.Array] | None, project: Callable[[dict], dict],
+                dual_decay: float = 1.0) -> tuple[dict, dict]:
+  """One ADMM (Z, U) update (Boyd et al., scaled form; reference ``update_Z`` then ``update_U``)::
+
+      Z <- project(point)            point = x + U  (paper; reference: act(alpha + U))
+      U <- (dual_decay * U + x - Z) * M            x = act(alpha)  (paper; reference: raw alpha)
+  """
+  z = project(point)
+  new_u = {}
+  for k in z:
+    value = dual_decay * u[k] + x[k] - z[k]
+    new_u[k] = value * mask[k] if mask is not None else value
+  return z, new_u
+
+
+class NoState(NamedTuple):
+  """The state of a stateless regularizer."""
+
+
+class AdmmState(NamedTuple):
+  """ADMM's variables: Z (the one-hot target), U (the scaled dual), alpha steps since the last
+  update."""
+  z: Any
+  u: Any
+  counter: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Entropy:
+  """GAEA's entropy term (Li et al., ICLR 2021): ``weight * sum alpha log(alpha n)`` on the raw
+  alpha (which must lie on the simplex: ``config_checks``). Metric ``reg/entropy``."""
+  weight: float = 0.0
+  name: str = "entropy"
+
+  def __post_init__(self):
+    if not self.weight >= 0:
+      _fail("arch_optimizer.entropy_reg", self.weight, "use a weight >= 0 (0 = off).")
+
+  def init(self, arch: Any, ctx: Context) -> NoState:
+    del arch, ctx
+    return NoState()
+
+  def penalty(self, arch: Any, state: NoState, ctx: Context) -> jax.Array:
+    del state, ctx
+    return self.weight * entropy_regularizer(arch)
+
+  def advance(self, state: NoState, arch: Any, due: jax.Array, ctx: Context):
+    del arch, due, ctx
+    return state, {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Prox:
+  """The prox term (Maile et al., arXiv 2106.11655, "prox"): ``R = (t/T) * rho/2 * sum_cells
+  ||A_c - Z(A_c)||_2`` with A the mixing weights and Z(A) the one-hot matrix of the cell derived from
+  the current A, recomputed every step under ``stop_gradient``; t = steps done + 1 (the reference
+  ticks its clock before the alpha step), T = ``horizon`` steps (``prox_epochs`` * steps/epoch).
+  Metric ``reg/prox``."""
+  rho: float = 0.1
+  horizon: int = 1
+  project: CellProjection = CellProjection()
+  prefix: str = "arch_regularizer"
+  name: str = "prox"
+
+  def __post_init__(self):
+    if not self.rho >= 0:
+      _fail(f"{self.prefix}.rho", self.rho, "use rho >= 0.")
+    _int_at_least(f"{self.prefix}.prox_epochs (times steps per epoch)", self.horizon, 1)
+
+  def init(self, arch: Any, ctx: Context) -> NoState:
+    del arch, ctx
+    return NoState()
+
+  def penalty(self, arch: Any, state: NoState, ctx: Context) -> jax.Array:
+    del state
+    progress = (ctx.step + 1) / self.horizon  # float32 (float64 under x64), cast to alpha's dtype
+    mixing = ctx.activate(arch)
+    target = self.project(jax.lax.stop_gradient(mixing))
+    return prox_penalty(mixing, jax.lax.stop_gradient(target), self.rho, progress)
+
+  def advance(self, state: NoState, arch: Any, due: jax.Array, ctx: Context):
+    del arch, due, ctx
+    return state, {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Admm:
+  """ADMM toward the derived cell (Maile et al., arXiv 2106.11655, "ADMM"; scaled form of Boyd et
+  al.): ``R = rho/2 * sum_cells ||(A_c - Z_c + U_c) * M_c||_2`` (M the pruning mask, if any), and
+  every ``freq`` alpha steps ``Z <- Z(x + U)``, ``U <- (dual_decay U + x - Z) * M`` with x = A.
+  Metrics ``reg/admm`` and ``reg/admm_update`` (1 on the steps Z, U were updated).
+
+  Quirks of the reference code (off by default): ``quirk_off_by_one`` updates whenever
+  ``(counter + 1) % freq == 0`` (after ``freq - 1`` alpha steps); ``quirk_raw_alpha`` uses
+  ``Z <- Z(act(alpha + U))``, ``U <- U + alpha - Z`` with the raw alpha; ``quirk_init_z_alpha``
+  starts Z as a copy of the raw alpha (default: the derived cell of A_0)."""
+  rho: float = 0.1
+  freq: int = 10
+  dual_decay: float = 1.0
+  project: CellProjection = CellProjection()
+  quirk_off_by_one: bool = False
+  quirk_raw_alpha: bool = False
+  quirk_init_z_alpha: bool = False
+  prefix: str = "arch_regularizer"
+  name: str = "admm"
+
+  def __post_init__(self):
+    if not self.rho >= 0:
+      _fail(f"{self.prefix}.rho", self.rho, "use rho >= 0.")
+    _int_at_least(f"{self.prefix}.admm_freq", self.freq, 1)
+
+  def init(self, arch: Any, ctx: Context) -> AdmmState:
+    if self.quirk_init_z_alpha:
+      z = {k: jnp.array(arch[k]) for k in self.project.cell_keys}
+    else:
+      z = self.project(ctx.activate(arch))
+    return AdmmState(z, jax.tree.map(jnp.zeros_like, z), jnp.zeros((), jnp.int32))
+
+  def penalty(self, arch: Any, state: AdmmState, ctx: Context) -> jax.Array:
+    return admm_penalty(ctx.activate(arch), state.z, state.u, ctx.mask, self.rho)
+
+  def advance(self, state: AdmmState, arch: Any, due: jax.Array, ctx: Context):
+    """Counts alpha steps; every ``freq`` of them (or, with the off-by-one quirk, whenever
+    ``(counter + 1) % freq == 0``, checked every step as the reference) updates Z, U."""
+    counter = state.counter + jnp.asarray(due).astype(jnp.int32)
+    if self.quirk_off_by_one:
+      fire = (counter + 1) % self.freq == 0
+    else:
+      fire = counter >= self.freq
+    x_act = ctx.activate(arch)
+    if self.quirk_raw_alpha:
+      point = ctx.activate(jax.tree.map(jnp.add, arch, state.u))
+      x = arch
+    else:
+      point = jax.tree.map(jnp.add, x_act, state.u)
+      x = x_act
+    z, u = admm_update(point, x, state.u, ctx.mask, self.project, self.dual_decay)
+    pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, old)
+    new = AdmmState(pick(z, state.z), pick(u, state.u),
+                    jnp.where(fire, 0, counter).astype(jnp.int32))
+    return new, {"reg/admm_update": fire.astype(jnp.float32)}
+
+
+REGULARIZERS = ("prox", "admm")  # by name in config.arch_regularizer.names (entropy: its weight)
+Regularizer = Entropy | Prox | Admm
+
+
+# ============================================================================ pruning mask
+def prune_update(arch: dict[str, jax.Array], mask: dict[str, jax.Array]) -> tuple[dict, dict]:
+  """Permanent pruning after a weight step (reference ``mask_alphas``): ``M <- M * [alpha > 0]``,
+  ``alpha <- alpha * M`` (so pruned alpha are exactly 0 and stay masked forever)."""
+  new_mask = jax.tree.map(lambda a, m: m * (a > 0).astype(m.dtype), arch, mask)
+  new_arch = jax.tree.map(lambda a, m: jnp.where(m > 0, a, jnp.zeros_like(a)), arch, new_mask)
+  return new_arch, new_mask
+
+
+def init_mask(arch: Any) -> Any:
+  """The pruning mask at step 0: ``[alpha > 0]``."""
+  return jax.tree.map(lambda a: (a > 0).astype(a.dtype), arch)
