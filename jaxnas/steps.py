@@ -96,8 +96,11 @@ def with_mask(components: SearchComponents, method_state: Any) -> SearchComponen
   """The components with the pruning mask of ``method_state`` folded into the parametrization."""
   if not components.prune:
     return components
+  base = components.parametrization
+  if isinstance(base, MaskedParametrization):  # already masked: replace the mask
+    base = base.base
   return dataclasses.replace(components, parametrization=MaskedParametrization(
-      base=components.parametrization, mask=method_state["mask"]))
+      base=base, mask=method_state["mask"]))
 
 
 def context(components: SearchComponents, method_state: Any, step) -> parts.Context:

@@ -12,6 +12,7 @@ import pytest
 import jaxnas.parametrize
 import jaxnas.spaces
 from jaxnas import loop
+from jaxnas import parts
 from jaxnas import steps
 from jaxnas import supernet
 from jaxnas.methods import darts_prime as dp
@@ -25,12 +26,12 @@ def prime_config(config_file="darts_prime_nb201.py", variants="smoke", **overrid
   return load_config(os.path.join(ROOT, "configs", config_file), variants, **overrides)
 
 
-def bare_components(parametrization="clamp", steps_per_epoch=10):
-  """Just what the pure pieces read (no supernet, no optimizers)."""
-  return steps.SearchComponents(module=None,
-                                parametrization=jaxnas.parametrize.get(parametrization),
-                                weights_tx=None, arch_tx=None, weights_lr=None, mean=(), std=(),
-                                steps_per_epoch=steps_per_epoch)
+def context(parametrization="clamp", step=0, mask=None):
+  """What a regularizer part sees in a step: the activation (mask folded in), step, mask."""
+  param = jaxnas.parametrize.get(parametrization)
+  if mask is not None:
+    param = steps.MaskedParametrization(base=param, mask=mask)
+  return parts.Context(activate=param.activate, step=step, mask=mask)
 
 
 # ------------------------------------------------------------------------------ parametrization
@@ -55,8 +56,8 @@ def genes_by_node(genes):
                          ids=["with_none", "clamp_ops"])
 def test_darts_one_hot_agrees_with_space_derive(ops):
   space = jaxnas.spaces.get("darts", ops=ops, nodes=4)
-  method = dp.DartsPrime(space="darts", ops=space.ops, nodes=4)
-  one_hot = jax.jit(method.one_hot)
+  project = parts.CellProjection(space="darts", ops=space.ops, nodes=4)
+  one_hot = jax.jit(lambda m: project(m))
   rng = np.random.default_rng(0)
   for trial in range(20):
     # Coarse values: many ties between edges and between ops, which both rules must break alike.
@@ -79,11 +80,11 @@ def test_darts_one_hot_agrees_with_space_derive(ops):
 
 def test_nb201_one_hot_agrees_with_space_derive_and_quirk_keeps_none():
   space = jaxnas.spaces.get("nb201")
-  method = dp.DartsPrime(space="nb201", ops=space.ops)
+  project = parts.CellProjection(space="nb201", ops=space.ops)
   rng = np.random.default_rng(1)
   for _ in range(10):
     mixing = {"cell": jnp.asarray(rng.integers(0, 3, (6, 5)) / 3.0, jnp.float32)}
-    z = np.asarray(jax.jit(method.one_hot)(mixing)["cell"])
+    z = np.asarray(jax.jit(lambda m: project(m))(mixing)["cell"])
     assert str(jaxnas.spaces.get("nb201").derive({"cell": z})) == str(space.derive(mixing))
   # DARTS space: the reference's quirk lets 'none' win an edge; the DARTS rule never does.
   w = np.full((2, 8), 0.1, np.float32)
@@ -97,14 +98,13 @@ def test_nb201_one_hot_agrees_with_space_derive_and_quirk_keeps_none():
 # ---------------------------------------------------------------------------------- regularizers
 def test_prox_value_and_gradient_on_hand_made_alpha_without_gradient_through_z():
   with jax.enable_x64(True):
-    method = dp.DartsPrime(space="nb201", ops=NB201_NO_NONE, regularizer="prox", rho=0.1,
-                           prox_epochs=5)
-    comps = bare_components("clamp", steps_per_epoch=10)  # T = 50 steps
+    prox = parts.Prox(rho=0.1, horizon=5 * 10,  # prox_epochs 5 x 10 steps/epoch: T = 50 steps
+                      project=parts.CellProjection(space="nb201", ops=NB201_NO_NONE))
     alpha = jnp.array([[0.2, 0.5, -0.1, 0.3], [1.4, 0.2, 0.6, 0.0], [0.1, 0.1, 0.7, 0.3],
                        [0.25, 0.3, 0.9, 0.4], [0.0, 0.8, 0.2, 0.6], [0.3, 0.2, 0.1, 1.2]],
                       jnp.float64)
     step = jnp.asarray(9)  # t = step + 1 = 10 of T = 50
-    reg = method.arch_regularizer(comps, step, {})
+    reg = lambda arch: prox.penalty(arch, parts.NoState(), context("clamp", step))
     a = np.clip(np.asarray(alpha), 0, 1)
     z = np.eye(4)[np.argmax(a, -1)]
     norm = np.linalg.norm(a - z)
@@ -118,12 +118,11 @@ def test_prox_value_and_gradient_on_hand_made_alpha_without_gradient_through_z()
         {"cell": jnp.clip(al["cell"], 0, 1)}, {"cell": jnp.asarray(z)}, 0.1, 10 / 50))
     np.testing.assert_allclose(grad["cell"], frozen({"cell": alpha})["cell"], rtol=1e-12)
     # DARTS space, softmax: summed over both cells, the unsquared norm.
-    method = dp.DartsPrime(space="darts", ops=darts_space.DARTS_OPS, nodes=2, regularizer="prox",
-                           rho=0.3, prox_epochs=1)
-    comps = bare_components("softmax", steps_per_epoch=4)
+    prox = parts.Prox(rho=0.3, horizon=1 * 4, project=parts.CellProjection(
+        space="darts", ops=darts_space.DARTS_OPS, nodes=2))
     arch = {k: jax.random.normal(jax.random.key(i), (5, 8), jnp.float64)
             for i, k in enumerate(("normal", "reduce"))}
-    value = method.arch_regularizer(comps, jnp.asarray(3), {})(arch)
+    value = prox.penalty(arch, parts.NoState(), context("softmax", jnp.asarray(3)))
     total = 0.0
     for k in arch:
       sm = np.asarray(jax.nn.softmax(arch[k], -1))
@@ -151,25 +150,27 @@ def test_admm_penalty_value_and_gradient_with_mask():
 @pytest.mark.parametrize("quirks", [False, True], ids=["paper", "reference_quirks"])
 def test_admm_variables_follow_their_update_rule_over_several_alpha_steps(quirks):
   freq = 3
-  method = dp.DartsPrime(space="nb201", ops=NB201_NO_NONE, regularizer="admm", admm_freq=freq,
-                         admm_dual_decay=0.9, prune=True, quirk_admm_off_by_one=quirks,
-                         quirk_admm_raw_alpha=quirks, quirk_admm_init_z_alpha=quirks)
-  comps = bare_components("clamp")
+  admm_part = parts.Admm(freq=freq, dual_decay=0.9,
+                         project=parts.CellProjection(space="nb201", ops=NB201_NO_NONE),
+                         quirk_off_by_one=quirks, quirk_raw_alpha=quirks,
+                         quirk_init_z_alpha=quirks)
   rng = np.random.default_rng(3)
   arch0 = {"cell": jnp.asarray(rng.uniform(0.05, 0.6, (6, 4)), jnp.float32)}
-  state = type("S", (), {"arch": arch0})()
-  ms = method.init_method_state(comps, state)
+  mask0 = parts.init_mask(arch0)
+  admm = admm_part.init(arch0, context("clamp", mask=mask0))
   project = lambda x: np.eye(4, dtype=np.float32)[np.argmax(x, -1)]
   z0 = np.asarray(arch0["cell"]) if quirks else project(np.clip(arch0["cell"], 0, 1))
-  np.testing.assert_array_equal(ms["admm"]["z"]["cell"], z0)
-  np.testing.assert_array_equal(ms["admm"]["u"]["cell"], 0.0)
+  np.testing.assert_array_equal(admm.z["cell"], z0)
+  np.testing.assert_array_equal(admm.u["cell"], 0.0)
   z, u, counter = z0, np.zeros((6, 4), np.float32), 0
-  advance = jax.jit(lambda c_arch, admm, mask, due: method.admm_advance(
-      method.masked_components(comps, {"mask": mask}), c_arch, admm, mask, due))
+
+  @jax.jit
+  def advance(c_arch, admm, mask, due):
+    admm, metrics = admm_part.advance(admm, c_arch, due, context("clamp", mask=mask))
+    return admm, metrics["reg/admm_update"]
   dues = [1, 0, 1, 1, 0, 1, 1, 1, 0, 1]
   fired_at = []
   mask = {"cell": jnp.asarray(rng.random((6, 4)) > 0.2, jnp.float32)}
-  admm = ms["admm"]
   for t, due in enumerate(dues):
     arch = {"cell": jnp.asarray(rng.uniform(-0.2, 1.2, (6, 4)), jnp.float32) * mask["cell"]}
     admm, fire = advance(arch, admm, mask, jnp.asarray(bool(due)))
@@ -187,26 +188,25 @@ def test_admm_variables_follow_their_update_rule_over_several_alpha_steps(quirks
         z = project(act + u)
         u = (0.9 * u + act - z) * m
       counter = 0
-    np.testing.assert_allclose(admm["z"]["cell"], z, atol=1e-6)
-    np.testing.assert_allclose(admm["u"]["cell"], u, atol=1e-6)
-    assert int(admm["counter"]) == counter
+    np.testing.assert_allclose(admm.z["cell"], z, atol=1e-6)
+    np.testing.assert_allclose(admm.u["cell"], u, atol=1e-6)
+    assert int(admm.counter) == counter
   assert fired_at == ([2, 5, 7] if quirks else [3, 7])  # quirk: after freq - 1 = 2 alpha steps
 
 
 # -------------------------------------------------------------------------------------- schedules
 def test_dynamic_schedule_takes_alpha_steps_exactly_where_the_rule_says():
   k, m, decay, init = 3, 1.5, 0.2, 4.0
-  method = dp.DartsPrime(space="nb201", schedule="dynamic", schedule_freq=k, fisher_ewma=decay,
-                         init_threshold=init, threshold_multiplier=m)
+  schedule = parts.DynamicFisher(k=k, ewma=decay, init_threshold=init, multiplier=m)
   traces = np.array([8.0, 1.0, 1.0, 6.0, 6.0, 0.5, 0.5, 0.5, 0.5, 9.0, 0.1, 0.1, 0.1, 0.1],
                     np.float32)
-  ms0 = method.init_method_state(None, type("S", (), {"arch": {}})())
+  ms0 = schedule.init()
 
   @jax.jit
   def run(ms, fishers):
     def body(ms, fisher):
-      due = method.schedule_due(jnp.asarray(0), ms)
-      return method.schedule_advance(ms, due, fisher), (due, ms["fisher_ewma"], ms["threshold"])
+      due = schedule.due(jnp.asarray(0), ms)
+      return schedule.advance(ms, due, fisher), (due, ms.fisher_ewma, ms.threshold)
     return jax.lax.scan(body, ms, fishers)
 
   final, (dues, ewmas, thresholds) = run(ms0, jnp.asarray(traces))
@@ -220,11 +220,28 @@ def test_dynamic_schedule_takes_alpha_steps_exactly_where_the_rule_says():
     ewma = float(fisher) if ewma < 0 else decay * float(fisher) + (1 - decay) * ewma
   np.testing.assert_array_equal(dues, expected)
   assert 0 < sum(expected) < len(expected) and not expected[0]  # both branches, none at start
-  assert int(final["arch_steps"]) == sum(expected)
-  # Fixed: (step + 1) % k == 0.
-  fixed = dp.DartsPrime(schedule="fixed", schedule_freq=4)
-  assert [bool(fixed.schedule_due(jnp.asarray(s), ms0)) for s in range(9)] == [
+  assert int(final.arch_steps) == sum(expected)
+  # Fixed: (s + 1) % k == 0, s the step (EveryK with phase k - 1) ...
+  fixed = parts.EveryK(k=4, phase=3)
+  assert [bool(fixed.due(jnp.asarray(s), None)) for s in range(9)] == [
       False, False, False, True, False, False, False, True, False]
+  # ... or the step within its epoch (the reference restarts its count every epoch).
+  restarted = parts.EveryK(k=4, phase=3, steps_per_epoch=6)
+  assert [s for s in range(13) if restarted.due(s, None)] == [3, 9]
+
+
+def test_fixed_schedule_restarts_every_epoch_as_the_reference():
+  """711 steps per epoch, k = 10, 50 epochs: the reference takes 71 alpha steps per epoch, 3550 in
+  all; a global count would take 3555. The preset restarts per epoch unless told not to."""
+  s = np.arange(50 * 711)
+  assert int(np.sum(parts.EveryK(k=10, phase=9, steps_per_epoch=711).due(s, None))) == 3550
+  assert int(np.sum(parts.EveryK(k=10, phase=9).due(s, None))) == 3555
+  space = jaxnas.spaces.get("darts")
+  for restart, per_epoch in ((True, 711), (False, 0)):
+    config = prime_config("darts_prime_cifar10.py", "fixed", **{
+        "darts_prime.restart_every_epoch": restart})
+    schedule = dp.read_parts(config, space, 711)["schedule"]
+    assert (schedule.k, schedule.phase, schedule.steps_per_epoch) == (10, 9, per_epoch)
 
 
 def test_pruning_is_permanent():
@@ -244,7 +261,9 @@ def test_pruning_is_permanent():
     ({"darts_prime.schedule_freq": 5}, "train_portion = 1 - 1/"),
     ({"data.arch_with_replacement": True}, "data.arch_with_replacement"),
     ({"parametrization": "clamp", "space.ops": ""}, "without 'none'"),
-    ({"step_order": "weights_first"}, "arch_first"),
+    ({"darts_prime.fisher_ewma": 1.5}, "darts_prime.fisher_ewma"),
+    ({"darts_prime.rho": -1.0}, "darts_prime.rho"),
+    ({"prune_arch": True}, "darts_prime"),
     ({"arch_every": 2}, "config.arch_every"),
 ])
 def test_bad_darts_prime_configs_name_the_field(overrides, message):
@@ -308,8 +327,8 @@ def test_cifar10_recipe_smoke_resumes_bit_for_bit(tmp_path):
   a, b = (restore_final_state(w, config(max_steps=3)) for w in (straight, resumed))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   # Dynamic schedule: no Fisher trace before step 0's weight step, then alpha steps.
-  assert int(a.method_state["arch_steps"]) == 2
-  assert float(a.method_state["fisher_ewma"]) > 0
+  assert int(a.method_state["schedule"].arch_steps) == 2
+  assert float(a.method_state["schedule"].fisher_ewma) > 0
 
 
 def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_path):
@@ -330,8 +349,9 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
   assert 0 < mask_mid.sum() < mask_mid.size  # pruned at step 1's weight step
   assert (mask_end <= mask_mid).all()        # ... and still masked after the resumed step
   assert not np.asarray(a.arch["cell"])[mask_end == 0].any()
-  assert int(a.method_state["admm"]["counter"]) == 0  # admm_freq=1 in smoke: updated every time
-  assert np.asarray(a.method_state["admm"]["u"]["cell"]).any()
+  (admm,) = a.method_state["regularizers"]
+  assert int(admm.counter) == 0  # admm_freq=1 in smoke: updated every time
+  assert np.asarray(admm.u["cell"]).any()
 
   # The compiled step (as the loop jits it: a cache hit) runs both branches without recompiling.
   search = loop.build_search(config(max_steps=3))
@@ -339,9 +359,10 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
   state, taken = loop.start_state(search), []
   for step in range(3):
     state, metrics = step_fn(state, loop.step_batches(search, step))
-    taken.append(float(metrics["prime/arch_step"]))
-    assert {"train/loss", "val/loss", "lr/weights", "prime/fisher_trace", "prime/threshold",
-            "prime/reg"} <= set(metrics)
+    taken.append(float(metrics["schedule/arch_step"]))
+    assert {"train/loss", "val/loss", "lr/weights", "schedule/fisher_trace",
+            "schedule/threshold", "reg/admm", "reg/admm_update",
+            "mask/pruned_fraction"} <= set(metrics)
   assert taken == [0.0, 1.0, 1.0]
   assert step_fn._cache_size() == 1
 
@@ -367,8 +388,8 @@ def test_console_line_shows_the_schedule(tmp_path, capsys):
   base = {"train/loss": 1.0, "train/accuracy": 0.5, "val/loss": 1.1, "val/accuracy": 0.4,
           "lr/weights": 0.025}
   perf = {"perf/steps_per_second": 2.0, "perf/eta_seconds": 10.0}
-  logger.train(10, 100, {**base, "prime/arch_steps": 3.0, "prime/fisher_ewma": 0.25,
-                         "prime/threshold": 1.05}, perf)
+  logger.train(10, 100, {**base, "schedule/arch_steps": 3.0, "schedule/fisher_ewma": 0.25,
+                         "schedule/threshold": 1.05}, perf)
   logger.train(11, 100, base, perf)  # a method without a schedule: no schedule fields
   first, second = capsys.readouterr().out.strip().splitlines()
   assert "alpha steps 3" in first and "fisher 0.25 / threshold 1.05" in first
