@@ -37,10 +37,12 @@ def _int_at_least(field: str, value: Any, low: int) -> None:
     _fail(field, value, f"use an integer >= {low}.")
 
 
+class NoState(NamedTuple):
+  """The state of a stateless part (no leaves: checkpoints of methods without stateful parts keep
+  their layout)."""
+
+
 # ============================================================================ alpha-step schedules
-class ScheduleState(NamedTuple):
-  """The state every schedule has: alpha steps taken so far (int32)."""
-  arch_steps: jax.Array
 
 
 class FisherScheduleState(NamedTuple):
@@ -83,20 +85,21 @@ class EveryK:
     """Every step takes an alpha step (the skeleton then needs no ``lax.cond``)."""
     return self.k == 1
 
-  def init(self) -> ScheduleState:
-    return ScheduleState(jnp.zeros((), jnp.int32))
+  def init(self) -> NoState:
+    """No state: the decision is a function of the step."""
+    return NoState()
 
-  def due(self, step: jax.Array, state: ScheduleState) -> jax.Array:
+  def due(self, step: jax.Array, state: NoState) -> jax.Array:
     """Whether step ``step`` takes an alpha step (Python ints, NumPy or traced arrays)."""
     del state
     s = step % self.steps_per_epoch if self.steps_per_epoch else step
     return s % self.k == self.phase
 
-  def advance(self, state: ScheduleState, due: jax.Array, fisher: jax.Array) -> ScheduleState:
-    del fisher
-    return ScheduleState(state.arch_steps + jnp.asarray(due).astype(jnp.int32))
+  def advance(self, state: NoState, due: jax.Array, fisher: jax.Array) -> NoState:
+    del due, fisher
+    return state
 
-  def metrics(self, state: ScheduleState) -> dict[str, jax.Array]:
+  def metrics(self, state: NoState) -> dict[str, jax.Array]:
     del state
     return {}
 
@@ -283,10 +286,6 @@ def admm_update(point: dict[str, jax.Array], x: dict[str, jax.Array], u: dict[st
     value = dual_decay * u[k] + x[k] - z[k]
     new_u[k] = value * mask[k] if mask is not None else value
   return z, new_u
-
-
-class NoState(NamedTuple):
-  """The state of a stateless regularizer."""
 
 
 class AdmmState(NamedTuple):

@@ -18,7 +18,8 @@ class SearchState:
     model_state: BatchNorm running statistics.
     arch: raw architecture parameters (alpha), e.g. ``{'cell': (6, 5)}``.
     weights_opt_state, arch_opt_state: optax states of the two optimizers.
-    method_state: extra state of a method (RARTS' second weights, schedules, ...); ``{}`` if none.
+    method_state: the parts' states (``'schedule'``, ``'regularizers'``, the pruning ``'mask'``:
+      ``steps.init_method_state``) and a method's own (RARTS' second weights); ``{}`` if none.
     key: raw PRNG key data (uint32), split every step for augmentation and sampling.
   """
   step: jax.Array

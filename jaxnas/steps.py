@@ -188,6 +188,15 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
   return state, metrics
 
 
+def arch_step_due(step, arch_every: int, step_order: str):
+  """``parts.EveryK`` with ``k = arch_every`` at the phase ``config.arch_schedule.phase=-1``
+  picks: the first step of each group with ``'arch_first'``, the last with ``'weights_first'``
+  (iDARTS: T weight steps, then the alpha step, ``step % T == T - 1``). Works on Python / NumPy
+  ints and traced arrays alike."""
+  phase = 0 if step_order == "arch_first" else arch_every - 1
+  return parts.EveryK(k=arch_every, phase=phase).due(step, None)
+
+
 def maybe_arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch,
                       lr, due):
   """The alpha step if ``due`` (``None``: the schedule takes one every step, no ``lax.cond``),
@@ -250,9 +259,10 @@ def advance_parts(components: SearchComponents, state: SearchState, due,
   new_ms["schedule"] = components.schedule.advance(ms["schedule"], took, fisher)
   if not components.schedule.always:
     metrics.update({"schedule/arch_step": took.astype(jnp.float32),
-                    "schedule/arch_steps": new_ms["schedule"].arch_steps.astype(jnp.float32),
                     "schedule/fisher_trace": fisher,
                     **components.schedule.metrics(ms["schedule"])})
+    if hasattr(new_ms["schedule"], "arch_steps"):
+      metrics["schedule/arch_steps"] = new_ms["schedule"].arch_steps.astype(jnp.float32)
   return state.replace(method_state=new_ms), metrics
 
 
