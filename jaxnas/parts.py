@@ -11,6 +11,12 @@ and the optimizers (``jaxnas.optim``):
 * **cell projections** -- Z(A), the one-hot matrices of the cell derived from mixing weights, which
   prox and ADMM pull toward (``CellProjection``).
 
+A regularizer is any frozen object with ``name``, ``init(arch, ctx) -> state``,
+``penalty(arch, state, ctx) -> scalar`` (differentiated with respect to the raw alpha; ``ctx`` gives
+the activation, the step and the mask) and ``advance(state, arch, due, ctx) -> (state, metrics)``
+(after the weight step): a FLOPs or latency penalty is ``penalty = lam * sum(ctx.activate(arch) *
+op_cost)`` with ``NoState``, added to the tuple next to the others.
+
 Every part is a small frozen dataclass that checks its own options in ``__post_init__`` (a one-line
 ValueError naming the config field, the valid values and the fix) and is static under ``jit``; its
 state is a NamedTuple pytree kept in ``SearchState.method_state`` and checkpointed with it.

@@ -1,6 +1,5 @@
 """DARTS-PRIME / constrained DARTS (Maile et al.): the regularizers, the one-hot derived cell, the
 schedules, ADMM and pruning on hand-made arrays; then two compiled smoke searches with resume."""
-import dataclasses
 import functools
 import os
 

@@ -102,13 +102,14 @@ def _fail(field: str, value: Any, fix: str) -> None:
   raise ValueError(f"config.{field}={value!r} is not valid for method='darts_prime': {fix}")
 
 
-def _space_ops(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+def _space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
+  """The configured space's op set and nodes (what the cell projection reads)."""
   options: dict[str, Any] = {}
   if config.space.ops:
     options["ops"] = tuple(op.strip() for op in config.space.ops.split(",") if op.strip())
   if config.space.name == "darts":
     options["nodes"] = config.space.nodes
-  return spaces.get(config.space.name, **options).ops
+  return spaces.get(config.space.name, **options)
 
 
 def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
@@ -177,9 +178,8 @@ def build(config: ml_collections.ConfigDict) -> base.SearchMethod:
           "fields at their defaults, or compose with method='darts' and the generic fields.")
   if config.space.name not in parts.CELL_KEYS:
     _fail("space.name", config.space.name, f"choose one of {', '.join(parts.CELL_KEYS)}.")
-  ops = _space_ops(config)
   # Builds the parts once: each checks its own options (one-line errors naming the field).
-  read_parts(config, type("Space", (), {"ops": ops})(), 1)
+  read_parts(config, _space(config), 1)
   if block.dynamic_split:
     portion = dynamic_train_portion(block.schedule_freq)
     if config.data.split != "darts" or abs(config.data.train_portion - portion) > 1e-9:
