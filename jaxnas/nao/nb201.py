@@ -116,6 +116,13 @@ class NB201TokenSpace:
     return NB201TokenSupernet(self.ops, unroll=unroll, kernels=kernels, **self.sizes)
 
 
+  def supernet_from(self, config: Any, backend: Any, num_classes: int) -> NB201TokenSupernet:
+    """The supernet at this space's sizes (those of ``config.space``, ``num_classes``) with the
+    loops and kernels of ``backend``."""
+    del config, num_classes  # this space holds its sizes
+    return self.supernet(unroll=backend.unroll, kernels=backend.kernels)
+
+
 @functools.lru_cache(maxsize=None)
 def _network_params(edges: tuple[str, ...], *, channels: int, cells_per_stage: int,
                     num_classes: int) -> int:
