@@ -297,7 +297,7 @@ def drop_path_keep(search: NAOSearch, child_step: jax.Array) -> jax.Array | None
   Only the NAO cell space has drop-path.
   """
   keep = search.config.nao.drop_path_keep_prob
-  if search.space.name != "nao" or keep >= 1.0:
+  if not getattr(search.space, "drop_path", False) or keep >= 1.0:
     return None
   from jaxnas.spaces import nao as nao_space
   return nao_space.step_keep_prob(keep, child_step.astype(jnp.float32),
@@ -397,11 +397,7 @@ def seed_pool(search: NAOSearch) -> np.ndarray:
 
 def arch_params(search: NAOSearch, tokens: np.ndarray) -> int:
   """The parameter count of an architecture's stand-alone network at the search's sizes."""
-  if search.space.name == "nao":
-    return search.space.num_params(tokens, channels=search.config.space.channels,
-                                   layers=search.config.space.cells_per_stage,
-                                   num_classes=search.dataset.num_classes)
-  return search.space.num_params(tokens)  # NB201TokenSpace holds its sizes
+  return search.space.num_params_from(search.config, tokens, search.dataset.num_classes)
 
 
 def child_pool_arrays(search: NAOSearch, archs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -587,16 +583,8 @@ def train_controller_and_generate(search: NAOSearch, state: NAOState, logger) ->
 
 def standalone_network(search: NAOSearch, tokens: np.ndarray):
   """The stand-alone network of an architecture: a module ``(x, *, train) -> logits``."""
-  num_classes = search.dataset.num_classes
-  if search.space.name == "nao":  # model.NASNetworkCIFAR: the network NAO counts and re-ranks
-    return _FirstOutput(search.space.network(tokens, channels=search.config.space.channels,
-                                             layers=search.config.space.cells_per_stage,
-                                             num_classes=num_classes,
-                                             kernels=search.module.kernels))
-  from jaxnas.spaces import nb201_network
-  return _FirstOutput(nb201_network.NB201Network(
-      tuple(search.space.genotype(tokens).edges), search.config.space.channels,
-      search.config.space.cells_per_stage, num_classes, search.module.kernels))
+  return _FirstOutput(search.space.standalone_network_from(
+      search.config, tokens, search.dataset.num_classes, search.module.kernels))
 
 
 class _FirstOutput(nn.Module):

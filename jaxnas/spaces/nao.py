@@ -45,6 +45,7 @@ class NAOSpace:
     num_nodes: B, nodes per cell.
   """
   name = "nao"
+  drop_path = True  # the supernet takes NAO's drop-path keep probability (config.nao)
   # On CPU NAO's cells compile ~10x longer unrolled (``jaxnas.backends``).
   cpu_loops = {"unroll": False, "remat": False, "remat_scope": "cell"}
   remat_scopes = ("cell",)
@@ -65,6 +66,19 @@ class NAOSpace:
     """The space as NAO-V2 searches it: itself (a ``TokenSpace``)."""
     del config, num_classes
     return self
+
+  def num_params_from(self, config: Any, tokens: Any, num_classes: int) -> int:
+    """``num_params`` at the search's sizes (``config.space``: channels, cells_per_stage)."""
+    return self.num_params(tokens, channels=config.space.channels,
+                           layers=config.space.cells_per_stage, num_classes=num_classes)
+
+  def standalone_network_from(self, config: Any, tokens: Any, num_classes: int,
+                              kernels: str) -> NAONetwork:
+    """``model.NASNetworkCIFAR`` of ``tokens`` at the search's sizes: the network NAO counts and
+    re-ranks; ``(x, *, train) -> (logits, aux_logits)``."""
+    return self.network(tokens, channels=config.space.channels,
+                        layers=config.space.cells_per_stage, num_classes=num_classes,
+                        kernels=kernels)
 
   def supernet_from(self, config: Any, backend: Any, num_classes: int) -> NAOSupernet:
     """The supernet at ``config.space``'s channels and cells_per_stage (``layers``), with the
