@@ -395,8 +395,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   info = {"genotype": str(genotype), "space": space,
           "params": reports.num_params(state.weights),
           "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
-          "macs": (reports.jaxpr_macs if space == "nao" else reports.count_macs)(
-              module, image_shape)}
+          "macs": spaces.space_class(space).network_macs(module, image_shape)}
   logger.info(f"genotype = {genotype}\nparams {info['params']:,} (with auxiliary head "
               f"{info['params_with_auxiliary']:,})  multiply-adds {info['macs']:,}  "
               f"steps/epoch={spe} total_steps={total}")
@@ -424,6 +423,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       manager.save(done, state)
   # ---------------------------------------------------------------- the result
   manager.close()
-  if config.plots and space != "nao" and jax.process_index() == 0:
+  if config.plots and spaces.space_class(space).plots_genotype and jax.process_index() == 0:
     info["genotype_plot"] = reports.plot_genotype(genotype, os.path.join(workdir, "genotype.png"))
   return logger.finish_eval(int(state.step), info)

@@ -137,6 +137,15 @@ class SearchSpace:
       raise ValueError(f"config.dropout_prob={config.dropout_prob} is only used by NAO networks; "
                        f"the {cls.name} network has no dropout (set it to 0).")
 
+  plots_genotype: bool = True  # whether ``jaxnas.reports.plot_genotype`` draws its genotypes
+
+  @classmethod
+  def network_macs(cls, module: nn.Module, image_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of the eval-mode forward of ``network_from``'s module: its convolution and
+    dense layers (``jaxnas.reports.count_macs``)."""
+    from jaxnas import reports  # local import: reports imports the networks
+    return reports.count_macs(module, image_shape)
+
   @classmethod
   def network_from(cls, config: Any, genotype: Any, num_classes: int, kernels: str) -> nn.Module:
     """The stand-alone network of ``genotype`` at the sizes of ``config.network`` (an eval

@@ -93,6 +93,15 @@ class NAOSpace:
       raise ValueError(f"config.network.stem={config.network.stem!r}: NAO networks have only the "
                        "CIFAR stem (NAO's ImageNet network is not implemented).")
 
+  plots_genotype = False  # NAO archs are not drawn
+
+  @classmethod
+  def network_macs(cls, module: Any, image_shape: tuple[int, ...]) -> int:
+    """Multiply-adds read off the forward's jaxpr (``reports.jaxpr_macs``): NAO's layers are
+    plain ``lax`` calls, not Linen layers."""
+    from jaxnas import reports  # local import: reports imports the networks
+    return reports.jaxpr_macs(module, image_shape)
+
   @classmethod
   def network_from(cls, config: Any, genotype: Any, num_classes: int,
                    kernels: str) -> "NAOEvalNetwork":
