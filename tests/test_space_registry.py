@@ -1,25 +1,18 @@
 """What the registered spaces own: options read from the config, discretisation, the registry."""
-import importlib.util
-import os
-
 import jax
 import numpy as np
 import pytest
 
 import jaxnas
+import repo_files
 from jaxnas import evaluate
 from jaxnas import loop
 from jaxnas.spaces import darts
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def default_config():
-  spec = importlib.util.spec_from_file_location("default", os.path.join(ROOT, "configs",
-                                                                        "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return repo_files.load_module("configs/default.py").get_config()
 
 
 def random_mixing(space, seed=0):

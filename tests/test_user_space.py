@@ -5,7 +5,6 @@ The space is a tiny cell of its own: 2 edges in a chain (input -> node 1 -> node
 2 ops of its own (``identity`` and a 1x1 convolution). Nothing outside this file knows it.
 """
 import functools
-import importlib.util
 import json
 import os
 
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 
 import jaxnas
+import repo_files
 from jaxnas import loop
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_OPS = ("identity", "conv_1x1")
 
 
@@ -89,10 +88,7 @@ def registered():
 
 
 def tiny_config():
-  spec = importlib.util.spec_from_file_location("default", os.path.join(ROOT, "configs",
-                                                                        "default.py"))
-  default = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(default)
+  default = repo_files.load_module("configs/default.py")
   config = default.smoke(default.get_config())
   config.space.name = "tiny_chain"
   config.space.ops = ""
