@@ -21,7 +21,10 @@ subclasses ``jaxnas.spaces.SearchSpace`` (``base.py``) and sets ``name = "myspac
 * optionally ``options_from(config)`` (its constructor options; the base reads ``config.space.ops``),
   ``network_from(config, genotype, num_classes, kernels)`` for ``mode='eval'`` runs, and the class
   attributes ``cpu_loops`` / ``remat_scopes`` (its CPU loop and remat defaults,
-  ``jaxnas.backends``). ``tests/test_user_space.py`` is a complete example in 40 lines.
+  ``jaxnas.backends``). ``tests/test_user_space.py`` is a complete example (a 2-edge cell space
+  with its own ops, registered and searched from the test file). Not yet by the space alone:
+  ``mode='eval'`` from a genotype *string* (``jaxnas.genotypes.parse`` knows the DARTS, NB201 and
+  NAO formats) and DARTS-PRIME (``methods.darts_prime`` lists its spaces' cell keys).
 
 A space whose architectures are token sequences (``'nao'``) is registered the same way; it
 implements ``token_space(config, num_classes)`` (``jaxnas.nao.token_space.TokenSpace``) and is
