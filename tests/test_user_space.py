@@ -1,5 +1,6 @@
 """A search space and a dataset defined outside the package, registered, and searched through the
-public API (``jaxnas.spaces.register``, ``jaxnas.data.register_dataset``, ``loop.train_and_evaluate``).
+public API (``jaxnas.spaces.register``, ``jaxnas.data.register_dataset``,
+``loop.train_and_evaluate``).
 
 The space is a tiny cell of its own: 2 edges in a chain (input -> node 1 -> node 2), each mixing
 2 ops of its own (``identity`` and a 1x1 convolution). Nothing outside this file knows it.

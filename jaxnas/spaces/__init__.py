@@ -18,7 +18,8 @@ subclasses ``jaxnas.spaces.SearchSpace`` (``base.py``) and sets ``name = "myspac
   reads from ``config.space``;
 * ``derive(mixing) -> genotype``, ``parse_genotype(text)``, and ``discretize(mixing)``: the derived
   cell as a one-hot pytree of ``arch_shapes`` (what DARTS-PRIME's prox pulls alpha to);
-* optionally ``options_from(config)`` (its constructor options; the base reads ``config.space.ops``),
+* optionally ``options_from(config)`` (its constructor options; the base reads
+  ``config.space.ops``),
   ``network_from(config, genotype, num_classes, kernels)`` for ``mode='eval'`` runs, and the class
   attributes ``cpu_loops`` / ``remat_scopes`` (its CPU loop and remat defaults,
   ``jaxnas.backends``). ``tests/test_user_space.py`` is a complete example (a 2-edge cell space

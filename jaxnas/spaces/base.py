@@ -92,8 +92,9 @@ class SearchSpace:
   all_ops: tuple[str, ...] = ()
   cpu_loops: Mapping[str, Any] = {"unroll": True, "remat": False, "remat_scope": "cell"}
   remat_scopes: tuple[str, ...] = ("cell",)
+  plots_genotype: bool = True  # whether ``jaxnas.reports.plot_genotype`` draws its genotypes
 
-  # -- built from a run config ----------------------------------------------------------------------
+  # -- built from a run config --------------------------------------------------------------------
   @classmethod
   def options_from(cls, config: Any) -> dict[str, Any]:
     """The constructor options this space reads from a run config (here: ``config.space.ops``).
@@ -136,8 +137,6 @@ class SearchSpace:
     if config.get("dropout_prob", 0.0):
       raise ValueError(f"config.dropout_prob={config.dropout_prob} is only used by NAO networks; "
                        f"the {cls.name} network has no dropout (set it to 0).")
-
-  plots_genotype: bool = True  # whether ``jaxnas.reports.plot_genotype`` draws its genotypes
 
   @classmethod
   def network_macs(cls, module: nn.Module, image_shape: tuple[int, ...]) -> int:

@@ -290,7 +290,8 @@ def derive_cell(weights: np.ndarray, ops: Sequence[str], nodes: int) -> list[tup
 
 def cell_one_hot(weights: jax.Array, ops: Sequence[str], nodes: int,
                  include_none: bool = False) -> jax.Array:
-  """The one-hot ``(edges, ops)`` matrix of the cell ``derive_cell`` derives from ``weights``, in JAX.
+  """The one-hot ``(edges, ops)`` matrix of the cell ``derive_cell`` derives from ``weights``
+  (in JAX).
 
   The DARTS rule (Liu et al. 2019; DARTS-PRIME ``_parse``): for each node keep the 2 incoming edges
   with the largest strongest-op weight (ties: the earlier edge) and on each the strongest op (ties:
