@@ -15,7 +15,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                          # statistics and logits; jaxnas/supernet.py)
 
   config.space = ml_collections.ConfigDict()
-  config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths) | 'nao' (NAO-V2 only)
+  config.space.name = "darts"            # search space: 'darts' | 'nb201' | 'width' (ResNet channel widths) | 'nao' (NAO-V2 only) | a name given to jaxnas.spaces.register
   config.space.ops = ""                  # comma-separated op subset; '' = the space's full op set
                                          # ('width': the candidate width fractions, e.g. '0.25,0.5,0.75,1.0')
   config.space.nodes = 4                 # DARTS and NAO: intermediate nodes per cell (NAO: B = 5)

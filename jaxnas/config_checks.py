@@ -33,6 +33,10 @@ def _positive(value: float, field: str, allow_zero: bool = False) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks names and ranges of every field the loop uses; raises ValueError naming the field."""
   _choice(config.space.name, list(spaces.SPACES), "space.name")
+  if config.space.name not in spaces.gradient_spaces():
+    raise ValueError(f"config.space.name={config.space.name!r} is a token space, searched only by "
+                     f"config.method='nao_v2'; choose one of: "
+                     f"{', '.join(spaces.gradient_spaces())}.")
   _choice(config.method, methods.method_names(), "method")
   _choice(config.hypergrad, HYPERGRADS, "hypergrad")
   _choice(config.parametrization, list(parametrize.PARAMETRIZATIONS), "parametrization")
@@ -85,9 +89,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0.0 < config.data.train_portion < 1.0:
     raise ValueError(f"config.data.train_portion must be in (0, 1), got "
                      f"{config.data.train_portion}.")
-  if config.space.name == "darts" and config.space.channels % 2:
-    raise ValueError(f"config.space.channels must be even for the DARTS space (FactorizedReduce "
-                     f"halves it), got {config.space.channels}.")
+  spaces.from_config(config).supernet_sizes(config.space)  # the space checks its own fields
 
 
 def check_batch_sizes(config: ml_collections.ConfigDict, weights_size: int, arch_size: int,

@@ -65,9 +65,8 @@ from jaxnas import metrics as metrics_lib
 from jaxnas import optim
 from jaxnas import reports
 from jaxnas import sharding
-from jaxnas.spaces import darts_network
+from jaxnas import spaces
 from jaxnas.spaces import nao as nao_lib
-from jaxnas.spaces import nb201_network
 
 SCHEDULES = ("cosine", "exponential")
 DROP_PATH_RAMPS = ("epoch", "step")
@@ -224,50 +223,25 @@ def evaluate(eval_fn, state: EvalState, split: data_lib.Split, batch: int,
           "test/accuracy": float(sums["correct"]) / count}
 
 
-class NAOEvalNetwork(nao_lib.NAONetwork):
-  """``NAONetwork`` under the evaluation contract ``(x, *, train, drop_path_prob) -> (logits,
-  aux_logits)``: drop-path keep probability ``1 - drop_path_prob`` (the network applies NAO's
-  per-cell ramp on top). Same fields and parameter tree as ``NAONetwork``."""
-
-  def __call__(self, x, *, train: bool, drop_path_prob: Any = 0.0):
-    return super().__call__(x, train=train, drop_path_keep_prob=1.0 - drop_path_prob)
+NAOEvalNetwork = nao_lib.NAOEvalNetwork  # moved to the NAO space; the name stays here
 
 
 def check_space_fields(config: ml_collections.ConfigDict, space: str) -> None:
-  """Fields only some spaces support; raises ValueError naming the field."""
-  if space != "nao" and config.get("dropout_prob", 0.0):
-    raise ValueError(f"config.dropout_prob={config.dropout_prob} is only used by NAO networks; "
-                     f"the {space} network has no dropout (set it to 0).")
-  if space == "nao" and config.network.stem != "cifar":
-    raise ValueError(f"config.network.stem={config.network.stem!r}: NAO networks have only the "
-                     "CIFAR stem (NAO's ImageNet network is not implemented).")
+  """Fields only some spaces' networks support; raises ValueError naming the field."""
+  spaces.space_class(space).check_network_config(config)
 
 
 def build_network(config: ml_collections.ConfigDict, space: str, genotype: Any,
                   num_classes: int) -> nn.Module:
-  """The discrete network of ``genotype`` with the sizes of ``config.network``.
+  """The discrete network of ``genotype`` with the sizes of ``config.network``: the space's
+  ``network_from`` (``spaces.SPACES[space]``), with the kernels of ``config.backend``.
 
   NAO: C = ``network.channels``, N = ``network.cells_per_stage``, aux head with
   ``network.auxiliary``, classifier dropout ``config.dropout_prob`` (``NAOEvalNetwork``).
-  The kernels are ``config.backend``'s (``backends.resolve``).
   """
   check_space_fields(config, space)
-  net, kernels = config.network, backends.resolve(config).kernels
-  if space == "nao":
-    base = genotype.space.network(genotype.tokens(), channels=net.channels,
-                                  layers=net.cells_per_stage, num_classes=num_classes,
-                                  use_aux_head=net.auxiliary,
-                                  keep_prob=1.0 - config.get("dropout_prob", 0.0),
-                                  kernels=kernels)
-    return NAOEvalNetwork(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)
-                             if f.name not in ("parent", "name")})
-  if space == "darts":
-    return darts_network.network(genotype, channels=net.channels, layers=net.layers,
-                                 num_classes=num_classes, auxiliary=net.auxiliary, stem=net.stem,
-                                 kernels=kernels)
-  return nb201_network.network(genotype, channels=net.channels,
-                               cells_per_stage=net.cells_per_stage, num_classes=num_classes,
-                               kernels=kernels)
+  return spaces.space_class(space).network_from(config, genotype, num_classes,
+                                                backends.resolve(config).kernels)
 
 
 def load_data(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,
@@ -421,8 +395,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   info = {"genotype": str(genotype), "space": space,
           "params": reports.num_params(state.weights),
           "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
-          "macs": (reports.jaxpr_macs if space == "nao" else reports.count_macs)(
-              module, image_shape)}
+          "macs": spaces.space_class(space).network_macs(module, image_shape)}
   logger.info(f"genotype = {genotype}\nparams {info['params']:,} (with auxiliary head "
               f"{info['params_with_auxiliary']:,})  multiply-adds {info['macs']:,}  "
               f"steps/epoch={spe} total_steps={total}")
@@ -450,6 +423,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       manager.save(done, state)
   # ---------------------------------------------------------------- the result
   manager.close()
-  if config.plots and space != "nao" and jax.process_index() == 0:
+  if config.plots and spaces.space_class(space).plots_genotype and jax.process_index() == 0:
     info["genotype_plot"] = reports.plot_genotype(genotype, os.path.join(workdir, "genotype.png"))
   return logger.finish_eval(int(state.step), info)

@@ -59,37 +59,21 @@ class Search:
 
 
 def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
-  """The search space named by ``config.space`` with its op subset."""
-  options: dict[str, Any] = {}
-  if config.space.ops:
-    options["ops"] = tuple(op.strip() for op in config.space.ops.split(",") if op.strip())
-  if config.space.name == "darts":
-    options.update(nodes=config.space.nodes, partial_channels=config.space.partial_channels,
-                   edge_normalization=config.space.edge_normalization)
-  elif config.space.name == "width":
-    options.update(blocks_per_stage=config.space.blocks_per_stage,
-                   channels=config.space.channels)
-  return spaces.get(config.space.name, **options)
+  """The search space ``config.space.name`` names in ``spaces.SPACES``, with the options it reads
+  from ``config`` (``space.from_config``)."""
+  space = spaces.from_config(config)
+  if not isinstance(space, spaces.SearchSpace):
+    raise ValueError(f"config.space.name={config.space.name!r} is a token space, searched only "
+                     f"by config.method='nao_v2'; choose one of: "
+                     f"{', '.join(spaces.gradient_spaces())}.")
+  return space
 
 
 def build_supernet(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                    num_classes: int, backend: backends.Backend | None = None):
-  """The space's supernet with the sizes from ``config.space`` and the kernels, loops and remat
-  of ``backend`` (default: ``backends.resolve(config)``)."""
-  backend = backend or backends.resolve(config)
-  options = backend.supernet_options()
-  if config.space.name == "darts":
-    return space.supernet(channels=config.space.channels, layers=config.space.layers,
-                          num_classes=num_classes, node_batchnorm=config.space.node_batchnorm,
-                          **options)
-  elif config.space.name == "width":
-    del options["remat_scope"]  # one scope: the block (checked by backends.resolve)
-    return space.supernet(channels=config.space.channels,
-                          blocks_per_stage=config.space.blocks_per_stage,
-                          num_classes=num_classes, **options)
-  return space.supernet(channels=config.space.channels,
-                        cells_per_stage=config.space.cells_per_stage, num_classes=num_classes,
-                        node_batchnorm=config.space.node_batchnorm, **options)
+  """The space's supernet with the sizes it reads from ``config.space`` and the kernels, loops and
+  remat of ``backend`` (default: ``backends.resolve(config)``)."""
+  return space.supernet_from(config, backend or backends.resolve(config), num_classes)
 
 
 def load_splits(config: ml_collections.ConfigDict) -> tuple[data_lib.ImageDataset,

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from jaxnas.optim.mirror_descent import entropy_regularizer
 from jaxnas.spaces import darts as darts_space
+from jaxnas.spaces import nb201 as nb201_space
 
 
 def _fail(field: str, value: Any, fix: str) -> None:
@@ -182,30 +183,16 @@ Schedule = EveryK | DynamicFisher
 # ============================================================================ cell projections
 def darts_cell_one_hot(weights: jax.Array, ops: tuple[str, ...], nodes: int,
                        include_none: bool = False) -> jax.Array:
-  """Z: the one-hot (edges, ops) matrix of the DARTS cell derived from ``weights``, in JAX.
-
-  The DARTS rule (Liu et al. 2019; ``spaces.darts.derive_cell``; DARTS-PRIME ``_parse``): for each
-  node keep the 2 incoming edges with the largest strongest-op weight (ties: the earlier edge) and
-  on each the strongest op (ties: the earlier op); ``none`` is excluded unless ``include_none``
-  (the reference before its commit ``7107829``; at HEAD it excludes ``none`` too). Jit-able; no
-  gradient flows through it.
-  """
-  candidate = jnp.array([include_none or op != "none" for op in ops])
-  masked = jnp.where(candidate, weights, -jnp.inf)
-  strength = jnp.max(masked, axis=-1)
-  best = jnp.argmax(masked, axis=-1)  # first maximum on ties
-  keep = jnp.zeros(weights.shape[0], bool)
-  for edges in darts_space.node_edge_ranges(nodes):
-    order = jnp.argsort(-strength[edges.start:edges.stop], stable=True)  # ties: earlier edge
-    keep = keep.at[order[:2] + edges.start].set(True)
-  one_hot = jax.nn.one_hot(best, weights.shape[-1], dtype=weights.dtype)
-  return jnp.where(keep[:, None], one_hot, jnp.zeros_like(one_hot))
+  """Z: the one-hot (edges, ops) matrix of the DARTS cell derived from ``weights``: the DARTS
+  space's rule (``spaces.darts.cell_one_hot``, ``DartsSpace.discretize``); ``include_none``: the
+  DARTS-PRIME reference before its commit ``7107829``."""
+  return darts_space.cell_one_hot(weights, ops, nodes, include_none)
 
 
 def nb201_cell_one_hot(weights: jax.Array) -> jax.Array:
-  """Z: the one-hot (6, ops) matrix of the NB201 cell (per-edge argmax, ``none`` included, as
-  ``NB201Space.derive``). Jit-able."""
-  return jax.nn.one_hot(jnp.argmax(weights, axis=-1), weights.shape[-1], dtype=weights.dtype)
+  """Z: the one-hot (6, ops) matrix of the NB201 cell (``spaces.nb201.cell_one_hot``,
+  ``NB201Space.discretize``). Jit-able."""
+  return nb201_space.cell_one_hot(weights)
 
 
 CELL_KEYS = {"darts": ("normal", "reduce"), "nb201": ("cell",)}

@@ -11,8 +11,9 @@ kernels         'shifted' (``backends.cpu_kernels``)       'xla' (XLA's convolut
 cpu_devices     0: one XLA device per core (``backends.    1: no split (the mesh spans the
                 cpu.split_cpu``)                           accelerators)
 cpu_scheduler   'memory' (XLA:CPU's memory-optimized)      'default' (no compiler options)
-unroll          by space: DARTS and NAO rolled, NB201      True: unrolled loops
-                and width unrolled
+unroll          by space (``SearchSpace.cpu_loops``):      True: unrolled loops
+                DARTS and NAO rolled, NB201, width
+                unrolled
 remat           by space: DARTS True, others False         False
 remat_scope     by space: DARTS 'edge', others 'cell'      'cell'
 ==============  =========================================  =======================================
@@ -42,7 +43,9 @@ PLATFORMS = ("cpu", "gpu", "tpu")
 KERNELS = ("shifted", "xla")
 REMAT_SCOPES = ("cell", "edge")
 
-# Per-platform defaults of the 'auto' fields; loops and remat depend on the space on CPU.
+# Per-platform defaults of the 'auto' fields; on CPU, loops and remat are the space's own
+# (``SearchSpace.cpu_loops``: DARTS and NAO rolled, DARTS with per-edge remat; NB201, width and a
+# space that says nothing: ``CPU_LOOPS_OTHER``).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": {"kernels": "shifted", "cpu_devices": 0, "cpu_scheduler": "memory"},
     "gpu": {"kernels": "xla", "cpu_devices": 1, "cpu_scheduler": "default",
@@ -50,15 +53,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "tpu": {"kernels": "xla", "cpu_devices": 1, "cpu_scheduler": "default",
             "unroll": True, "remat": False, "remat_scope": "cell"},
 }
-# On CPU (space name -> unroll, remat, remat_scope): with the shifted kernels the DARTS cells hold
-# no XLA convolution, so rolled edge scans run as fast as unrolled ones and compile much faster,
-# and per-edge remat cuts memory at the same speed; NAO's cells compile ~10x longer unrolled;
-# NB201 and width keep XLA's dense convolutions, whose gradients run much slower in a loop.
-CPU_LOOPS: dict[str, dict[str, Any]] = {
-    "darts": {"unroll": False, "remat": True, "remat_scope": "edge"},
-    "nao": {"unroll": False, "remat": False, "remat_scope": "cell"},
-}
 CPU_LOOPS_OTHER = {"unroll": True, "remat": False, "remat_scope": "cell"}
+
+
+def _space_class(config: ml_collections.ConfigDict) -> type | None:
+  """The class of the space ``config.space.name`` names (None without one, or unregistered)."""
+  from jaxnas import spaces  # local import: the spaces' ops import this package
+  name = config.space.name if "space" in config else None
+  return spaces.SPACES.get(name)
+
 
 # Where the fields lived before ``config.backend``: setting an old name raises, naming the new one.
 MOVED = {"space.unroll": "backend.unroll", "space.remat": "backend.remat",
@@ -168,9 +171,9 @@ def resolve(config: ml_collections.ConfigDict, platform: str | None = None) -> B
   b = config.backend
   name = platform_of(config, platform)
   defaults = dict(DEFAULTS[name])
+  space = _space_class(config)
   if name == "cpu":
-    defaults.update(CPU_LOOPS.get(config.space.name, CPU_LOOPS_OTHER) if "space" in config
-                    else CPU_LOOPS_OTHER)
+    defaults.update(getattr(space, "cpu_loops", CPU_LOOPS_OTHER))
   pick = lambda field: defaults[field] if b[field] == "auto" else b[field]  # noqa: E731
   backend = Backend(
       platform=name,
@@ -180,11 +183,14 @@ def resolve(config: ml_collections.ConfigDict, platform: str | None = None) -> B
       unroll=_flag("unroll", pick("unroll")),
       remat=_flag("remat", pick("remat")),
       remat_scope=_choice("remat_scope", pick("remat_scope"), REMAT_SCOPES))
-  space = config.space.name if "space" in config else None
-  if backend.remat and backend.remat_scope == "edge" and space not in ("darts", "nb201", None):
+  scopes = getattr(space, "remat_scopes", REMAT_SCOPES)
+  if backend.remat and backend.remat_scope not in scopes:
+    from jaxnas import spaces  # local import: the spaces' ops import this package
+    edge = [n for n, c in spaces.SPACES.items() if "edge" in getattr(c, "remat_scopes", ())]
     raise ValueError(f"config.backend.remat_scope='edge' rematerializes the edges of the spaces "
-                     f"whose cells scan their edges (darts, nb201); the {space!r} space "
-                     "rematerializes whole cells or blocks: set config.backend.remat_scope='cell'.")
+                     f"whose cells scan their edges ({', '.join(edge)}); the {space.name!r} "
+                     "space rematerializes whole cells or blocks: set "
+                     "config.backend.remat_scope='cell'.")
   return backend
 
 

@@ -1,6 +1,7 @@
 """Data: image datasets by name, search splits, stateless batch sampling, on-device augmentation.
 
   ds = jaxnas.data.get_dataset('digits')                       # or 'cifar10', data_dir=...
+  jaxnas.data.register_dataset('mine', loader)  # loader(data_dir=None) -> ImageDataset: your own
   splits = jaxnas.data.make_search_splits(ds, 'darts')         # weights / arch / eval
   splits.eval_role, splits.note    # 'validation' | 'test': select genotypes only on validation
   # 'nb201' on cifar100 / imagenet16_120: split_file=AutoDL's *-test-split.txt for the official
@@ -20,6 +21,7 @@ from jaxnas.data.datasets import ImageDataset as ImageDataset
 from jaxnas.data.datasets import cache_root as cache_root
 from jaxnas.data.datasets import dataset_options as dataset_options
 from jaxnas.data.datasets import get_dataset as get_dataset
+from jaxnas.data.datasets import register_dataset as register_dataset
 from jaxnas.data.errors import DatasetFormatError as DatasetFormatError
 from jaxnas.data.errors import DatasetNotFoundError as DatasetNotFoundError
 from jaxnas.data.sampling import batch_indices as batch_indices
@@ -33,4 +35,4 @@ from jaxnas.data.splits import make_search_splits as make_search_splits
 
 __all__ = ["DATASETS", "imagenet", "SPLIT_SCHEMES", "DatasetFormatError", "DatasetNotFoundError",
            "ImageDataset", "PARTIAL_BATCHES", "SearchSplits", "Split", "augment", "batch_indices", "cache_root",
-           "dataset_options", "get_dataset", "make_search_splits", "normalize", "steps_per_epoch"]
+           "dataset_options", "get_dataset", "make_search_splits", "register_dataset", "normalize", "steps_per_epoch"]

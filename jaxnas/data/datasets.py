@@ -384,6 +384,26 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 }
 
 
+def register_dataset(name: str, loader: Callable[..., ImageDataset], *,
+                     replace: bool = False) -> Callable[..., ImageDataset]:
+  """Registers ``loader`` as ``config.data.name=name`` (e.g. a user's in-memory dataset).
+
+  Args:
+    name: the registry name.
+    loader: ``loader(data_dir=None, **options) -> ImageDataset``; its keyword options are the
+      dataset's options (``dataset_options``).
+    replace: allow replacing a dataset already registered under ``name``.
+
+  Raises:
+    ValueError: ``name`` is taken and ``replace`` is False.
+  """
+  if name in DATASETS and DATASETS[name] is not loader and not replace:
+    raise ValueError(f"A dataset is already registered as {name!r}; pick another name or pass "
+                     "replace=True.")
+  DATASETS[name] = loader
+  return loader
+
+
 def dataset_options(name: str) -> tuple[str, ...]:
   """The options (besides ``data_dir``) that dataset ``name`` accepts."""
   params = inspect.signature(DATASETS[name]).parameters

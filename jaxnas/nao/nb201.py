@@ -53,6 +53,7 @@ class NB201TokenSpace:
   """
   name = "nb201"
   seq_len = nb201_space.NUM_EDGES
+  drop_path = False  # NB201 networks have no drop-path
 
   def __init__(self, ops: tuple[str, ...] | None = None, *, channels: int = 16,
                cells_per_stage: int = 5, num_classes: int = 10):
@@ -114,6 +115,26 @@ class NB201TokenSpace:
     if unused:
       raise ValueError(f"Unknown options for the NB201 token supernet: {sorted(unused)}.")
     return NB201TokenSupernet(self.ops, unroll=unroll, kernels=kernels, **self.sizes)
+
+
+  def num_params_from(self, config: Any, tokens: Any, num_classes: int) -> int:
+    """``num_params`` (this space holds the search's sizes)."""
+    del config, num_classes
+    return self.num_params(tokens)
+
+  def standalone_network_from(self, config: Any, tokens: Any, num_classes: int,
+                              kernels: str) -> nn.Module:
+    """The NB201 network of ``tokens`` at ``config.space``'s channels and cells_per_stage;
+    ``(x, *, train) -> (logits, aux)``."""
+    from jaxnas.spaces import nb201_network  # local import, as in _network_params
+    return nb201_network.NB201Network(tuple(self.genotype(tokens).edges), config.space.channels,
+                                      config.space.cells_per_stage, num_classes, kernels)
+
+  def supernet_from(self, config: Any, backend: Any, num_classes: int) -> NB201TokenSupernet:
+    """The supernet at this space's sizes (those of ``config.space``, ``num_classes``) with the
+    loops and kernels of ``backend``."""
+    del config, num_classes  # this space holds its sizes
+    return self.supernet(unroll=backend.unroll, kernels=backend.kernels)
 
 
 @functools.lru_cache(maxsize=None)

@@ -59,6 +59,7 @@ from jaxnas import data as data_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
 from jaxnas import sharding
+from jaxnas import spaces
 from jaxnas.nao import controller as controller_lib
 
 TRAIN, SCORE, CONTROLLER, RERANK, DONE = range(5)
@@ -165,29 +166,21 @@ def kendall_tau(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def build_token_space(config: ml_collections.ConfigDict, num_classes: int):
-  """The token space of ``config.space``: NAO's cells ('nao') or NAS-Bench-201 ('nb201')."""
-  ops = tuple(op.strip() for op in config.space.ops.split(",") if op.strip()) or None
-  if config.space.name == "nao":
-    from jaxnas.spaces import nao as nao_space  # local import: only NAO searches need it
-    return nao_space.NAOSpace(ops=ops or config.nao.op_set, num_nodes=config.space.nodes)
-  if config.space.name == "nb201":
-    from jaxnas.nao import nb201
-    return nb201.NB201TokenSpace(ops, channels=config.space.channels,
-                                 cells_per_stage=config.space.cells_per_stage,
-                                 num_classes=num_classes)
-  raise ValueError(f"NAO-V2 searches the 'nao' (NAO's cells) or 'nb201' space; got "
-                   f"config.space.name={config.space.name!r}.")
+  """The token form (``TokenSpace``) of the space ``config.space.name`` names in
+  ``spaces.SPACES``: NAO's cells ('nao'), NAS-Bench-201 ('nb201'), or any registered space with
+  a ``token_space(config, num_classes)`` method."""
+  cls = spaces.space_class(config.space.name)
+  if not hasattr(cls, "token_space"):
+    tokens = sorted(name for name, c in spaces.SPACES.items() if hasattr(c, "token_space"))
+    raise ValueError(f"NAO-V2 searches spaces with a token form ({', '.join(map(repr, tokens))}); "
+                     f"got config.space.name={config.space.name!r}.")
+  return cls.from_config(config).token_space(config, num_classes)
 
 
 def build_supernet(config: ml_collections.ConfigDict, space, num_classes: int):
   """The one-shot supernet module of ``space`` at the config's sizes, with the loops and kernels
-  of ``config.backend``."""
-  backend = backends.resolve(config)
-  options = dict(unroll=backend.unroll, kernels=backend.kernels)
-  if space.name == "nao":
-    return space.supernet(channels=config.space.channels, layers=config.space.cells_per_stage,
-                          num_classes=num_classes, **options)
-  return space.supernet(**options)
+  of ``config.backend`` (``space.supernet_from``)."""
+  return space.supernet_from(config, backends.resolve(config), num_classes)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -304,7 +297,7 @@ def drop_path_keep(search: NAOSearch, child_step: jax.Array) -> jax.Array | None
   Only the NAO cell space has drop-path.
   """
   keep = search.config.nao.drop_path_keep_prob
-  if search.space.name != "nao" or keep >= 1.0:
+  if not getattr(search.space, "drop_path", False) or keep >= 1.0:
     return None
   from jaxnas.spaces import nao as nao_space
   return nao_space.step_keep_prob(keep, child_step.astype(jnp.float32),
@@ -404,11 +397,7 @@ def seed_pool(search: NAOSearch) -> np.ndarray:
 
 def arch_params(search: NAOSearch, tokens: np.ndarray) -> int:
   """The parameter count of an architecture's stand-alone network at the search's sizes."""
-  if search.space.name == "nao":
-    return search.space.num_params(tokens, channels=search.config.space.channels,
-                                   layers=search.config.space.cells_per_stage,
-                                   num_classes=search.dataset.num_classes)
-  return search.space.num_params(tokens)  # NB201TokenSpace holds its sizes
+  return search.space.num_params_from(search.config, tokens, search.dataset.num_classes)
 
 
 def child_pool_arrays(search: NAOSearch, archs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -594,16 +583,8 @@ def train_controller_and_generate(search: NAOSearch, state: NAOState, logger) ->
 
 def standalone_network(search: NAOSearch, tokens: np.ndarray):
   """The stand-alone network of an architecture: a module ``(x, *, train) -> logits``."""
-  num_classes = search.dataset.num_classes
-  if search.space.name == "nao":  # model.NASNetworkCIFAR: the network NAO counts and re-ranks
-    return _FirstOutput(search.space.network(tokens, channels=search.config.space.channels,
-                                             layers=search.config.space.cells_per_stage,
-                                             num_classes=num_classes,
-                                             kernels=search.module.kernels))
-  from jaxnas.spaces import nb201_network
-  return _FirstOutput(nb201_network.NB201Network(
-      tuple(search.space.genotype(tokens).edges), search.config.space.channels,
-      search.config.space.cells_per_stage, num_classes, search.module.kernels))
+  return _FirstOutput(search.space.standalone_network_from(
+      search.config, tokens, search.dataset.num_classes, search.module.kernels))
 
 
 class _FirstOutput(nn.Module):

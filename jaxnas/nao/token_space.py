@@ -57,3 +57,22 @@ class TokenSpace(Protocol):
     ``tokens`` is a traced ``int32[seq_len]`` array: one compiled step serves every architecture.
     """
     ...
+
+  # What NAO-V2's driver (``jaxnas.nao.search``) asks, at the sizes of the run config; the
+  # registered space (``jaxnas.spaces.SPACES``) gives this object by ``token_space(config,
+  # num_classes)``.
+  drop_path: bool   # whether the supernet takes NAO's drop-path keep probability
+
+  def supernet_from(self, config: Any, backend: Any, num_classes: int) -> nn.Module:
+    """``supernet`` at ``config.space``'s sizes with the loops and kernels of ``backend``."""
+    ...
+
+  def num_params_from(self, config: Any, tokens: np.ndarray, num_classes: int) -> int:
+    """``num_params`` at ``config.space``'s sizes."""
+    ...
+
+  def standalone_network_from(self, config: Any, tokens: np.ndarray, num_classes: int,
+                              kernels: str) -> nn.Module:
+    """The stand-alone network of ``tokens`` at ``config.space``'s sizes:
+    ``(x, *, train) -> (logits, aux_logits)``."""
+    ...

@@ -1,8 +1,12 @@
-"""The search-space contract shared by every space (``shared/DESIGN.md`` §3).
+"""The search-space contract shared by every space (``shared/DESIGN.md`` §3, §7).
 
 A space knows its candidate operations, the shapes of its architecture pytree, how to build the
 weight-sharing supernet (a Linen module taking ``mixing`` as an argument, never owning alpha), and how
-to turn mixing weights into a discrete genotype and back from its string form.
+to turn mixing weights into a discrete genotype and back from its string form. It also owns how it
+is read from a run config: which ``config.space`` fields are its options (``options_from``), which
+are its supernet's sizes (``supernet_sizes``), the discrete cell as one-hot mixing weights
+(``discretize``) and its stand-alone network at the sizes of ``config.network`` (``network_from``),
+so that the drivers build any registered space without knowing its name.
 """
 from __future__ import annotations
 
@@ -66,14 +70,87 @@ def check_mixing(mixing: Mapping[str, Any], shapes: ShapeTree, space: str,
   return mixing
 
 
+def parse_ops(text: str) -> tuple[str, ...] | None:
+  """``config.space.ops`` (comma-separated names) as a tuple; None for '' (the full op set)."""
+  return tuple(op.strip() for op in text.split(",") if op.strip()) or None
+
+
 class SearchSpace:
   """Base class: op-set handling, alpha initialisation and validation for a concrete space.
 
-  Subclasses set ``name`` and ``all_ops`` and implement ``arch_shapes``, ``supernet``, ``derive``
-  and ``parse_genotype``.
+  Subclasses set ``name`` and ``all_ops`` and implement ``arch_shapes``, ``supernet``, ``derive``,
+  ``discretize`` and ``parse_genotype``; to be built from a run config (``jaxnas.spaces.register``)
+  also ``supernet_sizes`` (and ``options_from`` when the space has options besides ``ops``), and,
+  for ``mode='eval'`` runs, ``network_from``.
+
+  Class attributes read by ``jaxnas.backends`` (the CPU defaults of ``config.backend``):
+  ``cpu_loops``, the ``unroll`` / ``remat`` / ``remat_scope`` a CPU run takes when they are
+  'auto'; ``remat_scopes``, the scopes its supernet can rematerialize ('edge' only where the cells
+  scan their edges).
   """
   name: str = ""
   all_ops: tuple[str, ...] = ()
+  cpu_loops: Mapping[str, Any] = {"unroll": True, "remat": False, "remat_scope": "cell"}
+  remat_scopes: tuple[str, ...] = ("cell",)
+  plots_genotype: bool = True  # whether ``jaxnas.reports.plot_genotype`` draws its genotypes
+
+  # -- built from a run config --------------------------------------------------------------------
+  @classmethod
+  def options_from(cls, config: Any) -> dict[str, Any]:
+    """The constructor options this space reads from a run config (here: ``config.space.ops``).
+
+    Args:
+      config: the run's ``ml_collections.ConfigDict`` (``configs/default.py``).
+    """
+    ops = parse_ops(config.space.ops)
+    return {"ops": ops} if ops else {}
+
+  @classmethod
+  def from_config(cls, config: Any) -> "SearchSpace":
+    """The space with the options of ``config`` (``options_from``); ValueError names the field."""
+    return cls(**cls.options_from(config))
+
+  def supernet_sizes(self, space_config: Any) -> dict[str, Any]:
+    """The keyword arguments of ``supernet`` read from ``config.space`` (channels, depth, ...)."""
+    raise NotImplementedError(f"The {self.name!r} space does not say which config.space fields "
+                              "size its supernet: implement supernet_sizes.")
+
+  def backend_options(self, backend: Any) -> dict[str, Any]:
+    """The keyword arguments of ``supernet`` taken from a resolved ``jaxnas.backends.Backend``."""
+    return backend.supernet_options()
+
+  def supernet_from(self, config: Any, backend: Any, num_classes: int) -> nn.Module:
+    """The supernet at the sizes of ``config.space`` with the kernels, loops and remat of
+    ``backend`` (``jaxnas.backends.resolve(config)``), for ``num_classes`` classes."""
+    return self.supernet(num_classes=num_classes, **self.supernet_sizes(config.space),
+                         **self.backend_options(backend))
+
+  def discretize(self, mixing: Mapping[str, Any]) -> dict[str, Any]:
+    """The derived cell as mixing weights: the pytree of ``arch_shapes`` with the one-hot row of
+    each chosen op on each kept edge (zero rows on dropped edges). Jit-able, no gradient; the
+    supernet run on it is the network of ``derive(mixing)``."""
+    raise NotImplementedError
+
+  @classmethod
+  def check_network_config(cls, config: Any) -> None:
+    """Raises ValueError (naming the field) on an eval config this space's network cannot use."""
+    if config.get("dropout_prob", 0.0):
+      raise ValueError(f"config.dropout_prob={config.dropout_prob} is only used by NAO networks; "
+                       f"the {cls.name} network has no dropout (set it to 0).")
+
+  @classmethod
+  def network_macs(cls, module: nn.Module, image_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of the eval-mode forward of ``network_from``'s module: its convolution and
+    dense layers (``jaxnas.reports.count_macs``)."""
+    from jaxnas import reports  # local import: reports imports the networks
+    return reports.count_macs(module, image_shape)
+
+  @classmethod
+  def network_from(cls, config: Any, genotype: Any, num_classes: int, kernels: str) -> nn.Module:
+    """The stand-alone network of ``genotype`` at the sizes of ``config.network`` (an eval
+    config), under the evaluation contract ``(x, *, train, drop_path_prob) -> (logits, aux)``."""
+    raise NotImplementedError(f"The {cls.name!r} space has no stand-alone network for "
+                              "mode='eval' runs: implement network_from.")
 
   def __init__(self, ops: Sequence[str] | None = None):
     """Args: ops: the candidate operations (a subset of ``all_ops``, in that order by default)."""

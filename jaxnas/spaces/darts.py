@@ -288,6 +288,28 @@ def derive_cell(weights: np.ndarray, ops: Sequence[str], nodes: int) -> list[tup
   return genes
 
 
+def cell_one_hot(weights: jax.Array, ops: Sequence[str], nodes: int,
+                 include_none: bool = False) -> jax.Array:
+  """The one-hot ``(edges, ops)`` matrix of the cell ``derive_cell`` derives from ``weights``
+  (in JAX).
+
+  The DARTS rule (Liu et al. 2019; DARTS-PRIME ``_parse``): for each node keep the 2 incoming edges
+  with the largest strongest-op weight (ties: the earlier edge) and on each the strongest op (ties:
+  the earlier op); ``none`` is excluded unless ``include_none`` (DARTS-PRIME before its commit
+  ``7107829``). Dropped edges get zero rows. Jit-able; no gradient flows through it.
+  """
+  candidate = jnp.array([include_none or op != "none" for op in ops])
+  masked = jnp.where(candidate, weights, -jnp.inf)
+  strength = jnp.max(masked, axis=-1)
+  best = jnp.argmax(masked, axis=-1)  # first maximum on ties
+  keep = jnp.zeros(weights.shape[0], bool)
+  for edges in node_edge_ranges(nodes):
+    order = jnp.argsort(-strength[edges.start:edges.stop], stable=True)  # ties: earlier edge
+    keep = keep.at[order[:2] + edges.start].set(True)
+  one_hot = jax.nn.one_hot(best, weights.shape[-1], dtype=weights.dtype)
+  return jnp.where(keep[:, None], one_hot, jnp.zeros_like(one_hot))
+
+
 def _literal_or_range(node: ast.AST) -> Any:
   """Evaluates a literal, or a ``range(a, b)`` call (as printed by DARTS logs)."""
   if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
@@ -332,6 +354,35 @@ class DartsSpace(SearchSpace):
   """
   name = "darts"
   all_ops = DARTS_OPS
+  # On CPU the shifted kernels leave no XLA convolution in the cells: rolled edge scans run as
+  # fast as unrolled ones and compile much faster, and per-edge remat cuts memory at the same speed.
+  cpu_loops = {"unroll": False, "remat": True, "remat_scope": "edge"}
+  remat_scopes = ("cell", "edge")
+
+  @classmethod
+  def options_from(cls, config: Any) -> dict[str, Any]:
+    """``config.space``: ``ops``, ``nodes``, ``partial_channels``, ``edge_normalization``."""
+    return {**super().options_from(config), "nodes": config.space.nodes,
+            "partial_channels": config.space.partial_channels,
+            "edge_normalization": config.space.edge_normalization}
+
+  def supernet_sizes(self, space_config: Any) -> dict[str, Any]:
+    """``config.space``: ``channels`` (even), ``layers``, ``node_batchnorm``."""
+    if space_config.channels % 2:
+      raise ValueError(f"config.space.channels must be even for the DARTS space (FactorizedReduce "
+                       f"halves it), got {space_config.channels}.")
+    return {"channels": space_config.channels, "layers": space_config.layers,
+            "node_batchnorm": space_config.node_batchnorm}
+
+  @classmethod
+  def network_from(cls, config: Any, genotype: Genotype, num_classes: int,
+                   kernels: str) -> nn.Module:
+    """``darts_network.network`` at ``config.network``'s channels, layers, auxiliary and stem."""
+    from jaxnas.spaces import darts_network  # local import: darts_network imports this module
+    net = config.network
+    return darts_network.network(genotype, channels=net.channels, layers=net.layers,
+                                 num_classes=num_classes, auxiliary=net.auxiliary, stem=net.stem,
+                                 kernels=kernels)
 
   def __init__(self, ops: Sequence[str] | None = None, nodes: int = 4, partial_channels: int = 1,
                edge_normalization: bool = False):
@@ -414,6 +465,22 @@ class DartsSpace(SearchSpace):
         normal_concat=concat,
         reduce=derive_cell(cell_weights("reduce"), self.ops, self.nodes),
         reduce_concat=concat)
+
+  def discretize(self, mixing: Mapping[str, Any], include_none: bool = False) -> dict[str, Any]:
+    """The derived cells as one-hot ``(edges, ops)`` matrices (``cell_one_hot``; ``include_none``:
+    DARTS-PRIME's early quirk). With edge normalization the rule sees alpha ⊙ beta, as ``derive``,
+    and the edge weights beta are all ones (the one-hot rows already drop the unkept edges)."""
+    check_mixing(mixing, self.arch_shapes(), self.name)
+    out: dict[str, Any] = {}
+    for cell in ("normal", "reduce"):
+      weights = jnp.asarray(mixing[cell])
+      if self.edge_normalization:
+        weights = weights * edge_weight_vector(mixing[cell + EDGE_WEIGHTS_SUFFIX],
+                                               self.nodes)[:, None]
+        out[cell + EDGE_WEIGHTS_SUFFIX] = {
+            k: jnp.ones_like(jnp.asarray(v)) for k, v in mixing[cell + EDGE_WEIGHTS_SUFFIX].items()}
+      out[cell] = cell_one_hot(weights, self.ops, self.nodes, include_none)
+    return out
 
   def parse_genotype(self, text: str) -> Genotype:
     """Parses a DARTS genotype string and checks it against this space (ops, nodes, inputs)."""

@@ -12,6 +12,7 @@ The supernet and the networks live in ``jaxnas.spaces.nao_network`` (re-exported
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -44,6 +45,77 @@ class NAOSpace:
     num_nodes: B, nodes per cell.
   """
   name = "nao"
+  drop_path = True  # the supernet takes NAO's drop-path keep probability (config.nao)
+  # On CPU NAO's cells compile ~10x longer unrolled (``jaxnas.backends``).
+  cpu_loops = {"unroll": False, "remat": False, "remat_scope": "cell"}
+  remat_scopes = ("cell",)
+
+  # -- built from a run config --------------------------------------------------------------------
+  @classmethod
+  def options_from(cls, config: Any) -> dict[str, Any]:
+    """``config.space.ops`` (else ``config.nao.op_set``) and ``config.space.nodes`` (B)."""
+    ops = tuple(op.strip() for op in config.space.ops.split(",") if op.strip())
+    return {"ops": ops or config.nao.op_set, "num_nodes": config.space.nodes}
+
+  @classmethod
+  def from_config(cls, config: Any) -> "NAOSpace":
+    """The space with the options of ``config`` (``options_from``)."""
+    return cls(**cls.options_from(config))
+
+  def token_space(self, config: Any, num_classes: int) -> "NAOSpace":
+    """The space as NAO-V2 searches it: itself (a ``TokenSpace``)."""
+    del config, num_classes
+    return self
+
+  def num_params_from(self, config: Any, tokens: Any, num_classes: int) -> int:
+    """``num_params`` at the search's sizes (``config.space``: channels, cells_per_stage)."""
+    return self.num_params(tokens, channels=config.space.channels,
+                           layers=config.space.cells_per_stage, num_classes=num_classes)
+
+  def standalone_network_from(self, config: Any, tokens: Any, num_classes: int,
+                              kernels: str) -> NAONetwork:
+    """``model.NASNetworkCIFAR`` of ``tokens`` at the search's sizes: the network NAO counts and
+    re-ranks; ``(x, *, train) -> (logits, aux_logits)``."""
+    return self.network(tokens, channels=config.space.channels,
+                        layers=config.space.cells_per_stage, num_classes=num_classes,
+                        kernels=kernels)
+
+  def supernet_from(self, config: Any, backend: Any, num_classes: int) -> NAOSupernet:
+    """The supernet at ``config.space``'s channels and cells_per_stage (``layers``), with the
+    loops and kernels of ``backend``."""
+    return self.supernet(channels=config.space.channels, layers=config.space.cells_per_stage,
+                         num_classes=num_classes, unroll=backend.unroll, kernels=backend.kernels)
+
+  @classmethod
+  def check_network_config(cls, config: Any) -> None:
+    """NAO networks have only the CIFAR stem."""
+    if config.network.stem != "cifar":
+      raise ValueError(f"config.network.stem={config.network.stem!r}: NAO networks have only the "
+                       "CIFAR stem (NAO's ImageNet network is not implemented).")
+
+  plots_genotype = False  # NAO archs are not drawn
+
+  @classmethod
+  def network_macs(cls, module: Any, image_shape: tuple[int, ...]) -> int:
+    """Multiply-adds read off the forward's jaxpr (``reports.jaxpr_macs``): NAO's layers are
+    plain ``lax`` calls, not Linen layers."""
+    from jaxnas import reports  # local import: reports imports the networks
+    return reports.jaxpr_macs(module, image_shape)
+
+  @classmethod
+  def network_from(cls, config: Any, genotype: Any, num_classes: int,
+                   kernels: str) -> "NAOEvalNetwork":
+    """``NAOEvalNetwork`` of a ``genotypes.NAOArch``: C = ``network.channels``, N =
+    ``network.cells_per_stage``, aux head with ``network.auxiliary``, classifier dropout
+    ``config.dropout_prob``."""
+    net = config.network
+    base = genotype.space.network(genotype.tokens(), channels=net.channels,
+                                  layers=net.cells_per_stage, num_classes=num_classes,
+                                  use_aux_head=net.auxiliary,
+                                  keep_prob=1.0 - config.get("dropout_prob", 0.0),
+                                  kernels=kernels)
+    return NAOEvalNetwork(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)
+                             if f.name not in ("parent", "name")})
 
   def __init__(self, ops: str | Sequence[str] = "small", num_nodes: int = 5):
     if isinstance(ops, str):
@@ -188,3 +260,12 @@ def _check_sizes(channels: int, layers: int) -> None:
   if layers < 1 or channels < 2 or channels % 2:
     raise ValueError(f"NAO networks need layers >= 1 and an even channels >= 2, got "
                      f"layers={layers}, channels={channels}.")
+
+
+class NAOEvalNetwork(NAONetwork):
+  """``NAONetwork`` under the evaluation contract ``(x, *, train, drop_path_prob) -> (logits,
+  aux_logits)``: drop-path keep probability ``1 - drop_path_prob`` (the network applies NAO's
+  per-cell ramp on top). Same fields and parameter tree as ``NAONetwork``."""
+
+  def __call__(self, x, *, train: bool, drop_path_prob: Any = 0.0):
+    return super().__call__(x, train=train, drop_path_keep_prob=1.0 - drop_path_prob)

@@ -212,13 +212,42 @@ class NB201Supernet(nn.Module):
                     name="classifier")(x)
 
 
+def cell_one_hot(weights: jax.Array) -> jax.Array:
+  """The one-hot ``(6, ops)`` matrix of the cell ``derive`` derives from ``weights``: per-edge
+  argmax (first maximum on ties), ``none`` included when in the op set. Jit-able."""
+  return jax.nn.one_hot(jnp.argmax(weights, axis=-1), weights.shape[-1], dtype=weights.dtype)
+
+
 class NB201Space(SearchSpace):
   """The NAS-Bench-201 cell search space (15,625 cells with the full op set)."""
   name = "nb201"
   all_ops = NB201_OPS
+  remat_scopes = ("cell", "edge")
 
   def arch_shapes(self) -> dict[str, tuple[int, int]]:
     return {"cell": (NUM_EDGES, len(self.ops))}
+
+  def supernet_sizes(self, space_config: Any) -> dict[str, Any]:
+    """``config.space``: ``channels``, ``cells_per_stage``, ``node_batchnorm``."""
+    return {"channels": space_config.channels, "cells_per_stage": space_config.cells_per_stage,
+            "node_batchnorm": space_config.node_batchnorm}
+
+  def token_space(self, config: Any, num_classes: int) -> Any:
+    """The space as NAO-V2 searches it (``jaxnas.nao.nb201.NB201TokenSpace``, 6 tokens), sized by
+    ``config.space`` (``channels``, ``cells_per_stage``)."""
+    from jaxnas.nao import nb201 as nao_nb201  # local import: only NAO searches need it
+    return nao_nb201.NB201TokenSpace(self.ops, channels=config.space.channels,
+                                     cells_per_stage=config.space.cells_per_stage,
+                                     num_classes=num_classes)
+
+  @classmethod
+  def network_from(cls, config: Any, genotype: NB201Genotype, num_classes: int,
+                   kernels: str) -> nn.Module:
+    """``nb201_network.network`` at ``config.network``'s channels and cells_per_stage."""
+    from jaxnas.spaces import nb201_network  # local import: nb201_network imports this module
+    return nb201_network.network(genotype, channels=config.network.channels,
+                                 cells_per_stage=config.network.cells_per_stage,
+                                 num_classes=num_classes, kernels=kernels)
 
   def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
                unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
@@ -246,6 +275,12 @@ class NB201Space(SearchSpace):
     """Per-edge argmax over all ops in the op set (``none`` included when present)."""
     weights = np.asarray(check_mixing(mixing, self.arch_shapes(), self.name)["cell"])
     return NB201Genotype.from_edges([self.ops[int(np.argmax(row))] for row in weights])
+
+  def discretize(self, mixing: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The derived cell as one-hot rows: per-edge argmax (first maximum on ties), ``none``
+    included when in the op set, as ``derive``. Jit-able."""
+    return {"cell": cell_one_hot(
+        jnp.asarray(check_mixing(mixing, self.arch_shapes(), self.name)["cell"]))}
 
   def parse_genotype(self, text: str) -> NB201Genotype:
     genotype = NB201Genotype.from_string(text)

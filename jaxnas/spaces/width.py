@@ -375,6 +375,23 @@ class WidthSpace(SearchSpace):
   name = "width"
   all_ops = WIDTH_OPS
 
+  @classmethod
+  def options_from(cls, config: Any) -> dict[str, Any]:
+    """``config.space``: ``ops``, ``blocks_per_stage``, ``channels``."""
+    return {**super().options_from(config), "blocks_per_stage": config.space.blocks_per_stage,
+            "channels": config.space.channels}
+
+  def supernet_sizes(self, space_config: Any) -> dict[str, Any]:
+    """``config.space``: ``channels``, ``blocks_per_stage`` (those of the space)."""
+    return {"channels": space_config.channels,
+            "blocks_per_stage": space_config.blocks_per_stage}
+
+  def backend_options(self, backend: Any) -> dict[str, Any]:
+    """The backend's kernels, loops and remat; no ``remat_scope``: the scope is the block."""
+    options = backend.supernet_options()
+    del options["remat_scope"]  # one scope ('cell'), checked by backends.resolve
+    return options
+
   def __init__(self, ops: Sequence[str] | None = None, blocks_per_stage: int = 3,
                channels: int = 16):
     """Args: ops: candidate width fractions; blocks_per_stage: n (ResNet-20: 3, ResNet-56: 9);
@@ -426,6 +443,12 @@ class WidthSpace(SearchSpace):
     genotype = WidthGenotype.from_string(text)
     self.one_hot_mixing(genotype)  # raises if a width is not one of this space's candidates
     return genotype
+
+  def discretize(self, mixing: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The derived widths as one-hot rows (per-row argmax, as ``derive``). Jit-able."""
+    check_mixing(mixing, self.arch_shapes(), self.name)
+    return {k: jax.nn.one_hot(jnp.argmax(jnp.asarray(v), axis=-1), jnp.shape(v)[-1],
+                              dtype=jnp.asarray(v).dtype) for k, v in mixing.items()}
 
   def one_hot_mixing(self, genotype: WidthGenotype) -> dict[str, np.ndarray]:
     """The one-hot mixing weights under which the supernet computes ``genotype``'s network."""
