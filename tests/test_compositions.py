@@ -97,3 +97,29 @@ def test_bad_part_options_name_the_field(overrides, message):
                        **{"arch_regularizer.names": "admm", **overrides})
   with pytest.raises(ValueError, match=message):
     loop.build_search(config)
+
+
+def test_a_list_of_regularizers_sums_their_terms_and_reports_each():
+  """Entropy + prox + ADMM on one simplex alpha: each term's value is reported under its name and
+  the alpha gradient the skeleton adds is the gradient of their sum."""
+  from jaxnas import parametrize
+  from jaxnas import steps
+  project = parts.CellProjection(space="nb201", ops=("none", "skip_connect", "nor_conv_1x1",
+                                                     "nor_conv_3x3", "avg_pool_3x3"))
+  regs = (parts.Entropy(0.1), parts.Prox(rho=0.2, horizon=10, project=project),
+          parts.Admm(rho=0.3, freq=1, project=project))
+  comps = steps.SearchComponents(module=None, parametrization=parametrize.get("simplex"),
+                                 weights_tx=None, arch_tx=None, weights_lr=None, mean=(), std=(),
+                                 regularizers=regs)
+  arch = {"cell": jax.nn.softmax(jax.random.normal(jax.random.key(0), (6, 5)), -1)}
+  ms = steps.init_method_state(comps, arch)
+  values, grads = steps.regularizer_terms(comps, arch, ms, 4)
+  metrics = steps.regularizer_metrics(comps, values)
+  assert set(metrics) == {"reg/entropy", "reg/prox", "reg/admm"}
+  assert all(float(v) > 0 for v in metrics.values())
+  ctx = steps.context(comps, ms, 4)
+  total = lambda a: sum(r.penalty(a, s, ctx) for r, s in zip(regs, ms["regularizers"]))
+  np.testing.assert_allclose(sum(float(v) for v in values), float(total(arch)), rtol=1e-6)
+  summed = sum(np.asarray(g["cell"]) for g in grads)
+  np.testing.assert_allclose(summed, np.asarray(jax.grad(total)(arch)["cell"]), rtol=1e-5,
+                             atol=1e-7)
