@@ -1,12 +1,29 @@
 """jaxnas: differentiable neural architecture search in JAX.
 
-Public API (see README.md):
-  jaxnas.spaces.get(name, **options) -> SearchSpace   (init_arch, supernet, derive, parse_genotype)
-  jaxnas.parametrize.get(name) -> Parametrization     (init, activate)
-  jaxnas.supernet.init / apply / num_params            (pure functional wrapper over the modules)
+What a researcher composes (README "The library API"):
+  jaxnas.spaces       search spaces and their registry (``get``, ``register``): init_arch, supernet,
+                      derive, discretize, network
+  jaxnas.parametrize  alpha -> mixing weights (``softmax``, ``simplex``, ``clamp``)
+  jaxnas.supernet     the pure functional boundary: init / apply / num_params
+  jaxnas.hypergrad    bilevel hypergradient estimators (NAS-free math; ``HYPERGRADS``)
+  jaxnas.optim        optax transforms: PyTorch SGD / Adam chains, mirror descent on the simplex
+  jaxnas.parts        alpha-step schedules and alpha regularizers with typed state
+  jaxnas.steps        the one search-step skeleton ``search_step(state, batches, components=...)``
+  jaxnas.methods      method registry and presets (DARTS-PRIME, RARTS, the config readers)
+  jaxnas.backends     platform-specific settings (kernels, loops, remat, CPU device split)
+  jaxnas.data         datasets (``register_dataset``), splits, batch indices, augmentation
+The driver is ``jaxnas.loop`` (``build_search``, ``start_state``, ``jit_search_step``,
+``train_and_evaluate``): import it explicitly; nothing in the library imports it.
 """
+from jaxnas import backends as backends
+from jaxnas import data as data
+from jaxnas import hypergrad as hypergrad
+from jaxnas import methods as methods
+from jaxnas import optim as optim
 from jaxnas import parametrize as parametrize
+from jaxnas import parts as parts
 from jaxnas import spaces as spaces
+from jaxnas import steps as steps
 from jaxnas import supernet as supernet
 
 __version__ = "0.1.0"
