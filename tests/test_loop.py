@@ -110,7 +110,10 @@ def test_every_config_smoke_runs_and_writes_outputs(config_path, tmp_path, monke
                request.config.getoption("--record-golden"))
 
 
-@pytest.mark.parametrize("devices", [1, 2], ids=["1_device", "2_devices"])
+# The 2-device case is slow (three searches on a 2-device mesh, about 40 s); the 1-device case runs
+# by default, and test_sharding checks each method's 2-device step against the 1-device one.
+@pytest.mark.parametrize("devices", [1, pytest.param(2, marks=pytest.mark.slow)],
+                         ids=["1_device", "2_devices"])
 def test_interrupted_run_resumes_bit_for_bit(tmp_path, devices):
   """Also on a 2-device mesh: what ``python -m jaxnas.train`` runs on a 2-core CPU host."""
   straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")

@@ -221,6 +221,9 @@ def _configure_in_fresh_process(wanted: int, cores: int, xla_flags: str = "",
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# Slow: five fresh processes each start JAX (about 40 s); the CLI test below splits the CPU in a
+# fresh process in the default run.
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_cpu_devices_split_the_host_before_jax_starts():
   cores = len(os.sched_getaffinity(0))
