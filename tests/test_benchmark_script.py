@@ -40,6 +40,8 @@ def test_tiny_nb201_benchmark_writes_positive_figures(tmp_path):
   assert machine["backend"] == "cpu" and machine["cpu_count"] >= 1 and machine["jax_version"]
 
 
+# Slow (about a minute, NAO-V2's supernet compiles); the NB201 benchmark above covers the script.
+@pytest.mark.slow
 def test_tiny_nao_v2_benchmark_times_the_supernet_step(tmp_path):
   benchmark = load_benchmark_module()
   out = tmp_path / "nao.json"

@@ -1,4 +1,5 @@
 """The search loop: smoke runs of every config, exact resume, the DARTS step vs a hand-written one."""
+import functools
 import glob
 import importlib.util
 import json
@@ -110,7 +111,10 @@ def test_every_config_smoke_runs_and_writes_outputs(config_path, tmp_path, monke
                request.config.getoption("--record-golden"))
 
 
-@pytest.mark.parametrize("devices", [1, 2], ids=["1_device", "2_devices"])
+# The 2-device case is slow (three searches on a 2-device mesh, about 40 s); the 1-device case runs
+# by default, and test_sharding checks each method's 2-device step against the 1-device one.
+@pytest.mark.parametrize("devices", [1, pytest.param(2, marks=pytest.mark.slow)],
+                         ids=["1_device", "2_devices"])
 def test_interrupted_run_resumes_bit_for_bit(tmp_path, devices):
   """Also on a 2-device mesh: what ``python -m jaxnas.train`` runs on a 2-core CPU host."""
   straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
@@ -139,19 +143,32 @@ def tiny_search(**overrides):
   return loop.build_search(config)
 
 
-def test_search_step_traces_once_and_matches_hand_written_darts_step():
+@functools.cache
+def tiny_search_steps(num_steps=3):
+  """The tiny quickstart search's jitted step (its traces counted) run ``num_steps`` steps from the
+  start: (search, states 0..num_steps, metrics of each step, traces). One compile, shared by the
+  hand-written-step and golden tests (built inside a test, under conftest's patches)."""
   search = tiny_search()
-  comp = search.components
-  state0 = loop.start_state(search)
-  batches = loop.step_batches(search, 0)
   traces = []
 
   def counted(state, batches):
     traces.append(1)
-    return steps.search_step(state, batches, components=comp)
+    return steps.search_step(state, batches, components=search.components)
 
   step_fn = jax.jit(counted)
-  state1, metrics = step_fn(state0, batches)
+  states, metrics = [loop.start_state(search)], []
+  for step in range(num_steps):
+    state, step_metrics = step_fn(states[-1], loop.step_batches(search, step))
+    states.append(state)
+    metrics.append(step_metrics)
+  return search, states, metrics, traces
+
+
+def test_search_step_traces_once_and_matches_hand_written_darts_step():
+  search, states, step_metrics, traces = tiny_search_steps()
+  comp = search.components
+  state0, state1, metrics = states[0], states[1], step_metrics[0]
+  batches = loop.step_batches(search, 0)
   # --- the hand-written reference: alpha step (Adam + L2) then weight step (clip, L2, momentum).
   x_val = data_lib.normalize(batches["val"][0], comp.mean, comp.std)
   x_train = data_lib.normalize(batches["train"][0], comp.mean, comp.std)
@@ -185,10 +202,8 @@ def test_search_step_traces_once_and_matches_hand_written_darts_step():
                state1.model_state, bn_after_train)
   np.testing.assert_allclose(metrics["val/loss"], val_loss, rtol=1e-6)
   np.testing.assert_allclose(metrics["train/loss"], train_loss, rtol=1e-6)
-  # --- no recompilation across steps.
-  state2, _ = step_fn(state1, loop.step_batches(search, 1))
-  step_fn(state2, loop.step_batches(search, 2))
-  assert len(traces) == 1
+  # --- no recompilation across steps (3 steps ran).
+  assert len(states) == 4 and len(traces) == 1
 
 
 def test_weights_first_order_updates_weights_before_alpha():
@@ -204,8 +219,10 @@ def test_weights_first_order_updates_weights_before_alpha():
   def val_loss(arch, weights, model_state):
     return steps.supernet_loss(comp, weights, arch, model_state, x_val, batches["val"][1])[0]
 
-  g_new = jax.grad(val_loss)(state0.arch, state1.weights, state0.model_state)
-  g_old = jax.grad(val_loss)(state0.arch, state0.weights, state0.model_state)
+  # One compiled gradient, taken at both weights (op by op, the two took ~15 s on 2 cores).
+  grad_fn = jax.jit(jax.grad(val_loss))
+  g_new = grad_fn(state0.arch, state1.weights, state0.model_state)
+  g_old = grad_fn(state0.arch, state0.weights, state0.model_state)
   assert not np.allclose(g_new["cell"], g_old["cell"])
 
 
@@ -214,14 +231,8 @@ GOLDEN = {"train/loss": [2.263198, 2.280486], "val/loss": [2.490837, 2.208177]}
 
 
 def test_golden_losses_from_fixed_seed():
-  search = tiny_search()
-  state = loop.start_state(search)
-  step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=search.components))
-  got = {k: [] for k in GOLDEN}
-  for step in range(2):
-    state, metrics = step_fn(state, loop.step_batches(search, step))
-    for k in GOLDEN:
-      got[k].append(float(metrics[k]))
+  _, _, step_metrics, _ = tiny_search_steps()
+  got = {k: [float(metrics[k]) for metrics in step_metrics[:2]] for k in GOLDEN}
   for k in GOLDEN:
     np.testing.assert_allclose(got[k], GOLDEN[k], rtol=2e-4, err_msg=k)
 

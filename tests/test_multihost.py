@@ -12,6 +12,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from jaxnas import loop
 from test_loop import ROOT, load_config
@@ -25,6 +26,8 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
+# Slow: two processes each start JAX and compile the searches (about a minute).
+@pytest.mark.slow
 def test_two_processes_on_loopback_finish_a_search_with_identical_alpha(tmp_path):
   port = free_port()
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2"}

@@ -175,6 +175,9 @@ def _check_outputs(config, workdir, summary):
   assert ((0 <= scores) & (scores <= 1)).all()
 
 
+# Slow (about a minute): NAO's cell space end to end. The default run keeps NAO's NB201 token
+# supernet step (test_nb201_token_supernet_trains_only_the_sampled_ops) and the config checks.
+@pytest.mark.slow
 def test_nao_space_smoke_search_with_rerank(tmp_path):
   """NAO's cell space end to end: drop-path, size-proportional sampling, controller, re-rank."""
   config = load_config("nao_v2_cifar10.py")
@@ -187,6 +190,8 @@ class _Interrupt(Exception):
   pass
 
 
+# Slow (a whole NAO-V2 search, then three partial ones, about a minute).
+@pytest.mark.slow
 def test_resume_mid_iteration_equals_uninterrupted(tmp_path, monkeypatch):
   """Interrupted twice (iteration 0's supernet training, then iteration 1's), resumed each time:
   the final state is bit-identical to an uninterrupted search's, and so is the result."""

@@ -25,6 +25,8 @@ def single_run_state(config, seed: int, num_steps: int):
   return jax.device_get(state)
 
 
+# Slow (a 2-seed search, then each seed alone); the vmapped-seeds multihost run is also slow.
+@pytest.mark.slow
 def test_each_vmapped_seed_equals_its_single_run(tmp_path):
   config = load_config(QUICKSTART, "smoke", num_seeds=2)
   report = loop.train_and_evaluate(config, str(tmp_path))

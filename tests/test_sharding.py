@@ -67,7 +67,15 @@ def assert_states_close(sharded, single):
                                err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("method", sorted(METHOD_CONFIGS))
+# The methods whose two programs (1 and 8 devices) take longest to compile are marked slow (run by
+# .ci/run's -m slow): MiLeNAS on the DARTS space (about 40 s), iDARTS (30 s), R-DARTS (20 s). The
+# default run keeps first- and second-order DARTS, GAEA and DARTS-PRIME: the partitioned loss,
+# BatchNorm, gradient, hypergradient and proximal steps.
+SLOW_METHODS = {"milenas", "idarts", "rarts"}
+
+
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_METHODS
+                                    else m for m in sorted(METHOD_CONFIGS)])
 def test_sharded_step_equals_single_device_step(method):
   single, _ = run_steps(method_config(method), 1)
   sharded, step_fn = run_steps(method_config(method), DEVICES)
@@ -136,6 +144,8 @@ def nao_child_steps(devices: int):
   return jax.device_get(state)
 
 
+# Slow (about 30 s: NAO-V2's supernet step compiled for 1 and 8 devices).
+@pytest.mark.slow
 def test_nao_supernet_step_sharded_equals_single_device():
   assert_states_close(nao_child_steps(DEVICES), nao_child_steps(1))
 
@@ -221,6 +231,9 @@ def _configure_in_fresh_process(wanted: int, cores: int, xla_flags: str = "",
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# Slow: five fresh processes each start JAX (about 40 s); the CLI test below splits the CPU in a
+# fresh process in the default run.
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_cpu_devices_split_the_host_before_jax_starts():
   cores = len(os.sched_getaffinity(0))
