@@ -87,6 +87,12 @@ class EveryK:
             "('auto': 0 with step_order='arch_first', k - 1 with 'weights_first').")
     _int_at_least("steps_per_epoch", self.steps_per_epoch, 0)
 
+  @staticmethod
+  def auto_phase(k: int, step_order: str) -> int:
+    """The phase ``arch_schedule.phase=-1`` picks: 0 with ``'arch_first'`` (the first step of each
+    group), ``k - 1`` with ``'weights_first'`` (the alpha step after k weight steps)."""
+    return 0 if step_order == "arch_first" else k - 1
+
   @property
   def always(self) -> bool:
     """Every step takes an alpha step (the skeleton then needs no ``lax.cond``)."""

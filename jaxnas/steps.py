@@ -188,15 +188,6 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
   return state, metrics
 
 
-def arch_step_due(step, arch_every: int, step_order: str):
-  """``parts.EveryK`` with ``k = arch_every`` at the phase ``config.arch_schedule.phase=-1``
-  picks: the first step of each group with ``'arch_first'``, the last with ``'weights_first'``
-  (iDARTS: T weight steps, then the alpha step, ``step % T == T - 1``). Works on Python / NumPy
-  ints and traced arrays alike."""
-  phase = 0 if step_order == "arch_first" else arch_every - 1
-  return parts.EveryK(k=arch_every, phase=phase).due(step, None)
-
-
 def maybe_arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch,
                       lr, due):
   """The alpha step if ``due`` (``None``: the schedule takes one every step, no ``lax.cond``),

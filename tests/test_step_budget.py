@@ -4,7 +4,7 @@ For each config: the number of weight steps, of alpha steps and the learning rat
 step that jaxnas would run must equal the reference loop's for the same dataset, batch size and
 epochs. The reference side is written out below from each reference loop's structure (file and
 line in the comments), not from jaxnas; the jaxnas side comes from what ``loop.build_search``
-uses (``loop.step_budget``, ``loop.weights_schedule``, ``steps.arch_step_due``) on splits made
+uses (``loop.step_budget``, ``loop.weights_schedule``, ``parts.EveryK.auto_phase``) on splits made
 by ``data.make_search_splits`` from a CIFAR-10-sized stand-in dataset (1x1 images: no data, no
 compilation).
 
@@ -21,7 +21,7 @@ import pytest
 
 from jaxnas import data as data_lib
 from jaxnas import loop
-from jaxnas import steps
+from jaxnas import parts
 from test_loop import ROOT, load_config
 
 CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000
@@ -179,7 +179,9 @@ def jaxnas_budget(config) -> Budget:
   per_epoch, total = loop.step_budget(config, len(splits.weights), len(splits.arch))
   step = np.arange(total)
   alpha = (None if config.method == "darts_prime" and config.darts_prime.schedule == "dynamic"
-           else int(np.sum(steps.arch_step_due(step, config.arch_every, config.step_order))))
+           else int(np.sum(parts.EveryK(
+               k=config.arch_every,
+               phase=parts.EveryK.auto_phase(config.arch_every, config.step_order)).due(step, None))))
   lr = np.asarray(loop.weights_schedule(config, per_epoch)(jnp.arange(total)), np.float64)
   return Budget(total, alpha, lr)   # a jaxnas step = one weight step for these methods
 

@@ -61,7 +61,7 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
     k = config.arch_every
     phase = sched.phase
     if phase == -1:
-      phase = 0 if config.step_order == "arch_first" else k - 1
+      phase = parts.EveryK.auto_phase(k, config.step_order)
     schedule = parts.EveryK(k=k, phase=phase, field="arch_every",
                             steps_per_epoch=steps_per_epoch if sched.restart_every_epoch else 0)
   elif sched.name == "dynamic_fisher":
