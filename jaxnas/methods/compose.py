@@ -1,5 +1,5 @@
-"""The one reader of the config blocks that choose a method's parts (``jaxnas.parts``): the alpha-step
-schedule, the alpha regularizers and the pruning mask.
+"""The one reader of the config blocks that choose a method's parts (``jaxnas.parts``): the
+alpha-step schedule, the alpha regularizers and the pruning mask.
 
 Config fields (``configs/default.py``):
 

@@ -43,8 +43,10 @@ DARTS-PRIME is a preset: ``read_parts`` maps ``config.darts_prime.*`` onto the p
 ``jaxnas.parts`` (schedule ``EveryK`` / ``DynamicFisher``, regularizer ``Prox`` / ``Admm``, pruning
 with the clamp parametrization) and the one step skeleton ``jaxnas.steps.search_step`` runs them.
 Metrics: ``schedule/*`` (arch_step, arch_steps, fisher_trace, fisher_ewma, threshold), ``reg/prox``
-or ``reg/admm`` (+ ``reg/admm_update``), ``mask/pruned_fraction``. The dynamic split (``dynamic_split``): train portion 1 - 1/(1 + k) of the
-training set, alpha batches an epoch-wise shuffled stream without replacement
+or ``reg/admm`` (+ ``reg/admm_update``), ``mask/pruned_fraction``.
+
+The dynamic split (``dynamic_split``): train portion 1 - 1/(1 + k) of the training set, alpha
+batches an epoch-wise shuffled stream without replacement
 (``data.arch_with_replacement=False``), set by the config and checked by ``build``.
 
 Defaults: the paper's intent; the reference code's quirks that change results are options
