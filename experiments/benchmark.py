@@ -1,7 +1,7 @@
 """Benchmark of the jitted search step: step time, images/s, compile time, peak memory.
 
-Builds the search exactly as ``jaxnas.loop`` does (``configs/default.py`` on synthetic CIFAR-shaped
-data), compiles each measured program ahead of time (``jit(...).lower(...).compile()``, so tracing
+Builds the search exactly as a run does (``jaxnas.search.build_search``; ``configs/default.py``
+on synthetic CIFAR-shaped data), compiles each measured program ahead of time (``jit(...).lower(...).compile()``, so tracing
 and compilation are timed apart from running), runs warm-up steps, then times ``--steps`` steps with
 ``jax.block_until_ready`` and reports the median. Programs (``--what``), always run in this order:
 
@@ -84,7 +84,7 @@ if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importa
 
 from configs import default as default_config  # noqa: E402
 from jaxnas import backends  # noqa: E402
-from jaxnas import loop  # noqa: E402
+from jaxnas import search as search_lib  # noqa: E402
 from jaxnas import reports  # noqa: E402
 from jaxnas import steps  # noqa: E402
 from jaxnas import supernet  # noqa: E402
@@ -309,7 +309,7 @@ def compiled_stats(compiled) -> dict[str, float]:
     return {}
 
 
-def measure(name: str, search: loop.Search, batches: list, args: argparse.Namespace
+def measure(name: str, search: search_lib.Search, batches: list, args: argparse.Namespace
             ) -> dict[str, Any]:
   """Compiles one program ahead of time, warms up, times ``args.steps`` steps."""
   if args.num_seeds > 1:  # the vmapped multi-seed search step (jaxnas.seeds), seeds stacked
@@ -320,11 +320,11 @@ def measure(name: str, search: loop.Search, batches: list, args: argparse.Namesp
                             search.parallel.replicate(seeds.init_states(searches)), stacked,
                             args, donate=True)
   jitted, donate = jitted_program(name, search)
-  return compile_and_time(name, jitted, loop.start_state(search), batches, args,
+  return compile_and_time(name, jitted, search_lib.start_state(search), batches, args,
                           donate=bool(donate))
 
 
-def jitted_program(name: str, search: loop.Search) -> tuple[Any, tuple[int, ...]]:
+def jitted_program(name: str, search: search_lib.Search) -> tuple[Any, tuple[int, ...]]:
   """``(jax.jit of the program name, its donated arguments)``: ``forward``, ``weights``,
   ``arch``, or ``search`` (the configured method's step: DARTS family, RARTS, ...)."""
   if name == "forward":
@@ -546,9 +546,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   if not args.compiler_options:   # what the search loop compiles its step with
     args.compiler_options = backends.resolve(config).compiler_options() or {}
   start = time.perf_counter()
-  search = loop.build_search(config)
+  search = search_lib.build_search(config)
   backend = search.backend
-  probe = loop.init_state(search)
+  probe = search_lib.init_state(search)
   jax.block_until_ready(probe)
   setup_s = time.perf_counter() - start
   sizes = ({"channels": args.channels, "layers": args.layers} if args.space == "darts" else
@@ -570,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "params": supernet.num_params(probe.weights), "setup_s": setup_s},
       "results": {}}
   del probe
-  batches = [loop.step_batches(search, step) for step in range(min(4, args.warmup + args.steps))]
+  batches = [search_lib.step_batches(search, step) for step in range(min(4, args.warmup + args.steps))]
   print(f"{args.space} {sizes} batch={args.batch_size} image={args.image_size} "
         f"unroll={backend.unroll} remat={backend.remat} remat_scope={backend.remat_scope} "
         f"kernels={backend.kernels} "

@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402
 from jaxnas import data as data_lib  # noqa: E402
 from jaxnas import hypergrad  # noqa: E402
-from jaxnas import loop  # noqa: E402
+from jaxnas import search as search_lib  # noqa: E402
 from jaxnas import reports  # noqa: E402
 from jaxnas import steps  # noqa: E402
 
@@ -99,9 +99,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="print the multiply-adds only: no compilation, no timing")
   own, rest = parser.parse_known_args(argv)
   args = benchmark.parse_args(rest + ["--what=arch"])
-  search = loop.build_search(benchmark.make_config(args))
-  state, components = loop.start_state(search), search.components
-  batches = loop.step_batches(search, 0)
+  search = search_lib.build_search(benchmark.make_config(args))
+  state, components = search_lib.start_state(search), search.components
+  batches = search_lib.step_batches(search, 0)
   train, val = ((data_lib.normalize(images, components.mean, components.std), labels)
                 for images, labels in (batches["train"], batches["val"]))
 

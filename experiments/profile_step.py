@@ -154,10 +154,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   config = benchmark.make_config(args)
   print(backends.configure_cpu_devices(config), flush=True)
   options = args.compiler_options or backends.resolve(config).compiler_options() or {}
-  search = loop.build_search(config)
-  batches = [loop.step_batches(search, step) for step in range(2)]
+  search = search_lib.build_search(config)
+  batches = [search_lib.step_batches(search, step) for step in range(2)]
   jitted, _ = benchmark.jitted_program(args.what[0], search)
-  state = loop.start_state(search)
+  state = search_lib.start_state(search)
   lowered = jitted.lower(state, batches[0])
   if ab_options:
     steps = []
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       start = time.perf_counter()
       compiled = lowered.compile(variant)
       print(f"compiled {variant} in {time.perf_counter() - start:.1f} s", flush=True)
-      steps.append(_stepper(compiled, loop.start_state(search), batches))
+      steps.append(_stepper(compiled, search_lib.start_state(search), batches))
     times_a, times_b = interleaved_times(*steps, rounds=args.steps)
     ratios = [b / a for a, b in zip(times_a, times_b)]
     print(f"A {options}: median {statistics.median(times_a):.3f} s "

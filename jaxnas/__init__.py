@@ -12,16 +12,22 @@ What a researcher composes (README "The library API"):
   jaxnas.methods      method registry and presets (DARTS-PRIME, RARTS, the config readers)
   jaxnas.backends     platform-specific settings (kernels, loops, remat, CPU device split)
   jaxnas.data         datasets (``register_dataset``), splits, batch indices, augmentation
-The driver is ``jaxnas.loop`` (``build_search``, ``start_state``, ``jit_search_step``,
-``train_and_evaluate``): import it explicitly; nothing in the library imports it.
+  jaxnas.search      a search built from the config (``build_search``, ``start_state``,
+                      ``jit_search_step``, ``step_batches``) and its program for the driver
+  jaxnas.driver      the one driver: ``run(program, workdir)``, ``train_and_evaluate(config, workdir)``
+  jaxnas.program     the driver's hooks (``Program``, ``Due``) that every run implements
+No library module imports ``jaxnas.driver`` (only this package's namespace and the entry point).
 """
 from jaxnas import backends as backends
 from jaxnas import data as data
+from jaxnas import driver as driver
 from jaxnas import hypergrad as hypergrad
 from jaxnas import methods as methods
 from jaxnas import optim as optim
 from jaxnas import parametrize as parametrize
 from jaxnas import parts as parts
+from jaxnas import program as program
+from jaxnas import search as search
 from jaxnas import spaces as spaces
 from jaxnas import steps as steps
 from jaxnas import supernet as supernet

@@ -1,4 +1,4 @@
-"""Training a found architecture from scratch: ``train_and_evaluate(config, workdir)``.
+"""Training a found architecture from scratch (``TrainingProgram``, run by ``jaxnas.driver``).
 
 ``python -m jaxnas.train --config=configs/eval_cifar10.py --config.genotype=DARTS_V2 --workdir=DIR``
 (any config with ``config.mode = 'eval'``). ``config.genotype`` is a registered name
@@ -58,11 +58,11 @@ import numpy as np
 import optax
 
 from jaxnas import backends
-from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
 from jaxnas import genotypes as genotypes_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
+from jaxnas import program
 from jaxnas import reports
 from jaxnas import sharding
 from jaxnas import spaces
@@ -363,66 +363,99 @@ def fingerprint(config, space: str, genotype) -> dict[str, Any]:
           "batch_size": config.batch_size, "seed": config.seed}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) ``config.genotype`` from scratch in ``workdir``; returns the summary."""
-  # ---------------------------------------------------------------- build (fails fast)
-  validate(config)
-  space, genotype = genotypes_lib.resolve(config.genotype)
-  check_space_fields(config, space)
-  if config.plots:
-    reports.pyplot()  # fail now, not after training, if matplotlib is missing
-  dataset, train, test = load_data(config)
-  spe = data_lib.steps_per_epoch(len(train), config.batch_size)
-  total = config.max_steps or config.epochs * spe
-  parallel = sharding.from_config(config)
-  parallel.check_batch_sizes(sharding.batch_sizes(config))
-  trainer, step_fn, eval_fn, init_fn = compiled_steps(config, space, genotype, dataset, spe,
-                                                      parallel)
-  module = trainer.module
-  os.makedirs(workdir, exist_ok=True)
-  metrics_lib.write_config(workdir, config)
-  logger = metrics_lib.EvalLogger(workdir)
-  # ---------------------------------------------------------------- state: fresh or resumed
-  image_shape = tuple(train.images.shape[1:])
-  manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                             keep=config.keep_checkpoints,
-                                             fingerprint=fingerprint(config, space, genotype))
-  if manager.latest_step() is not None:  # restore into the abstract state: no init computed
-    state = manager.restore(parallel.abstract(jax.eval_shape(lambda: init_fn(image_shape))))
-    logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
-  else:  # init's output is replicated on the mesh, like a restored state: one compile for both
-    state = init_fn(image_shape)
-  info = {"genotype": str(genotype), "space": space,
-          "params": reports.num_params(state.weights),
-          "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
-          "macs": spaces.space_class(space).network_macs(module, image_shape)}
-  logger.info(f"genotype = {genotype}\nparams {info['params']:,} (with auxiliary head "
+class TrainingProgram(program.Program):
+  """Training ``config.genotype`` from scratch as the driver runs it (``jaxnas.driver``): one unit
+  = one training step (batches prefetched); at epoch ends the test split evaluated and logged."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    validate(config)
+    self.space, self.genotype = genotypes_lib.resolve(config.genotype)
+    check_space_fields(config, self.space)
+    if config.plots:
+      reports.pyplot()  # fail now, not after training, if matplotlib is missing
+    self.config = config
+    self.dataset, self.train_split, self.test_split = load_data(config)
+    self.steps_per_epoch = data_lib.steps_per_epoch(len(self.train_split), config.batch_size)
+    self.total = config.max_steps or config.epochs * self.steps_per_epoch
+    self.parallel = sharding.from_config(config)
+    self.parallel.check_batch_sizes(sharding.batch_sizes(config))
+    self.trainer, self.step_fn, self.eval_fn, self.init_fn = compiled_steps(
+        config, self.space, self.genotype, self.dataset, self.steps_per_epoch, self.parallel)
+    self.image_shape = tuple(self.train_split.images.shape[1:])
+    self.cadence = metrics_lib.Cadence.of(config, self.steps_per_epoch, self.total)
+    self.batches = None
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "TrainingProgram":
+    return cls(config)
+
+  def open(self, workdir: str) -> None:
+    self.workdir = workdir
+    self.logger = metrics_lib.EvalLogger(workdir)
+
+  def info(self, message: str) -> None:
+    self.logger.info(message)
+
+  def fingerprint(self) -> dict[str, Any]:
+    return fingerprint(self.config, self.space, self.genotype)
+
+  def fresh_state(self) -> EvalState:
+    # init's output is replicated on the mesh, like a restored state: one compile for both.
+    return self.init_fn(self.image_shape)
+
+  def abstract_state(self) -> EvalState:
+    return jax.eval_shape(lambda: self.init_fn(self.image_shape))  # restore: no init computed
+
+  def position(self, state: EvalState) -> int:
+    return int(state.step)
+
+  def announce(self, state: EvalState, position: int, resumed: bool) -> None:
+    if resumed:
+      self.info(f"Resumed from step {position} in {self.workdir}.")
+    module = self.trainer.module
+    self.run_info = {"genotype": str(self.genotype), "space": self.space,
+                     "params": reports.num_params(state.weights),
+                     "params_with_auxiliary": reports.num_params(state.weights, auxiliary=True),
+                     "macs": spaces.space_class(self.space).network_macs(module,
+                                                                         self.image_shape)}
+    info = self.run_info
+    self.info(f"genotype = {self.genotype}\nparams {info['params']:,} (with auxiliary head "
               f"{info['params_with_auxiliary']:,})  multiply-adds {info['macs']:,}  "
-              f"steps/epoch={spe} total_steps={total}")
-  # ---------------------------------------------------------------- the loop
-  cadence = metrics_lib.Cadence.of(config, spe, total)
-  timer = metrics_lib.StepTimer(int(state.step), total)
+              f"steps/epoch={self.steps_per_epoch} total_steps={self.total}")
 
-  def place(step: int) -> tuple[jax.Array, jax.Array]:
-    idx = data_lib.batch_indices(config.seed, step, len(train), config.batch_size, stream=0,
-                                 with_replacement=False)
-    return parallel.put_examples(train, idx)
+  def place(self, step: int) -> tuple[jax.Array, jax.Array]:
+    """The training batch of ``step`` on the mesh (pure in (seed, step))."""
+    config = self.config
+    idx = data_lib.batch_indices(config.seed, step, len(self.train_split), config.batch_size,
+                                 stream=0, with_replacement=False)
+    return self.parallel.put_examples(self.train_split, idx)
 
-  steps = range(int(state.step), total)
-  for step, batch in zip(steps, data_lib.prefetch(place, steps, config.data.prefetch)):
-    state, step_metrics = step_fn(state, *batch)
-    done = step + 1
-    if cadence.log(done):
-      logger.train(done, spe, jax.device_get(step_metrics), timer.tick(done))
-    if cadence.evaluate(done):
-      logger.test(done, cadence.epoch(done), evaluate(eval_fn, state, test,
-                                                      config.eval_batch_size, parallel,
-                                                      config.eval_max_batches,
-                                                      config.data.prefetch))
-    if cadence.checkpoint(done):
-      manager.save(done, state)
-  # ---------------------------------------------------------------- the result
-  manager.close()
-  if config.plots and spaces.space_class(space).plots_genotype and jax.process_index() == 0:
-    info["genotype_plot"] = reports.plot_genotype(genotype, os.path.join(workdir, "genotype.png"))
-  return logger.finish_eval(int(state.step), info)
+  def step(self, state: EvalState, position: int):
+    if self.batches is None:  # prefetch from the first step this process runs
+      self.batches = iter(data_lib.prefetch(self.place, range(position, self.total),
+                                            self.config.data.prefetch))
+    return self.step_fn(state, *next(self.batches))
+
+  def due(self, done: int) -> program.Due:
+    return program.Due(log=self.cadence.log(done), evaluate=self.cadence.evaluate(done),
+                       checkpoint=self.cadence.checkpoint(done))
+
+  def log(self, done: int, metrics, perf: dict[str, float]) -> None:
+    self.logger.train(done, self.steps_per_epoch, jax.device_get(metrics), perf)
+
+  def evaluate(self, done: int, state: EvalState) -> bool:
+    config = self.config
+    self.logger.test(done, self.cadence.epoch(done), evaluate(
+        self.eval_fn, state, self.test_split, config.eval_batch_size, self.parallel,
+        config.eval_max_batches, config.data.prefetch))
+    return False
+
+  def finish(self, state: EvalState) -> dict[str, Any]:
+    if self.batches is not None:
+      self.batches.close()  # stops the prefetch thread (a run that stopped early)
+    info = dict(self.run_info)
+    if (self.config.plots and spaces.space_class(self.space).plots_genotype
+        and jax.process_index() == 0):
+      info["genotype_plot"] = reports.plot_genotype(self.genotype,
+                                                    os.path.join(self.workdir, "genotype.png"))
+    return self.logger.finish_eval(int(state.step), info)

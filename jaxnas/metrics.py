@@ -64,7 +64,8 @@ class Cadence:
 
 
 class StepTimer:
-  """Steps per second and ETA since the previous report (the first report includes compile)."""
+  """Steps per second and ETA since the previous report (the driver starts it after the first,
+  compiling, step: NaN until a step has run since)."""
 
   def __init__(self, start_step: int, total_steps: int):
     self.total = total_steps
@@ -72,6 +73,8 @@ class StepTimer:
 
   def tick(self, step: int) -> dict[str, float]:
     now = time.perf_counter()
+    if step == self.last_step:
+      return {"perf/steps_per_second": math.nan, "perf/eta_seconds": math.nan}
     rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
     self.last_step, self.last_time = step, now
     return {"perf/steps_per_second": rate, "perf/eta_seconds": (self.total - step) / max(rate, 1e-9)}
@@ -104,6 +107,8 @@ class Logger:
   def scalars(self, step: int, values: Mapping[str, Any]) -> None:
     if self.writer is not None:
       for name, value in values.items():
+        if name.startswith("perf/") and not math.isfinite(float(value)):
+          continue  # no speed yet (the first step compiled)
         self.writer.add_scalar(name, float(value), step)
 
   def train(self, step: int, steps_per_epoch: int, metrics: Mapping[str, Any],
@@ -118,7 +123,7 @@ class Logger:
         f"step {step:6d}  epoch {epoch:6.2f}  train loss {values['train/loss']:.4f} "
         f"acc {values['train/accuracy']:.3f}  val loss {values['val/loss']:.4f} "
         f"acc {values['val/accuracy']:.3f}  lr {values['lr/weights']:.5f}{schedule}  "
-        f"{values['perf/steps_per_second']:.2f} steps/s  ETA {_duration(values['perf/eta_seconds'])}")
+        f"{speed(values)}")
 
   def diagnostics(self, step: int, values: Mapping[str, Any]) -> None:
     """Logs the hypergradient diagnostics (before the update of ``step``)."""
@@ -211,7 +216,16 @@ class Logger:
     return self._write_result_and_close(summary, write=bool(records))
 
 
+def speed(perf: Mapping[str, float]) -> str:
+  """``'12.34 steps/s  ETA 0:01:02'`` (``'- steps/s  ETA ?'`` before a step has been timed)."""
+  rate = perf["perf/steps_per_second"]
+  shown = f"{rate:.2f}" if math.isfinite(rate) else "-"
+  return f"{shown} steps/s  ETA {_duration(perf['perf/eta_seconds'])}"
+
+
 def _duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
   seconds = int(max(seconds, 0))
   return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -238,7 +252,7 @@ class EvalLogger(Logger):
         f"step {step:6d}  epoch {step / steps_per_epoch:6.2f}  train loss "
         f"{values['train/loss']:.4f} acc {values['train/accuracy']:.3f}  lr "
         f"{values['lr/weights']:.5f}  drop-path {values['train/drop_path_prob']:.3f}  "
-        f"{values['perf/steps_per_second']:.2f} steps/s  ETA {_duration(values['perf/eta_seconds'])}")
+        f"{speed(values)}")
 
   def test(self, step: int, epoch: int, test_metrics: Mapping[str, float]) -> None:
     """Logs the per-epoch test loss and accuracy (TensorBoard, console, ``evaluation.jsonl``)."""

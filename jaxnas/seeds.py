@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas.state import SearchState
 
@@ -68,7 +68,7 @@ def unstack(tree: Any, index: int) -> Any:
   return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def seed_searches(search: loop.Search) -> list[loop.Search]:
+def seed_searches(search: search_lib.Search) -> list[search_lib.Search]:
   """One ``Search`` per seed: the same data, space and compiled components, its own ``seed``."""
   searches = []
   for seed in seed_list(search.config):
@@ -78,17 +78,17 @@ def seed_searches(search: loop.Search) -> list[loop.Search]:
   return searches
 
 
-def init_states(searches: list[loop.Search]) -> SearchState:
+def init_states(searches: list[search_lib.Search]) -> SearchState:
   """The seeds' fresh states, stacked."""
-  return stack([loop.init_state(s) for s in searches])
+  return stack([search_lib.init_state(s) for s in searches])
 
 
-def step_batches(searches: list[loop.Search], step: int) -> dict[str, Any]:
+def step_batches(searches: list[search_lib.Search], step: int) -> dict[str, Any]:
   """Every seed's batches of ``step`` (its own data order), stacked along the seed axis."""
-  return stack([loop.step_batches(s, step) for s in searches])
+  return stack([search_lib.step_batches(s, step) for s in searches])
 
 
-def jit_vmapped_step(search: loop.Search):
+def jit_vmapped_step(search: search_lib.Search):
   """The method's search step vmapped over the seed axis, jitted once (state donated, outputs
   replicated on the mesh)."""
   step = functools.partial(search.method.search_step, components=search.components)
@@ -96,9 +96,9 @@ def jit_vmapped_step(search: loop.Search):
                  compiler_options=search.backend.compiler_options())
 
 
-def fingerprint(search: loop.Search) -> dict[str, Any]:
+def fingerprint(search: search_lib.Search) -> dict[str, Any]:
   """A single search's fingerprint plus the seeds (a stacked checkpoint resumes only itself)."""
-  return {**loop.fingerprint(search), "seeds": seed_list(search.config)}
+  return {**search_lib.fingerprint(search), "seeds": seed_list(search.config)}
 
 
 def spread(summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -119,74 +119,88 @@ def spread(summaries: list[dict[str, Any]]) -> dict[str, Any]:
   return report
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs (or resumes) ``config.num_seeds`` searches vmapped in ``workdir``; returns the report
-  written to ``seeds.json`` (each seed's summary and the spread)."""
-  check_supported(config)
-  # ---------------------------------------------------------------- build (fails fast, no compile)
-  base = loop.build_search(config)
-  searches = seed_searches(base)
-  seeds = seed_list(config)
-  table = loop.load_benchmark(config)
-  os.makedirs(workdir, exist_ok=True)
-  metrics_lib.write_config(workdir, config)
-  loggers = []
-  for seed in seeds:
-    seed_dir = os.path.join(workdir, f"seed_{seed}")
-    os.makedirs(seed_dir, exist_ok=True)
-    loggers.append(metrics_lib.Logger(seed_dir, base.space, prefix=f"[seed {seed}] "))
-  console = loggers[0]
-  # ---------------------------------------------------------------- state: fresh or resumed
-  state, manager, resumed = loop.restore_or_start(config, workdir, init_states(searches),
-                                                  fingerprint(base), base.parallel)
-  start = int(state.step[0])
-  if resumed:
-    console.info(f"Resumed from step {start} in {workdir}.")
-  console.info(f"{len(seeds)} seeds {seeds} vmapped in one program: space={config.space.name} "
-               f"steps/epoch={base.steps_per_epoch} total_steps={base.total_steps} "
-               f"devices={base.parallel.size}")
-  # ---------------------------------------------------------------- compiled steps
-  step_fn = jit_vmapped_step(base)
-  eval_fn = jax.jit(jax.vmap(functools.partial(base.method.eval_step,
-                                               components=base.components),
-                             in_axes=(0, None, None)),
-                    out_shardings=base.parallel.replicated)
-  mixing_fn = jax.jit(jax.vmap(functools.partial(base.method.mixing, base.components)))
-  # ---------------------------------------------------------------- the loop
-  cadence = metrics_lib.Cadence.of(config, base.steps_per_epoch, base.total_steps)
-  timer = metrics_lib.StepTimer(start, base.total_steps)
-  for step in range(start, base.total_steps):
-    state, metrics = step_fn(state, step_batches(searches, step))
-    done = step + 1
-    if cadence.log(done):
-      metrics, perf = jax.device_get(metrics), timer.tick(done)
-      for i, logger in enumerate(loggers):
-        logger.train(done, base.steps_per_epoch, unstack(metrics, i), perf)
-    if cadence.evaluate(done):
-      mixing = jax.device_get(mixing_fn(state))
-      eval_metrics = loop.evaluate(base, eval_fn, state)
-      for i, logger in enumerate(loggers):
-        genotype = base.space.derive(unstack(mixing, i))
-        seed_metrics = {k: v[i] for k, v in eval_metrics.items()}
-        seed_metrics.update(loop.benchmark_metrics(table, genotype, config.benchmark.dataset))
-        logger.epoch(done, cadence.epoch(done), genotype, unstack(mixing, i), seed_metrics)
-    if cadence.checkpoint(done):
-      manager.save(done, state)
-  # ---------------------------------------------------------------- the result
-  manager.close()
-  final_step = int(state.step[0])
-  split_info = base.splits.describe()
-  bench = loop.benchmark_label(config, base.splits)
-  summaries = [logger.finish(state_step=final_step, splits=split_info, benchmark=bench)
-               for logger in loggers]
-  report = {"seeds": seeds, "step": final_step, "splits": split_info, "spread": spread(summaries),
-            "per_seed": {str(seed): summary for seed, summary in zip(seeds, summaries)}}
-  if jax.process_index() == 0:
-    accuracies = "".join(f"; {key} {v['mean']:.4f} +- {v['std']:.4f}"
-                         for key, v in report["spread"].items()
-                         if isinstance(v, dict) and "mean" in v and "accuracy" in key)
-    print(f"{len(seeds)} seeds: {report['spread']['distinct_final_genotypes']} distinct final "
-          f"genotype(s){accuracies}", flush=True)
-    with open(os.path.join(workdir, SEEDS_FILE), "w") as f:
-      json.dump(report, f, indent=2)
-  return report
+class SeedsProgram(search_lib.SearchProgram):
+  """``config.num_seeds`` searches as one vmapped program, run by the one driver: the search's
+  hooks with the step vmapped over the seed axis and one logger per seed."""
+
+  def __init__(self, search: search_lib.Search):
+    check_supported(search.config)
+    super().__init__(search)
+    self.searches = seed_searches(search)
+    self.seeds = seed_list(search.config)
+
+  def open(self, workdir: str) -> None:
+    self.workdir = workdir
+    self.loggers = []
+    for seed in self.seeds:
+      seed_dir = os.path.join(workdir, f"seed_{seed}")
+      os.makedirs(seed_dir, exist_ok=True)
+      self.loggers.append(metrics_lib.Logger(seed_dir, self.search.space,
+                                             prefix=f"[seed {seed}] "))
+    self.logger = self.loggers[0]  # the console
+
+  def fingerprint(self) -> dict[str, Any]:
+    return fingerprint(self.search)
+
+  def fresh_state(self) -> SearchState:
+    return init_states(self.searches)
+
+  def position(self, state: SearchState) -> int:
+    return int(state.step[0])
+
+  def announce(self, state: SearchState, position: int, resumed: bool) -> None:
+    base, config = self.search, self.config
+    if resumed:
+      self.info(f"Resumed from step {position} in {self.workdir}.")
+    self.info(f"{len(self.seeds)} seeds {self.seeds} vmapped in one program: "
+              f"space={config.space.name} steps/epoch={base.steps_per_epoch} "
+              f"total_steps={base.total_steps} devices={base.parallel.size}")
+
+  def compile(self) -> None:
+    base = self.search
+    self.step_fn = jit_vmapped_step(base)
+    self.eval_fn = jax.jit(jax.vmap(functools.partial(base.method.eval_step,
+                                                      components=base.components),
+                                    in_axes=(0, None, None)),
+                           out_shardings=base.parallel.replicated)
+    self.mixing_fn = jax.jit(jax.vmap(functools.partial(base.method.mixing, base.components)))
+
+  def step(self, state: SearchState, position: int):
+    return self.step_fn(state, step_batches(self.searches, position))
+
+  def log(self, done: int, metrics, perf: dict[str, float]) -> None:
+    metrics = jax.device_get(metrics)
+    for i, logger in enumerate(self.loggers):
+      logger.train(done, self.search.steps_per_epoch, unstack(metrics, i), perf)
+
+  def evaluate(self, done: int, state: SearchState) -> bool:
+    base, config = self.search, self.config
+    mixing = jax.device_get(self.mixing_fn(state))
+    eval_metrics = search_lib.evaluate(base, self.eval_fn, state)
+    for i, logger in enumerate(self.loggers):
+      genotype = base.space.derive(unstack(mixing, i))
+      seed_metrics = {k: v[i] for k, v in eval_metrics.items()}
+      seed_metrics.update(search_lib.benchmark_metrics(self.table, genotype,
+                                                       config.benchmark.dataset))
+      logger.epoch(done, self.cadence.epoch(done), genotype, unstack(mixing, i), seed_metrics)
+    return False  # seeds never stop early (check_supported)
+
+  def finish(self, state: SearchState) -> dict[str, Any]:
+    """Each seed's ``result.json``, and ``seeds.json``: the summaries and their spread."""
+    final_step = int(state.step[0])
+    split_info = self.search.splits.describe()
+    bench = search_lib.benchmark_label(self.config, self.search.splits)
+    summaries = [logger.finish(state_step=final_step, splits=split_info, benchmark=bench)
+                 for logger in self.loggers]
+    report = {"seeds": self.seeds, "step": final_step, "splits": split_info,
+              "spread": spread(summaries),
+              "per_seed": {str(seed): summary for seed, summary in zip(self.seeds, summaries)}}
+    if jax.process_index() == 0:
+      accuracies = "".join(f"; {key} {v['mean']:.4f} +- {v['std']:.4f}"
+                           for key, v in report["spread"].items()
+                           if isinstance(v, dict) and "mean" in v and "accuracy" in key)
+      print(f"{len(self.seeds)} seeds: {report['spread']['distinct_final_genotypes']} distinct "
+            f"final genotype(s){accuracies}", flush=True)
+      with open(os.path.join(self.workdir, SEEDS_FILE), "w") as f:
+        json.dump(report, f, indent=2)
+    return report

@@ -3,9 +3,9 @@
 Rerunning the same command with the same workdir resumes from the latest checkpoint. Any config
 field can be overridden: ``--config.epochs=10 --config.data.data_dir=/data``. A config with
 ``config.mode = 'eval'`` (``configs/eval_*.py``) trains ``config.genotype`` from scratch
-(``jaxnas.evaluate``) instead of searching; ``config.method = 'nao_v2'`` runs NAO-V2's own driver
+(``jaxnas.evaluate``) instead of searching; ``config.method = 'nao_v2'`` runs NAO-V2
 (``jaxnas.nao.search``); ``config.num_seeds > 1`` runs that many seeds as one vmapped program
-(``jaxnas.seeds``).
+(``jaxnas.seeds``). Each is a program the one driver runs (``jaxnas.driver``).
 
 Platform-specific settings come from ``config.backend`` (``jaxnas.backends``): on a CPU host the
 command first splits XLA's CPU backend into one device per core (``config.backend.cpu_devices``),
@@ -19,7 +19,7 @@ import jax
 from ml_collections import config_flags
 
 from jaxnas import backends
-from jaxnas import loop
+from jaxnas import driver
 from jaxnas import sharding
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -39,14 +39,7 @@ def main(argv):
   if jax.process_index() == 0:
     print(cpu_devices, flush=True)
     print(backend.describe(), flush=True)
-  if _CONFIG.value.get("method") == "nao_v2":
-    from jaxnas.nao import search as nao_search  # local import: gradient searches do not need it
-    nao_search.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  elif _CONFIG.value.get("mode", "search") == "eval":
-    from jaxnas import evaluate  # local import: searches do not need it
-    evaluate.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  else:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  driver.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxnas import checkpoint as checkpoint_lib  # noqa: E402
-from jaxnas import loop  # noqa: E402
+from jaxnas import driver  # noqa: E402
+from jaxnas import search as search_lib  # noqa: E402
 from jaxnas import seeds  # noqa: E402
 from jaxnas import sharding  # noqa: E402
 from jaxnas.nao import search as nao_search  # noqa: E402
@@ -53,14 +54,10 @@ def final_values(config, workdir: str, mode: str) -> dict[str, np.ndarray]:
       state = manager.restore(abstract)
     tokens, scores = nao_search.pool(state)
     return {"pool_tokens": np.asarray(tokens), "pool_scores": np.asarray(scores)}
-  search = loop.build_search(config)
-  if mode == "seeds":
-    init, fingerprint = (lambda: seeds.init_states(seeds.seed_searches(search)),
-                         seeds.fingerprint(search))
-  else:
-    init, fingerprint = (lambda: loop.init_state(search)), loop.fingerprint(search)
-  state, _, resumed = loop.restore_or_start(config, workdir, jax.eval_shape(init), fingerprint,
-                                            search.parallel)
+  program = (seeds.SeedsProgram if mode == "seeds" else search_lib.SearchProgram).from_config(
+      config)
+  state, manager, resumed = driver.restore_or_start(program, workdir)
+  manager.close()
   assert resumed
   return {k: np.asarray(v) for k, v in jax.device_get(state.arch).items()}
 
@@ -68,11 +65,10 @@ def final_values(config, workdir: str, mode: str) -> dict[str, np.ndarray]:
 def run(port: str, process_id: str, workdir: str, mode: str) -> None:
   """One ``mode`` search in ``workdir``, then its ``final_<process_id>.npz``."""
   config = search_config(port, process_id, mode)
+  summary = driver.train_and_evaluate(config, workdir)
   if mode == "nao":
-    summary = nao_search.train_and_evaluate(config, workdir)
     final, progress = summary["best_arch"], f"pool={summary['pool_size']}"
   else:
-    summary = loop.train_and_evaluate(config, workdir)
     final = summary.get("final_genotype", summary.get("spread"))
     progress = f"step={summary['step']}"
   np.savez(os.path.join(workdir, f"final_{process_id}.npz"),

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from jaxnas import backends
-from jaxnas import loop
+from jaxnas import search as search_lib
 from test_loop import ROOT, load_config
 
 
@@ -83,8 +83,8 @@ def test_old_field_names_say_where_they_moved(old, new, value):
 
 def test_the_backend_reaches_the_supernet_and_not_the_fingerprint():
   config = config_of(arg="smoke", **{"backend.unroll": True, "backend.kernels": "shifted"})
-  module = loop.build_supernet(config, loop.build_space(config), 10)
+  module = search_lib.build_supernet(config, search_lib.build_space(config), 10)
   assert (module.unroll, module.kernels) == (True, "shifted")
-  sizes = loop.space_sizes(config)
+  sizes = search_lib.space_sizes(config)
   assert not {"unroll", "remat", "remat_scope"} & set(sizes)
-  assert loop.RETIRED_FINGERPRINT_KEYS == ("space_sizes.unroll",)
+  assert search_lib.RETIRED_FINGERPRINT_KEYS == ("space_sizes.unroll",)

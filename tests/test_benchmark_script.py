@@ -12,7 +12,7 @@ def load_benchmark_module():
 
 def test_tiny_nb201_benchmark_writes_positive_figures(tmp_path):
   # Rolled loops and optimisation level 0 keep the compile of the measured step short; much of
-  # the remaining time is loop.init_state's compilation of the supernet's init.
+  # the remaining time is search_lib.init_state's compilation of the supernet's init.
   benchmark = load_benchmark_module()
   out = tmp_path / "bench.json"
   report = benchmark.main(["--space=nb201", "--channels=4", "--cells_per_stage=1",

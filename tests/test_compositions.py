@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas import parts
 from test_loop import ROOT, load_config
 
@@ -18,11 +18,11 @@ def run(name, **overrides):
   """``STEPS`` steps of ``configs/<name>.py:smoke`` as the loop compiles them: (search, final
   state, per-step metrics)."""
   config = load_config(os.path.join(ROOT, "configs", name + ".py"), "smoke", **overrides)
-  search = loop.build_search(config)
-  step_fn = loop.jit_search_step(search)
-  state, history = loop.start_state(search), []
+  search = search_lib.build_search(config)
+  step_fn = search_lib.jit_search_step(search)
+  state, history = search_lib.start_state(search), []
   for step in range(STEPS):
-    state, metrics = step_fn(state, loop.step_batches(search, step))
+    state, metrics = step_fn(state, search_lib.step_batches(search, step))
     history.append(jax.device_get(metrics))
   assert step_fn._cache_size() == 1
   return search, state, history
@@ -96,7 +96,7 @@ def test_bad_part_options_name_the_field(overrides, message):
   config = load_config(os.path.join(ROOT, "configs", "compose_idarts_dynamic.py"), "smoke",
                        **{"arch_regularizer.names": "admm", **overrides})
   with pytest.raises(ValueError, match=message):
-    loop.build_search(config)
+    search_lib.build_search(config)
 
 
 def test_a_list_of_regularizers_sums_their_terms_and_reports_each():

@@ -10,7 +10,8 @@ import pytest
 
 import jaxnas.parametrize
 import jaxnas.spaces
-from jaxnas import loop
+from jaxnas import driver
+from jaxnas import search as search_lib
 from jaxnas import parts
 from jaxnas import steps
 from jaxnas import supernet
@@ -319,9 +320,9 @@ def test_node_batchnorm_normalises_every_node_before_it_is_read(space_name):
 def test_cifar10_recipe_smoke_resumes_bit_for_bit(tmp_path):
   straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
   config = functools.partial(prime_config, "darts_prime_cifar10.py", "smoke")
-  loop.train_and_evaluate(config(max_steps=3), straight)
-  loop.train_and_evaluate(config(max_steps=2), resumed)
-  summary = loop.train_and_evaluate(config(max_steps=3), resumed)
+  driver.train_and_evaluate(config(max_steps=3), straight)
+  driver.train_and_evaluate(config(max_steps=2), resumed)
+  summary = driver.train_and_evaluate(config(max_steps=3), resumed)
   assert summary["step"] == 3
   a, b = (restore_final_state(w, config(max_steps=3)) for w in (straight, resumed))
   jax.tree.map(np.testing.assert_array_equal, a, b)
@@ -337,10 +338,10 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
                              **{"arch_optimizer.learning_rate": 0.3,
                                 "space.node_batchnorm": False})
   straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
-  loop.train_and_evaluate(config(max_steps=3), straight)
-  loop.train_and_evaluate(config(max_steps=2), resumed)
+  driver.train_and_evaluate(config(max_steps=3), straight)
+  driver.train_and_evaluate(config(max_steps=2), resumed)
   mid = restore_final_state(resumed, config(max_steps=3))
-  loop.train_and_evaluate(config(max_steps=3), resumed)
+  driver.train_and_evaluate(config(max_steps=3), resumed)
   a, b = (restore_final_state(w, config(max_steps=3)) for w in (straight, resumed))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   mask_mid, mask_end = np.asarray(mid.method_state["mask"]["cell"]), np.asarray(
@@ -353,11 +354,11 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
   assert np.asarray(admm.u["cell"]).any()
 
   # The compiled step (as the loop jits it: a cache hit) runs both branches without recompiling.
-  search = loop.build_search(config(max_steps=3))
-  step_fn = loop.jit_search_step(search)
-  state, taken = loop.start_state(search), []
+  search = search_lib.build_search(config(max_steps=3))
+  step_fn = search_lib.jit_search_step(search)
+  state, taken = search_lib.start_state(search), []
   for step in range(3):
-    state, metrics = step_fn(state, loop.step_batches(search, step))
+    state, metrics = step_fn(state, search_lib.step_batches(search, step))
     taken.append(float(metrics["schedule/arch_step"]))
     assert {"train/loss", "val/loss", "lr/weights", "schedule/fisher_trace",
             "schedule/threshold", "reg/admm", "reg/admm_update",
@@ -367,7 +368,7 @@ def test_nb201_clamp_admm_prunes_permanently_resumes_and_never_recompiles(tmp_pa
 
   # Masked ops change nothing: move a pruned op's raw alpha, the supernet output stays the same;
   # unmask it and the output changes.
-  eval_fn = loop.jit_eval_step(search)
+  eval_fn = search_lib.jit_eval_step(search)
   images, labels = search.parallel.put_examples(search.splits.eval, np.arange(8))
   edge, op = map(int, np.argwhere(mask_end == 0)[0])
   moved = a.replace(arch={"cell": a.arch["cell"].at[edge, op].set(0.9)})

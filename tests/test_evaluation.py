@@ -1,4 +1,4 @@
-"""Training found architectures from scratch: discrete networks, genotype registry, reports, loop.
+"""Training found architectures from scratch: discrete networks, genotype registry, reports, search_lib.
 
 Parameter counts use ``jax.eval_shape`` (nothing compiled); one smoke run (with a resume) of
 ``configs/eval_cifar10.py:smoke`` on the smallest DARTS network, and one of ``:naonet,smoke`` on a
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxnas import driver
 from jaxnas import data as data_lib
 from jaxnas import evaluate
 from jaxnas import genotypes
@@ -321,18 +322,18 @@ def test_dropout_is_nao_only_and_fails_fast(tmp_path):
   config = load_config("eval_cifar10.py", "smoke")
   config.dropout_prob = 0.4
   with pytest.raises(ValueError, match="dropout_prob=0.4 is only used by NAO"):
-    evaluate.train_and_evaluate(config, str(tmp_path))
+    driver.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)
 
 
 def test_imagenet_config_without_imagenet_files_fails_fast(tmp_path):
   with pytest.raises(data_lib.DatasetNotFoundError, match="train/<wnid>/"):
-    evaluate.train_and_evaluate(load_config("eval_imagenet.py"), str(tmp_path / "run"))
+    driver.train_and_evaluate(load_config("eval_imagenet.py"), str(tmp_path / "run"))
   assert not os.listdir(tmp_path)
   config = load_config("eval_imagenet.py")
   config.data.crop_padding = 4
   with pytest.raises(ValueError, match="crop_padding=0"):
-    evaluate.train_and_evaluate(config, str(tmp_path / "run"))
+    driver.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 # ------------------------------------------------------------------ the training loop
@@ -343,16 +344,16 @@ def test_eval_smoke_runs_resumes_and_writes_reports(tmp_path):
   config.network.layers = 1        # one reduction cell, the aux head after it: the smallest net
   config.mesh.data = 8             # data-parallel over the 8 virtual CPU devices, resume included
   workdir = str(tmp_path / "resumed")
-  first = evaluate.train_and_evaluate(config, workdir)
+  first = driver.train_and_evaluate(config, workdir)
   assert first["step"] == 2 and first["final_record"]["epoch"] == 1
   config.max_steps = 3             # resume from the step-2 checkpoint, train one more step
-  summary = evaluate.train_and_evaluate(config, workdir)
+  summary = driver.train_and_evaluate(config, workdir)
   assert summary["step"] == 3
   # An uninterrupted run (same compiled steps: cheap) ends in the same state, also without the
   # background prefetch of batches (on by default).
   assert config.data.prefetch == 2
   config.data.prefetch = 0
-  straight = evaluate.train_and_evaluate(config, str(tmp_path / "straight"))
+  straight = driver.train_and_evaluate(config, str(tmp_path / "straight"))
   assert straight["final_record"] == summary["final_record"]
   tmp_path = tmp_path / "resumed"
   records = [json.loads(line) for line in open(tmp_path / "evaluation.jsonl")]
@@ -373,7 +374,7 @@ def test_naonet_smoke_runs_end_to_end(tmp_path):
   config = load_config("eval_cifar10.py", "naonet,smoke")
   assert (config.genotype, config.drop_path_ramp, config.dropout_prob) == ("NAONET_V2", "step", 0.4)
   config.genotype = "nao:0 2 1 3 0 3 1 4"
-  summary = evaluate.train_and_evaluate(config, str(tmp_path))
+  summary = driver.train_and_evaluate(config, str(tmp_path))
   assert summary["step"] == 2 and summary["space"] == "nao"
   assert summary["genotype"] == config.genotype
   assert 0 < summary["params"] < summary["params_with_auxiliary"] and summary["macs"] > 0

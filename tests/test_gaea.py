@@ -7,7 +7,8 @@ import pytest
 
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
-from jaxnas import loop
+from jaxnas import driver
+from jaxnas import search as search_lib
 from test_loop import ROOT, load_config
 
 
@@ -19,7 +20,7 @@ def gaea_smoke(config_file="gaea_nb201.py", **overrides):
 
 
 def test_erm_alpha_stream_is_independent_of_the_weight_stream_and_deterministic():
-  search = loop.build_search(gaea_smoke())
+  search = search_lib.build_search(gaea_smoke())
   assert search.splits.weights is search.splits.arch or (
       len(search.splits.weights) == len(search.splits.arch))
   n, batch = len(search.splits.weights), search.config.batch_size
@@ -29,34 +30,34 @@ def test_erm_alpha_stream_is_independent_of_the_weight_stream_and_deterministic(
                                   with_replacement=search.config.data.arch_with_replacement)
 
   for step in range(3):
-    w, a = indices(step, loop.WEIGHTS_STREAM), indices(step, loop.ARCH_STREAM)
+    w, a = indices(step, search_lib.WEIGHTS_STREAM), indices(step, search_lib.ARCH_STREAM)
     assert not np.array_equal(w, a)
-    np.testing.assert_array_equal(a, indices(step, loop.ARCH_STREAM))
+    np.testing.assert_array_equal(a, indices(step, search_lib.ARCH_STREAM))
   # The reference's ERM alpha batch is next(iter(valid_queue)) over a shuffled copy of the
   # training set (gaea_release cnn/train_search.py l. 241): a fresh random batch every step.
   assert search.config.data.arch_with_replacement
-  assert not np.array_equal(indices(0, loop.ARCH_STREAM), indices(1, loop.ARCH_STREAM))
+  assert not np.array_equal(indices(0, search_lib.ARCH_STREAM), indices(1, search_lib.ARCH_STREAM))
   # The loop feeds exactly these batches.
-  batches = loop.step_batches(search, 1)
+  batches = search_lib.step_batches(search, 1)
   np.testing.assert_array_equal(batches["val"][1],
-                                search.splits.arch.labels[indices(1, loop.ARCH_STREAM)])
+                                search.splits.arch.labels[indices(1, search_lib.ARCH_STREAM)])
 
 
 @pytest.mark.parametrize("config_file", ["gaea_nb201.py", "gaea_pcdarts_cifar10.py"])
 def test_gaea_alpha_stays_on_the_simplex_and_resumes_exactly(config_file, tmp_path):
   straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
-  loop.train_and_evaluate(gaea_smoke(config_file, max_steps=3), straight)
-  loop.train_and_evaluate(gaea_smoke(config_file, max_steps=2), resumed)
-  loop.train_and_evaluate(gaea_smoke(config_file, max_steps=3), resumed)
+  driver.train_and_evaluate(gaea_smoke(config_file, max_steps=3), straight)
+  driver.train_and_evaluate(gaea_smoke(config_file, max_steps=2), resumed)
+  driver.train_and_evaluate(gaea_smoke(config_file, max_steps=3), resumed)
   states = []
   for workdir in (straight, resumed):
-    search = loop.build_search(gaea_smoke(config_file, max_steps=3))
-    abstract = jax.eval_shape(lambda: loop.init_state(search))
+    search = search_lib.build_search(gaea_smoke(config_file, max_steps=3))
+    abstract = jax.eval_shape(lambda: search_lib.init_state(search))
     with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                          fingerprint=loop.fingerprint(search)) as manager:
+                                          fingerprint=search_lib.fingerprint(search)) as manager:
       states.append(manager.restore(abstract))
   jax.tree.map(np.testing.assert_array_equal, states[0], states[1])
-  initial = loop.init_state(search).arch
+  initial = search_lib.init_state(search).arch
   for leaf, leaf0 in zip(jax.tree.leaves(states[0].arch), jax.tree.leaves(initial)):
     leaf = np.asarray(leaf)
     np.testing.assert_allclose(leaf.sum(axis=-1), 1.0, rtol=1e-5)
@@ -70,4 +71,4 @@ def test_simplex_optimizer_requires_simplex_parametrization(tmp_path):
   config = gaea_smoke()
   config.parametrization = "softmax"
   with pytest.raises(ValueError, match="needs parametrization='simplex'"):
-    loop.train_and_evaluate(config, str(tmp_path))
+    driver.train_and_evaluate(config, str(tmp_path))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxnas import driver
 from jaxnas import data as data_lib
 from jaxnas import evaluate
 from jaxnas.data import imagenet
@@ -125,7 +126,7 @@ def test_eval_imagenet_config_trains_on_the_tree(tree, tmp_path):
   config.data.name, config.data.data_dir = "imagenet", str(tree)
   config.data.image_size, config.data.resize_size = 32, 36
   config.batch_size, config.eval_batch_size = 4, 6
-  result = evaluate.train_and_evaluate(config, str(tmp_path))
+  result = driver.train_and_evaluate(config, str(tmp_path))
   assert result["step"] == 2
   assert 0.0 <= result["final_record"]["test/accuracy"] <= 1.0
   assert math.isfinite(result["final_record"]["test/loss"])

@@ -315,7 +315,7 @@ def test_exact_second_order_hypergradient_is_the_same_with_either_kernels():
   closer than its second-order part is large; so is the supernet's loss, to float32 rounding."""
   from jaxnas import data as data_lib
   from jaxnas import hypergrad
-  from jaxnas import loop
+  from jaxnas import search as search_lib
   from jaxnas import steps
   from test_search_hypergrad import tiny_search
   grads = {}
@@ -323,8 +323,8 @@ def test_exact_second_order_hypergradient_is_the_same_with_either_kernels():
     search = tiny_search(**{"backend.kernels": impl})  # the config reaches the module
     comp = search.components
     assert comp.module.kernels == impl
-    state = loop.start_state(search)
-    batches = loop.step_batches(search, 0)
+    state = search_lib.start_state(search)
+    batches = search_lib.step_batches(search, 0)
     train = (data_lib.normalize(batches["train"][0], comp.mean, comp.std), batches["train"][1])
     val = (data_lib.normalize(batches["val"][0], comp.mean, comp.std), batches["val"][1])
     loss = lambda w, a, b, comp=comp, state=state: steps.supernet_loss(

@@ -12,7 +12,8 @@ import pytest
 
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
-from jaxnas import loop
+from jaxnas import driver
+from jaxnas import search as search_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import steps
 from jaxnas import supernet
@@ -46,10 +47,10 @@ def quickstart_smoke(**overrides):
 
 
 def restore_final_state(workdir, config):
-  search = loop.build_search(config)
-  abstract = jax.eval_shape(lambda: loop.init_state(search))
+  search = search_lib.build_search(config)
+  abstract = jax.eval_shape(lambda: search_lib.init_state(search))
   with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                        fingerprint=loop.fingerprint(search)) as manager:
+                                        fingerprint=search_lib.fingerprint(search)) as manager:
     return manager.restore(abstract)
 
 
@@ -98,7 +99,7 @@ def test_every_config_smoke_runs_and_writes_outputs(config_path, tmp_path, monke
     train_losses.append(float(np.mean(metrics["train/loss"])))
     return log_train(self, step, steps_per_epoch, metrics, *args, **kwargs)
   monkeypatch.setattr(metrics_lib.Logger, "train", spy)
-  summary = loop.train_and_evaluate(config, str(tmp_path))
+  summary = driver.train_and_evaluate(config, str(tmp_path))
   assert summary["step"] == GOLDEN_STEPS
   assert os.listdir(tmp_path / "checkpoints")
   records = [json.loads(line) for line in open(tmp_path / "genotypes.jsonl")]
@@ -119,9 +120,9 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, devices):
   """Also on a 2-device mesh: what ``python -m jaxnas.train`` runs on a 2-core CPU host."""
   straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
   mesh = {"mesh.data": devices}
-  loop.train_and_evaluate(quickstart_smoke(max_steps=4, **mesh), straight)
-  loop.train_and_evaluate(quickstart_smoke(max_steps=2, **mesh), interrupted)
-  summary = loop.train_and_evaluate(quickstart_smoke(max_steps=4, **mesh), interrupted)  # at 2
+  driver.train_and_evaluate(quickstart_smoke(max_steps=4, **mesh), straight)
+  driver.train_and_evaluate(quickstart_smoke(max_steps=2, **mesh), interrupted)
+  summary = driver.train_and_evaluate(quickstart_smoke(max_steps=4, **mesh), interrupted)  # at 2
   assert summary["step"] == 4
   a = restore_final_state(straight, quickstart_smoke(max_steps=4, **mesh))
   b = restore_final_state(interrupted, quickstart_smoke(max_steps=4, **mesh))
@@ -130,17 +131,17 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, devices):
 
 
 def test_resume_refuses_checkpoint_of_another_config(tmp_path):
-  loop.train_and_evaluate(quickstart_smoke(), str(tmp_path))
+  driver.train_and_evaluate(quickstart_smoke(), str(tmp_path))
   before = sorted(os.listdir(tmp_path / "checkpoints"))
   with pytest.raises(checkpoint_lib.CheckpointMismatchError, match="workdir"):
-    loop.train_and_evaluate(quickstart_smoke(**{"space.channels": 6}), str(tmp_path))
+    driver.train_and_evaluate(quickstart_smoke(**{"space.channels": 6}), str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
 def tiny_search(**overrides):
   overrides = {"data.crop_padding": 0, "data.flip": False, **overrides}
   config = quickstart_smoke(**overrides)
-  return loop.build_search(config)
+  return search_lib.build_search(config)
 
 
 @functools.cache
@@ -156,9 +157,9 @@ def tiny_search_steps(num_steps=3):
     return steps.search_step(state, batches, components=search.components)
 
   step_fn = jax.jit(counted)
-  states, metrics = [loop.start_state(search)], []
+  states, metrics = [search_lib.start_state(search)], []
   for step in range(num_steps):
-    state, step_metrics = step_fn(states[-1], loop.step_batches(search, step))
+    state, step_metrics = step_fn(states[-1], search_lib.step_batches(search, step))
     states.append(state)
     metrics.append(step_metrics)
   return search, states, metrics, traces
@@ -168,7 +169,7 @@ def test_search_step_traces_once_and_matches_hand_written_darts_step():
   search, states, step_metrics, traces = tiny_search_steps()
   comp = search.components
   state0, state1, metrics = states[0], states[1], step_metrics[0]
-  batches = loop.step_batches(search, 0)
+  batches = search_lib.step_batches(search, 0)
   # --- the hand-written reference: alpha step (Adam + L2) then weight step (clip, L2, momentum).
   x_val = data_lib.normalize(batches["val"][0], comp.mean, comp.std)
   x_train = data_lib.normalize(batches["train"][0], comp.mean, comp.std)
@@ -208,8 +209,8 @@ def test_search_step_traces_once_and_matches_hand_written_darts_step():
 
 def test_weights_first_order_updates_weights_before_alpha():
   search = tiny_search(step_order="weights_first")
-  state0 = loop.start_state(search)
-  batches = loop.step_batches(search, 0)
+  state0 = search_lib.start_state(search)
+  batches = search_lib.step_batches(search, 0)
   state1, _ = jax.jit(lambda s, b: steps.search_step(s, b, components=search.components))(
       state0, batches)
   # The alpha gradient must now be taken at the updated weights: recompute it both ways.
@@ -250,7 +251,7 @@ def test_golden_losses_from_fixed_seed():
 ])
 def test_bad_configs_fail_fast_with_clear_errors(overrides, message, tmp_path):
   with pytest.raises(ValueError) as info:
-    loop.train_and_evaluate(quickstart_smoke(**overrides), str(tmp_path))
+    driver.train_and_evaluate(quickstart_smoke(**overrides), str(tmp_path))
   assert message in str(info.value)
   assert not os.path.exists(tmp_path / "checkpoints")
 
@@ -258,7 +259,7 @@ def test_bad_configs_fail_fast_with_clear_errors(overrides, message, tmp_path):
 def test_missing_data_dir_fails_fast(tmp_path):
   config = quickstart_smoke(**{"data.name": "cifar10", "data.data_dir": str(tmp_path / "nope")})
   with pytest.raises(data_lib.DatasetNotFoundError) as info:
-    loop.train_and_evaluate(config, str(tmp_path / "work"))
+    driver.train_and_evaluate(config, str(tmp_path / "work"))
   assert "data_dir" in str(info.value)
 
 
@@ -282,7 +283,7 @@ def test_nb201_ground_truth_is_reported_each_epoch(tmp_path):
   from jaxnas.spaces.nb201 import NB201Genotype
   table = tmp_path / "table.csv"
   write_fixture_nb201_table(table)
-  summary = loop.train_and_evaluate(quickstart_smoke(**{"benchmark.path": str(table)}),
+  summary = driver.train_and_evaluate(quickstart_smoke(**{"benchmark.path": str(table)}),
                                     str(tmp_path / "work"))
   record = summary["final_record"]
   expected = fake_accuracy(NB201Genotype.from_string(record["genotype"]).code)
@@ -295,7 +296,7 @@ def test_nb201_ground_truth_is_reported_each_epoch(tmp_path):
 def test_no_genotype_is_selected_on_test_data(tmp_path):
   """GAEA ERM (data.split='full') evaluates on the test set: result.json has no best genotype."""
   config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke")
-  summary = loop.train_and_evaluate(config, str(tmp_path))
+  summary = driver.train_and_evaluate(config, str(tmp_path))
   assert summary["splits"]["eval_role"] == "test"
   assert summary["best_genotype"] is None and "best_record" not in summary
   assert summary["selection"].startswith("final genotype only")
@@ -308,7 +309,7 @@ def test_benchmark_on_a_space_without_one_is_refused(tmp_path):
   config = load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"))
   config.benchmark.path = str(table)
   with pytest.raises(ValueError, match="only 'nb201'"):
-    loop.train_and_evaluate(config, str(tmp_path / "work"))
+    driver.train_and_evaluate(config, str(tmp_path / "work"))
 
 
 def test_cadence_logs_evaluates_and_checkpoints_on_schedule():

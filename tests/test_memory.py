@@ -14,7 +14,7 @@ import pytest
 import jaxnas
 from jaxnas import config_checks
 from jaxnas import data as data_lib
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas import state as state_lib
 from jaxnas import steps
 from jaxnas import supernet
@@ -171,24 +171,24 @@ def test_build_supernet_passes_config_remat():
   for space_name in SPACES:
     config = test_loop.load_config(os.path.join(ROOT, "configs", "default.py"), None,
                                    **{"space.name": space_name, "backend.remat": False})
-    space = loop.build_space(config)
-    assert loop.build_supernet(config, space, 10).remat is False
+    space = search_lib.build_space(config)
+    assert search_lib.build_supernet(config, space, 10).remat is False
     config.backend.remat = True
-    assert loop.build_supernet(config, space, 10).remat is True
+    assert search_lib.build_supernet(config, space, 10).remat is True
     config.backend.remat_scope = "edge" if space_name in ("darts", "nb201") else "cell"
-    module = loop.build_supernet(config, space, 10)
+    module = search_lib.build_supernet(config, space, 10)
     assert getattr(module, "remat_scope", "cell") == config.backend.remat_scope
   # On CPU the DARTS-space configs rematerialize each edge by default (the backend's default for
   # the space); smoke runs not.
   darts = test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"), None)
-  darts_space = loop.build_space(darts)
-  module = loop.build_supernet(darts, darts_space, 10)
+  darts_space = search_lib.build_space(darts)
+  module = search_lib.build_supernet(darts, darts_space, 10)
   assert module.remat is True and module.remat_scope == "edge" and module.unroll is False
   smoke = test_loop.load_config(os.path.join(ROOT, "configs", "darts_cifar10.py"), "smoke")
-  assert loop.build_supernet(smoke, loop.build_space(smoke), 10).remat is False
+  assert search_lib.build_supernet(smoke, search_lib.build_space(smoke), 10).remat is False
   darts.space.remat = True  # the name before config.backend
   with pytest.raises(ValueError, match="config.space.remat moved to config.backend.remat"):
-    loop.build_supernet(darts, darts_space, 10)
+    search_lib.build_supernet(darts, darts_space, 10)
 
 
 # ------------------------------------------------------------------------------- bfloat16
@@ -214,7 +214,7 @@ def test_bfloat16_weights_step_keeps_float32_master_state():
   """One weight step of the quickstart supernet (with remat) in float32 and in bfloat16."""
   config = test_loop.quickstart_smoke(compute_dtype="bfloat16", **{
       "backend.remat": True, "space.ops": "skip_connect,nor_conv_1x1,avg_pool_3x3"})
-  search = loop.build_search(config)
+  search = search_lib.build_search(config)
   assert search.components.compute_dtype == "bfloat16" and search.components.module.remat
   images = data_lib.normalize(jnp.asarray(search.splits.weights.images[:8]),
                               search.components.mean, search.components.std)
@@ -255,7 +255,7 @@ def test_bad_compute_dtype_names_the_field_and_the_valid_values():
   with pytest.raises(ValueError, match=r"config\.compute_dtype='float16'.*float32, bfloat16"):
     config_checks.validate(config)
   with pytest.raises(ValueError, match=r"config\.compute_dtype='float16'.*float32, bfloat16"):
-    loop.build_search(config)
+    search_lib.build_search(config)
   space, plain, remat, param, arch, weights, model_state, x, labels = tiny("nb201")
   with pytest.raises(ValueError, match=r"compute_dtype='float16'.*float32, bfloat16"):
     supernet.apply(plain, weights, model_state, x, param.activate(arch), train=False,

@@ -118,13 +118,13 @@ def test_per_leaf_floor_leaves_edge_weights_unfloored():
   """GAEA PC-DARTS (gaea_release architect_edarts.py): alpha is clamped at 1e-5 before it is
   normalised, the edge weights beta only renormalised per node -- a beta entry driven below the
   floor stays there (the old single floor lifted it to ~1e-5)."""
-  from jaxnas import loop
+  from jaxnas import search as search_lib
   from jaxnas.spaces import darts
   from configs import default
   aopt = default.get_config().arch_optimizer
   aopt.name = "exponentiated_gradient"
   aopt.learning_rate = 1.0
-  tx = loop.build_arch_optimizer(aopt)
+  tx = search_lib.build_arch_optimizer(aopt)
   params = {"normal": uniform(2, 3), "normal_edges": {"0": jnp.array([0.5, 0.5])}}
   grads = {"normal": jnp.array([[30.0, 0.0, 0.0]] * 2),
            "normal_edges": {"0": jnp.array([30.0, 0.0])}}

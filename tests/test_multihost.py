@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnas import loop
+from jaxnas import search as search_lib
 from test_loop import ROOT, load_config
 
 WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")
@@ -56,11 +56,11 @@ def test_two_processes_on_loopback_finish_a_search_with_identical_alpha(tmp_path
   # vmapped seeds (seed 1 is another search).
   config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
                        **{"space.ops": "none,skip_connect"})  # as in the workers
-  search = loop.build_search(config)
-  state = loop.start_state(search)
-  step_fn = loop.jit_search_step(search)
+  search = search_lib.build_search(config)
+  state = search_lib.start_state(search)
+  step_fn = search_lib.jit_search_step(search)
   for step in range(2):
-    state, _ = step_fn(state, loop.step_batches(search, step))
+    state, _ = step_fn(state, search_lib.step_batches(search, step))
   single = jax.device_get(state.arch)["cell"]
   np.testing.assert_allclose(finals["search"][0]["cell"], single, rtol=1e-4, atol=1e-6)
   seeds_arch = finals["seeds"][0]["cell"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from jaxnas import driver
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas.nao import nb201 as nao_nb201
 from jaxnas import sharding
@@ -181,7 +182,7 @@ def _check_outputs(config, workdir, summary):
 def test_nao_space_smoke_search_with_rerank(tmp_path):
   """NAO's cell space end to end: drop-path, size-proportional sampling, controller, re-rank."""
   config = load_config("nao_v2_cifar10.py")
-  summary = nao_search.train_and_evaluate(config, str(tmp_path))
+  summary = driver.train_and_evaluate(config, str(tmp_path))
   _check_outputs(config, str(tmp_path), summary)
   assert summary["selected_on"].startswith("the arch split") and "eval_role" in summary["splits"]
 
@@ -196,7 +197,7 @@ def test_resume_mid_iteration_equals_uninterrupted(tmp_path, monkeypatch):
   """Interrupted twice (iteration 0's supernet training, then iteration 1's), resumed each time:
   the final state is bit-identical to an uninterrupted search's, and so is the result."""
   config = load_config("nao_v2_nb201.py")
-  full = nao_search.train_and_evaluate(config, str(tmp_path / "full"))
+  full = driver.train_and_evaluate(config, str(tmp_path / "full"))
   real_gather = sharding.DataParallel.put_examples
   # Batch gathers of the smoke search: 4 per iteration's training, then 1 per scored architecture.
   # Call 3 is iteration 0's third step (after the step-2 checkpoint); after that resume, call 11
@@ -212,11 +213,11 @@ def test_resume_mid_iteration_equals_uninterrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sharding.DataParallel, "put_examples", flaky_gather)
     with pytest.raises(_Interrupt):
-      nao_search.train_and_evaluate(config, str(tmp_path / "resumed"))
+      driver.train_and_evaluate(config, str(tmp_path / "resumed"))
   monkeypatch.setattr(sharding.DataParallel, "put_examples", real_gather)
   records = [json.loads(line) for line in open(tmp_path / "resumed" / "nao_iterations.jsonl")]
   assert [r["iteration"] for r in records] == [0], "the second interruption is in iteration 1"
-  resumed = nao_search.train_and_evaluate(config, str(tmp_path / "resumed"))
+  resumed = driver.train_and_evaluate(config, str(tmp_path / "resumed"))
   _check_outputs(config, str(tmp_path / "full"), full)
   assert resumed == full
   a = _final_state(config, str(tmp_path / "full"))
@@ -228,10 +229,10 @@ def test_resume_mid_iteration_equals_uninterrupted(tmp_path, monkeypatch):
 def test_bad_config_fails_fast_with_the_field_named(tmp_path):
   config = load_config("nao_v2_cifar10.py", **{"nao.sampling": "weighted"})
   with pytest.raises(ValueError, match="config.nao.sampling"):
-    nao_search.train_and_evaluate(config, str(tmp_path))
+    driver.train_and_evaluate(config, str(tmp_path))
   config = load_config("nao_v2_cifar10.py", **{"space.name": "darts"})
   with pytest.raises(ValueError, match="'nao'.*'nb201'"):
-    nao_search.train_and_evaluate(config, str(tmp_path))
+    driver.train_and_evaluate(config, str(tmp_path))
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -242,4 +243,4 @@ def test_bad_config_fails_fast_with_the_field_named(tmp_path):
 def test_gradient_method_only_options_fail_fast(field, value, match, tmp_path):
   config = load_config("nao_v2_nb201.py", **{field: value})
   with pytest.raises(ValueError, match=match):
-    nao_search.train_and_evaluate(config, str(tmp_path))
+    driver.train_and_evaluate(config, str(tmp_path))

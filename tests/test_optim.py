@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas import optim
 from test_loop import ROOT
 from test_loop import load_config
@@ -94,7 +94,7 @@ def test_darts_nb201_schedule_is_autodl_per_epoch_cosine():
   # eta_min 0.001, epochs 50, warmup 0. Without warm-up only the epoch counts.
   config = load_config(os.path.join(ROOT, "configs", "darts_nb201.py"), "")
   per_epoch = 7
-  lr = loop.weights_schedule(config, per_epoch)
+  lr = search_lib.weights_schedule(config, per_epoch)
   for step in [0, 3, 6, 7, 100, 343, 349]:
     epoch, it = divmod(step, per_epoch)
     want = autodl_cosine_lr(0.025, 0.001, 50, 0, epoch, it / per_epoch)
@@ -110,7 +110,7 @@ def test_idarts_nb201_schedule_matches_the_reference_run_log():
   # 0.008145033635316129 at epoch 9 (AutoDL's scheduler, LR 0.01, eta_min 0.001, epochs 30).
   config = load_config(os.path.join(ROOT, "configs", "idarts_nb201.py"), "")
   assert config.epochs == 30
-  lr = loop.weights_schedule(config, 5)
+  lr = search_lib.weights_schedule(config, 5)
   for epoch, logged in [(0, 0.010000000000000002), (1, 0.00997534852915723),
                         (2, 0.009901664203302126), (9, 0.008145033635316129)]:
     np.testing.assert_allclose(lr(jnp.asarray(5 * epoch + 4)), logged, rtol=1e-6)
@@ -148,7 +148,7 @@ def test_each_config_schedule_is_its_reference_schedule(config_file):
   config = load_config(os.path.join(ROOT, "configs", config_file), "")
   assert config.epochs == epochs
   per_epoch = 3
-  lr = loop.weights_schedule(config, per_epoch)
+  lr = search_lib.weights_schedule(config, per_epoch)
   for epoch in [0, 1, epochs // 2, epochs - 1]:
     want = low + (base - low) * (1 + np.cos(np.pi * (epoch + offset) / length)) / 2
     for it in range(per_epoch):

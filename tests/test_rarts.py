@@ -12,7 +12,8 @@ import pytest
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import data as data_lib
 from jaxnas import hypergrad
-from jaxnas import loop
+from jaxnas import driver
+from jaxnas import search as search_lib
 from jaxnas import methods
 from jaxnas import steps
 from jaxnas.methods import rarts
@@ -236,12 +237,12 @@ def test_one_search_step_on_a_supernet_equals_the_hand_written_pass():
   # The pass's weightings and variants are checked on the solvable model, which runs the same
   # code (gauss_seidel_pass_with_stats); here: BatchNorm threading, pytrees, the optimizer chains,
   # augmentation, on the smallest supernet.
-  search = loop.build_search(rarts_config(**TINY))
+  search = search_lib.build_search(rarts_config(**TINY))
   comp, method = search.components, search.method
   beta = method.options.beta
   step_fn = jax.jit(functools.partial(method.search_step, components=comp), donate_argnums=0)
-  state, _ = step_fn(loop.start_state(search), loop.step_batches(search, 0))  # now y != w
-  batches = loop.step_batches(search, 1)
+  state, _ = step_fn(search_lib.start_state(search), search_lib.step_batches(search, 0))  # now y != w
+  batches = search_lib.step_batches(search, 1)
 
   @jax.jit
   def by_hand(state, batches):
@@ -293,26 +294,26 @@ def test_smoke_run_resumes_exactly_and_refuses_other_hyperparameters(name, tmp_p
   overrides = {"rarts.eval_network": "val"} if name == "rarts_nb201.py" else {}
   config = lambda **more: rarts_config(name, **overrides, **more)  # noqa: E731
   # Uninterrupted: the loop's jitted step, twice, from the loop's initial state.
-  search = loop.build_search(config(max_steps=2))
-  step_fn = loop.jit_search_step(search)
-  straight = loop.start_state(search)
+  search = search_lib.build_search(config(max_steps=2))
+  step_fn = search_lib.jit_search_step(search)
+  straight = search_lib.start_state(search)
   for step in range(2):
-    straight, _ = step_fn(straight, loop.step_batches(search, step))
+    straight, _ = step_fn(straight, search_lib.step_batches(search, step))
   # Interrupted after one step, resumed to two.
   workdir = str(tmp_path)
-  loop.train_and_evaluate(config(max_steps=1), workdir)
-  summary = loop.train_and_evaluate(config(max_steps=2), workdir)
+  driver.train_and_evaluate(config(max_steps=1), workdir)
+  summary = driver.train_and_evaluate(config(max_steps=2), workdir)
   assert summary["step"] == 2
-  abstract = jax.eval_shape(lambda: loop.init_state(search))
+  abstract = jax.eval_shape(lambda: search_lib.init_state(search))
   with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                        fingerprint=loop.fingerprint(search)) as manager:
+                                        fingerprint=search_lib.fingerprint(search)) as manager:
     resumed = manager.restore(abstract)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight), resumed)
   # The two networks started equal and have moved apart.
   w, y = resumed.weights, resumed.method_state["val_weights"]
   assert not all(np.array_equal(p, q) for p, q in zip(jax.tree.leaves(w), jax.tree.leaves(y)))
   with pytest.raises(checkpoint_lib.CheckpointMismatchError, match="rarts.beta"):
-    loop.train_and_evaluate(config(max_steps=3, **{"rarts.beta": 3.0}), workdir)
+    driver.train_and_evaluate(config(max_steps=3, **{"rarts.beta": 3.0}), workdir)
 
 
 def test_benchmark_builds_the_method_named_by_the_flag():
@@ -321,5 +322,5 @@ def test_benchmark_builds_the_method_named_by_the_flag():
   args = benchmark.parse_args(["--space=nb201", "--channels=4", "--cells_per_stage=1",
                                "--batch_size=8", "--image_size=8", "--method=rarts",
                                "--rarts_alpha_gradient_at=current"])
-  method = loop.build_search(benchmark.make_config(args)).method
+  method = search_lib.build_search(benchmark.make_config(args)).method
   assert isinstance(method, rarts.Rarts) and method.options.alpha_gradient_at == "current"

@@ -8,7 +8,7 @@ import pytest
 
 from jaxnas import config_checks
 from jaxnas import hypergrad
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas import optim
 from jaxnas import steps
 from jaxnas import testing
@@ -25,7 +25,7 @@ TINY = {"space.name": "darts", "space.layers": 1, "space.nodes": 1, "space.chann
 
 
 def tiny_search(**overrides):
-  return loop.build_search(quickstart_smoke(**{**TINY, **overrides}))
+  return search_lib.build_search(quickstart_smoke(**{**TINY, **overrides}))
 
 
 def flat(arch):
@@ -48,10 +48,10 @@ def test_every_estimator_runs_in_the_jitted_step_without_recompiling(name):
     return steps.search_step(state, batches, components=search.components)
 
   step_fn = jax.jit(counted, donate_argnums=0)
-  state = loop.start_state(search)
+  state = search_lib.start_state(search)
   arch0 = flat(state.arch)
   for step in range(3):
-    state, metrics = step_fn(state, loop.step_batches(search, step))
+    state, metrics = step_fn(state, search_lib.step_batches(search, step))
   assert len(traces) == 1
   assert np.all(np.isfinite(flat(state.arch)))
   assert not np.allclose(flat(state.arch), arch0)
@@ -70,9 +70,9 @@ def test_unrolled_one_step_equals_darts_second_order_on_a_supernet():
   search = tiny_search()
   comp = search.components
   step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=comp))
-  state = loop.start_state(search)
-  state, _ = step_fn(state, loop.step_batches(search, 0))  # a non-zero momentum buffer
-  batches = loop.step_batches(search, 1)
+  state = search_lib.start_state(search)
+  state, _ = step_fn(state, search_lib.step_batches(search, 0))  # a non-zero momentum buffer
+  batches = search_lib.step_batches(search, 1)
   from jaxnas import data as data_lib
   x_t = data_lib.normalize(batches["train"][0], comp.mean, comp.std)
   x_v = data_lib.normalize(batches["val"][0], comp.mean, comp.std)
@@ -104,11 +104,11 @@ def test_unrolled_one_step_equals_darts_second_order_on_a_supernet():
 def test_arch_every_takes_an_alpha_step_after_every_t_weight_steps():
   search = tiny_search(arch_every=3, step_order="weights_first")
   step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=search.components))
-  state = loop.start_state(search)
+  state = search_lib.start_state(search)
   history = [flat(state.arch)]
   val_losses = []
   for step in range(6):
-    state, metrics = step_fn(state, loop.step_batches(search, step))
+    state, metrics = step_fn(state, search_lib.step_batches(search, step))
     history.append(flat(state.arch))
     val_losses.append(float(metrics["val/loss"]))
   changed = [not np.array_equal(history[i], history[i + 1]) for i in range(6)]
@@ -121,10 +121,10 @@ def test_diagnostics_step_known_answer_for_the_reference_estimator():
   search = tiny_search(hypergrad="implicit_cg", **{"hypergrad_options.cg_maxiter": 10,
                                                    "hypergrad_options.cg_tol": 1e-6,
                                                    "hypergrad_options.mixed_term": "exact"})
-  state = loop.start_state(search)
+  state = search_lib.start_state(search)
   out = jax.jit(lambda s, b: steps.diagnostics_step(s, b, components=search.components,
                                                      cg_maxiter=10, eigen_iterations=5))(
-      state, loop.step_batches(search, 0))
+      state, search_lib.step_batches(search, 0))
   assert float(out["diag/hypergrad_rel_error"]) < 1e-5
   assert abs(float(out["diag/hypergrad_cosine"]) - 1.0) < 1e-5
   assert np.isfinite(float(out["diag/hessian_eigenvalue"]))
@@ -163,7 +163,7 @@ def test_exact_second_order_virtual_step_of_each_config(config_file, nesterov):
   rng = np.random.default_rng(4)
   w, m = rng.normal(size=quad.n_w), rng.normal(size=quad.n_w)
   with jax.enable_x64(True):
-    lr = loop.weights_schedule(config, steps_per_epoch)
+    lr = search_lib.weights_schedule(config, steps_per_epoch)
     xi = float(lr(jax.numpy.asarray(count)))
     tx = optim.sgd_pytorch(lr, momentum=wopt.momentum, weight_decay=wopt.weight_decay,
                            clip_norm=wopt.clip_norm, nesterov=wopt.nesterov)

@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnas import loop
+from jaxnas import driver
+from jaxnas import search as search_lib
 from jaxnas import seeds
 from test_loop import ROOT, load_config
 
@@ -17,11 +18,11 @@ def single_run_state(config, seed: int, num_steps: int):
   """``num_steps`` steps of the plain (unvmapped) search with ``seed``, on the host."""
   config = config.copy_and_resolve_references()
   config.seed, config.num_seeds = seed, 1
-  search = loop.build_search(config)
-  state = loop.start_state(search)
-  step_fn = loop.jit_search_step(search)
+  search = search_lib.build_search(config)
+  state = search_lib.start_state(search)
+  step_fn = search_lib.jit_search_step(search)
   for step in range(num_steps):
-    state, _ = step_fn(state, loop.step_batches(search, step))
+    state, _ = step_fn(state, search_lib.step_batches(search, step))
   return jax.device_get(state)
 
 
@@ -29,13 +30,12 @@ def single_run_state(config, seed: int, num_steps: int):
 @pytest.mark.slow
 def test_each_vmapped_seed_equals_its_single_run(tmp_path):
   config = load_config(QUICKSTART, "smoke", num_seeds=2)
-  report = loop.train_and_evaluate(config, str(tmp_path))
+  report = driver.train_and_evaluate(config, str(tmp_path))
   assert report["seeds"] == [config.seed, config.seed + 1]
   # The stacked final state, restored from the run's checkpoint.
-  search = loop.build_search(config)
-  abstract = jax.eval_shape(lambda: seeds.init_states(seeds.seed_searches(search)))
-  stacked, _, resumed = loop.restore_or_start(config, str(tmp_path), abstract,
-                                              seeds.fingerprint(search), search.parallel)
+  stacked, manager, resumed = driver.restore_or_start(seeds.SeedsProgram.from_config(config),
+                                                      str(tmp_path))
+  manager.close()
   assert resumed
   stacked = jax.device_get(stacked)
   for i, seed in enumerate(report["seeds"]):
@@ -54,7 +54,7 @@ def test_each_vmapped_seed_equals_its_single_run(tmp_path):
     result = json.load(open(tmp_path / f"seed_{seed}" / "result.json"))
     assert result["final_genotype"] == report["per_seed"][str(seed)]["final_genotype"]
   # Rerunning resumes (nothing left to do) and reports the same.
-  assert loop.train_and_evaluate(config, str(tmp_path))["spread"] == report["spread"]
+  assert driver.train_and_evaluate(config, str(tmp_path))["spread"] == report["spread"]
 
 
 def test_spread_counts_distinct_genotypes_and_accuracy_statistics():
@@ -80,5 +80,5 @@ def test_spread_counts_distinct_genotypes_and_accuracy_statistics():
 def test_unsupported_multi_seed_settings_fail_fast(field, value, match, tmp_path):
   config = load_config(QUICKSTART, "smoke", **{"num_seeds": 2, field: value})
   with pytest.raises(ValueError, match=match):
-    loop.train_and_evaluate(config, str(tmp_path))
+    driver.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxnas import backends
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas import sharding
 from jaxnas.backends import cpu
 from test_loop import ROOT, load_config
@@ -49,11 +49,11 @@ def method_config(method: str):
 def run_steps(config, devices: int):
   """``STEPS`` search steps on a ``devices``-device mesh: (final state on the host, step_fn)."""
   config.mesh.data = devices
-  search = loop.build_search(config)
-  state = loop.start_state(search)
-  step_fn = loop.jit_search_step(search)
+  search = search_lib.build_search(config)
+  state = search_lib.start_state(search)
+  step_fn = search_lib.jit_search_step(search)
   for step in range(STEPS):
-    state, _ = step_fn(state, loop.step_batches(search, step))
+    state, _ = step_fn(state, search_lib.step_batches(search, step))
   assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(state))
   assert {d for leaf in jax.tree.leaves(state) for d in leaf.sharding.device_set} == set(
       search.parallel.mesh.devices.flat)
@@ -82,8 +82,8 @@ def test_sharded_step_equals_single_device_step(method):
   assert step_fn._cache_size() == 1  # no recompilation across steps
   assert_states_close(sharded, single)
   # The steps did something: alpha moved off its initial value.
-  search = loop.build_search(method_config(method))
-  initial = jax.device_get(loop.init_state(search))
+  search = search_lib.build_search(method_config(method))
+  initial = jax.device_get(search_lib.init_state(search))
   moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(sharded.arch),
                                                  jax.tree.leaves(initial.arch))]
   assert any(moved)
@@ -92,14 +92,14 @@ def test_sharded_step_equals_single_device_step(method):
 def test_batches_are_split_over_the_mesh_and_each_device_holds_its_rows():
   config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke")
   config.mesh.data = DEVICES
-  search = loop.build_search(config)
-  images, labels = loop.step_batches(search, 0)["train"]
+  search = search_lib.build_search(config)
+  images, labels = search_lib.step_batches(search, 0)["train"]
   assert images.shape[0] == config.batch_size
   assert images.sharding.spec == jax.sharding.PartitionSpec(sharding.DATA_AXIS)
   shard_rows = sorted(shard.index[0].start for shard in labels.addressable_shards)
   assert shard_rows == list(range(0, config.batch_size, config.batch_size // DEVICES))
-  idx = loop.data_lib.batch_indices(config.seed, 0, len(search.splits.weights),
-                                    config.batch_size, stream=loop.WEIGHTS_STREAM,
+  idx = search_lib.data_lib.batch_indices(config.seed, 0, len(search.splits.weights),
+                                    config.batch_size, stream=search_lib.WEIGHTS_STREAM,
                                     with_replacement=False)
   np.testing.assert_array_equal(np.asarray(labels), search.splits.weights.labels[idx])
 
@@ -116,7 +116,7 @@ def test_bad_mesh_and_batch_sizes_name_the_fix():
   config = load_config(os.path.join(ROOT, "configs", "quickstart.py"), "smoke",
                        **{"mesh.data": DEVICES, "batch_size": 12})
   with pytest.raises(ValueError, match="config.batch_size=12 does not split over the 8 devices"):
-    loop.build_search(config)
+    search_lib.build_search(config)
 
 
 def test_a_partial_batch_is_replicated():

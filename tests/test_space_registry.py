@@ -6,7 +6,7 @@ import pytest
 import jaxnas
 import repo_files
 from jaxnas import evaluate
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas.spaces import darts
 
 
@@ -63,7 +63,7 @@ def test_spaces_read_their_own_config_fields():
   config = default_config()
   config.space.nodes, config.space.partial_channels = 2, 4
   config.space.ops = "none,skip_connect,sep_conv_3x3"
-  space = loop.build_space(config)
+  space = search_lib.build_space(config)
   assert (space.nodes, space.partial_channels, space.ops) == (2, 4, ("none", "skip_connect",
                                                                       "sep_conv_3x3"))
   config.space.channels = 15
@@ -74,7 +74,7 @@ def test_spaces_read_their_own_config_fields():
   assert jaxnas.spaces.from_config(config).ops == jaxnas.spaces.nao.OP_SETS["middle"]
   config.space.name = "width"
   config.space.blocks_per_stage = 2
-  assert loop.build_space(config).arch_shapes() == {"stream": (3, 4), "inner": (6, 4)}
+  assert search_lib.build_space(config).arch_shapes() == {"stream": (3, 4), "inner": (6, 4)}
 
 
 def test_registry_errors_name_the_valid_spaces():

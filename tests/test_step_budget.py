@@ -3,8 +3,8 @@
 For each config: the number of weight steps, of alpha steps and the learning rate of every weight
 step that jaxnas would run must equal the reference loop's for the same dataset, batch size and
 epochs. The reference side is written out below from each reference loop's structure (file and
-line in the comments), not from jaxnas; the jaxnas side comes from what ``loop.build_search``
-uses (``loop.step_budget``, ``loop.weights_schedule``, ``parts.EveryK.auto_phase``) on splits made
+line in the comments), not from jaxnas; the jaxnas side comes from what ``search_lib.build_search``
+uses (``search_lib.step_budget``, ``search_lib.weights_schedule``, ``parts.EveryK.auto_phase``) on splits made
 by ``data.make_search_splits`` from a CIFAR-10-sized stand-in dataset (1x1 images: no data, no
 compilation).
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from jaxnas import data as data_lib
-from jaxnas import loop
+from jaxnas import search as search_lib
 from jaxnas import parts
 from test_loop import ROOT, load_config
 
@@ -176,13 +176,13 @@ def jaxnas_budget(config) -> Budget:
   splits = data_lib.make_search_splits(cifar10_standin(), config.data.split,
                                        train_portion=config.data.train_portion,
                                        seed=config.data.split_seed)
-  per_epoch, total = loop.step_budget(config, len(splits.weights), len(splits.arch))
+  per_epoch, total = search_lib.step_budget(config, len(splits.weights), len(splits.arch))
   step = np.arange(total)
   alpha = (None if config.method == "darts_prime" and config.darts_prime.schedule == "dynamic"
            else int(np.sum(parts.EveryK(
                k=config.arch_every,
                phase=parts.EveryK.auto_phase(config.arch_every, config.step_order)).due(step, None))))
-  lr = np.asarray(loop.weights_schedule(config, per_epoch)(jnp.arange(total)), np.float64)
+  lr = np.asarray(search_lib.weights_schedule(config, per_epoch)(jnp.arange(total)), np.float64)
   return Budget(total, alpha, lr)   # a jaxnas step = one weight step for these methods
 
 
@@ -219,13 +219,13 @@ def test_every_search_config_is_covered():
 def test_epoch_unit_arch_counts_alpha_batches_times_arch_every():
   """``epoch_unit='arch'``: T x ceil(n_arch / b_arch) steps per epoch, floor with 'drop'."""
   config = load_config(os.path.join(ROOT, "configs", "idarts_cifar10.py"), arg=None)
-  assert loop.step_budget(config, 25_000, 25_000) == (5 * 261, 50 * 5 * 261)
+  assert search_lib.step_budget(config, 25_000, 25_000) == (5 * 261, 50 * 5 * 261)
   config.arch_batch_size = 100
-  assert loop.step_budget(config, 25_000, 25_050)[0] == 5 * 251
+  assert search_lib.step_budget(config, 25_000, 25_050)[0] == 5 * 251
   config.data.partial_batch = "drop"
-  assert loop.step_budget(config, 25_000, 25_050)[0] == 5 * 250
+  assert search_lib.step_budget(config, 25_000, 25_050)[0] == 5 * 250
   config.epoch_unit = "weights"
-  assert loop.step_budget(config, 25_000, 25_050)[0] == 25_000 // 96
+  assert search_lib.step_budget(config, 25_000, 25_050)[0] == 25_000 // 96
 
 
 def test_fill_keeps_the_partial_batch_at_a_fixed_shape():

@@ -1,6 +1,6 @@
 """A search space and a dataset defined outside the package, registered, and searched through the
 public API (``jaxnas.spaces.register``, ``jaxnas.data.register_dataset``,
-``loop.train_and_evaluate``).
+``search_lib.train_and_evaluate``).
 
 The space is a tiny cell of its own: 2 edges in a chain (input -> node 1 -> node 2), each mixing
 2 ops of its own (``identity`` and a 1x1 convolution). Nothing outside this file knows it.
@@ -17,7 +17,8 @@ import pytest
 
 import jaxnas
 import repo_files
-from jaxnas import loop
+from jaxnas import driver
+from jaxnas import search as search_lib
 
 TINY_OPS = ("identity", "conv_1x1")
 
@@ -99,7 +100,7 @@ def tiny_config():
 
 
 def test_user_space_and_dataset_search_through_the_public_api(registered, tmp_path):
-  summary = loop.train_and_evaluate(tiny_config(), str(tmp_path))
+  summary = driver.train_and_evaluate(tiny_config(), str(tmp_path))
   assert summary["step"] == 3
   records = [json.loads(line) for line in open(tmp_path / "genotypes.jsonl")]
   assert records[-1]["step"] == 3
@@ -110,9 +111,9 @@ def test_user_space_and_dataset_search_through_the_public_api(registered, tmp_pa
 
 def test_user_space_is_built_from_the_config_and_discretized(registered):
   config = tiny_config()
-  space = loop.build_space(config)
+  space = search_lib.build_space(config)
   assert isinstance(space, TinySpace) and space.ops == TINY_OPS
-  module = loop.build_supernet(config, space, num_classes=2)
+  module = search_lib.build_supernet(config, space, num_classes=2)
   assert module == TinyCellSupernet(TINY_OPS, config.space.channels, 2)
   mixing = {"cell": jnp.array([[0.3, 0.7], [0.9, 0.1]])}
   np.testing.assert_array_equal(space.discretize(mixing)["cell"], [[0, 1], [1, 0]])
@@ -127,4 +128,4 @@ def test_registering_checks_the_name_and_refuses_a_taken_one(registered):
   config = tiny_config()
   config.space.name = "nao"
   with pytest.raises(ValueError, match="token space, searched only by config.method='nao_v2'"):
-    loop.build_search(config)
+    search_lib.build_search(config)

@@ -10,7 +10,8 @@ import pytest
 
 import jaxnas
 from jaxnas import checkpoint as checkpoint_lib
-from jaxnas import loop
+from jaxnas import driver
+from jaxnas import search as search_lib
 from jaxnas import supernet
 from jaxnas.spaces import width
 from test_loop import ROOT, load_config
@@ -191,18 +192,18 @@ def test_rarts_width_search_smoke_resumes_exactly(tmp_path):
   variant = "smoke"
   assert width_smoke(variant).method == "rarts"
   straight, resumed = str(tmp_path / "a"), str(tmp_path / "b")
-  summary = loop.train_and_evaluate(width_smoke(variant, max_steps=3), straight)
-  loop.train_and_evaluate(width_smoke(variant, max_steps=2), resumed)
-  loop.train_and_evaluate(width_smoke(variant, max_steps=3), resumed)
-  search = loop.build_search(width_smoke(variant, max_steps=3))
+  summary = driver.train_and_evaluate(width_smoke(variant, max_steps=3), straight)
+  driver.train_and_evaluate(width_smoke(variant, max_steps=2), resumed)
+  driver.train_and_evaluate(width_smoke(variant, max_steps=3), resumed)
+  search = search_lib.build_search(width_smoke(variant, max_steps=3))
   assert search.config.space.name == "width"
   space = search.space
   assert space.parse_genotype(summary["final_genotype"]).blocks_per_stage == 1
-  abstract = jax.eval_shape(lambda: loop.init_state(search))
+  abstract = jax.eval_shape(lambda: search_lib.init_state(search))
   states = []
   for workdir in (straight, resumed):
     with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                          fingerprint=loop.fingerprint(search)) as manager:
+                                          fingerprint=search_lib.fingerprint(search)) as manager:
       states.append(manager.restore(abstract))
   assert int(states[0].step) == int(states[1].step) == 3
   jax.tree.map(np.testing.assert_array_equal, states[0], states[1])

@@ -1,6 +1,6 @@
 """Search methods: how one search step updates the ``SearchState``, and what extra state it keeps.
 
-The loop (``jaxnas.loop``) is method-agnostic: it asks the method named by ``config.method`` for
+The search (``jaxnas.search``, run by the one driver) is method-agnostic: it asks the method named by ``config.method`` for
 
 * ``init_method_state(components, state)`` — the method's extra arrays (``state.method_state``:
   schedules, masks, a second weight pytree, ...), checkpointed with everything else;

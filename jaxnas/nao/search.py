@@ -1,4 +1,4 @@
-"""NAO-V2's search driver: ``train_and_evaluate(config, workdir)``, for ``config.method='nao_v2'``.
+"""NAO-V2's search, run by the one driver (``NAOProgram``), for ``config.method='nao_v2'``.
 
 NAO-V2 (Luo, Qin, Chen, "Balanced One-shot Neural Architecture Optimization", arXiv 1909.10815;
 ``renqianluo/NAO_pytorch`` ``NAO_V2/train_search.py``; ``shared/spec/methods.md`` §5). Not a
@@ -58,6 +58,8 @@ from jaxnas import backends
 from jaxnas import data as data_lib
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
+from jaxnas import program
+from jaxnas import search as search_lib
 from jaxnas import sharding
 from jaxnas import spaces
 from jaxnas.nao import controller as controller_lib
@@ -231,8 +233,7 @@ class NAOSearch:
 def build(config: ml_collections.ConfigDict) -> NAOSearch:
   """Validates the config, loads the data, builds space, supernet and controller (no compile)."""
   validate(config)
-  from jaxnas import loop  # local import: loop imports the gradient methods
-  dataset, splits = loop.load_splits(config)
+  dataset, splits = search_lib.load_splits(config)
   space = build_token_space(config, dataset.num_classes)
   module = build_supernet(config, space, dataset.num_classes)
   c = config.nao.controller
@@ -262,9 +263,8 @@ def build(config: ml_collections.ConfigDict) -> NAOSearch:
 def fingerprint(search: NAOSearch) -> dict[str, Any]:
   """What a checkpoint must agree with to be resumed."""
   config = search.config
-  from jaxnas import loop  # local import: loop imports the gradient methods
   return {"method": config.method, "space": config.space.name,
-          "space_sizes": loop.space_sizes(config),
+          "space_sizes": search_lib.space_sizes(config),
           "nao": config.nao.to_dict(), "dataset": config.data.name,
           "split": config.data.split, "train_portion": config.data.train_portion,
           "max_examples": config.data.max_examples, "batch_size": config.batch_size,
@@ -452,30 +452,33 @@ def ranked(state: NAOState) -> tuple[np.ndarray, np.ndarray]:
 # Stages
 
 
-def train_supernet(search: NAOSearch, state: NAOState, step_fn, manager, logger) -> NAOState:
-  """Supernet steps until the iteration's budget is spent (resumes mid-iteration)."""
-  config = search.config
+def log_child_step(search: NAOSearch, logger, child_done: int, iteration: int, metrics,
+                   perf: dict[str, float]) -> None:
+  """The console line and TensorBoard scalars of a supernet step (ETA: this iteration's)."""
   total = search.steps_per_iteration
-  iteration = int(state.iteration)
-  timer = metrics_lib.StepTimer(int(state.child_step), total)
-  for step in range(int(state.child_step), total):
-    global_step = iteration * total + step
-    idx = data_lib.batch_indices(config.seed, global_step, len(search.splits.weights),
-                                 config.batch_size, stream=TRAIN_STREAM, with_replacement=False)
-    state, metrics = step_fn(state, *search.parallel.put_examples(search.splits.weights, idx))
-    done = step + 1
-    if done % config.log_every_steps == 0 or done == total:
-      values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      perf = timer.tick(done)
-      logger.scalars(global_step + 1, {**values, **perf})
-      epoch = done / search.steps_per_epoch
-      logger.info(f"iteration {iteration} step {done:6d}/{total} epoch {epoch:6.2f}"
-                  f"  train loss {values['train/loss']:.4f} acc {values['train/accuracy']:.3f}"
-                  f"  lr {values['lr/weights']:.5f}  {perf['perf/steps_per_second']:.2f} steps/s"
-                  f"  ETA {metrics_lib._duration(perf['perf/eta_seconds'])}")
-    if done % config.checkpoint_every_steps == 0 and done < total:
-      manager.save(int(state.progress), state)
-  # The child pool joins the cumulative pool (once: this is the transition TRAIN -> SCORE).
+  global_step = iteration * total + child_done
+  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  rate = perf["perf/steps_per_second"]
+  perf = {**perf, "perf/eta_seconds": (total - child_done) / rate if rate > 0 else math.nan}
+  logger.scalars(global_step, {**values, **perf})
+  epoch = child_done / search.steps_per_epoch
+  logger.info(f"iteration {iteration} step {child_done:6d}/{total} epoch {epoch:6.2f}"
+              f"  train loss {values['train/loss']:.4f} acc {values['train/accuracy']:.3f}"
+              f"  lr {values['lr/weights']:.5f}  {metrics_lib.speed(perf)}")
+
+
+def child_batch(search: NAOSearch, iteration: int, child_step: int):
+  """The training batch of supernet step ``child_step`` of ``iteration`` (pure in the seed)."""
+  config = search.config
+  idx = data_lib.batch_indices(config.seed, iteration * search.steps_per_iteration + child_step,
+                               len(search.splits.weights), config.batch_size,
+                               stream=TRAIN_STREAM, with_replacement=False)
+  return search.parallel.put_examples(search.splits.weights, idx)
+
+
+def join_pool(state: NAOState) -> NAOState:
+  """After the iteration's supernet steps: the child pool joins the cumulative pool (once: the
+  transition TRAIN -> SCORE)."""
   n, c = int(state.pool_size), int(state.child_size)
   pool_tokens = state.pool_tokens.at[n:n + c].set(state.child_tokens[:c])
   return state.replace(pool_tokens=pool_tokens, pool_size=_int(n + c), phase=_int(SCORE),
@@ -663,18 +666,17 @@ def rerank_one(search: NAOSearch, tokens: np.ndarray, index: int, logger) -> flo
   return accuracy
 
 
-def rerank(search: NAOSearch, state: NAOState, manager, logger) -> NAOState:
-  """Re-ranks the top architectures by stand-alone training (resumes per architecture)."""
+def rerank_next(search: NAOSearch, state: NAOState, logger) -> NAOState:
+  """Re-ranks the next top architecture not yet re-ranked by stand-alone training (one unit, so a
+  resumed search continues with the next one); with none left, the search is done."""
   top, _ = ranked(state)
   top = top[:search.config.nao.rerank_top]
   scores = np.array(state.rerank_scores)  # a writable host copy
-  if search.config.nao.rerank_epochs > 0:
-    for i, arch in enumerate(top):
-      if scores[i] >= 0:
-        continue
-      scores[i] = rerank_one(search, arch, i, logger)
-      state = state.replace(rerank_scores=jnp.asarray(scores), progress=state.progress + 1)
-      manager.save(int(state.progress), state)
+  pending = [i for i in range(len(top)) if scores[i] < 0]
+  if search.config.nao.rerank_epochs > 0 and pending:
+    i = pending[0]
+    scores[i] = rerank_one(search, top[i], i, logger)
+    return state.replace(rerank_scores=jnp.asarray(scores), progress=state.progress + 1)
   return state.replace(phase=_int(DONE), progress=state.progress + 1)
 
 
@@ -702,8 +704,7 @@ def summarize(search: NAOSearch, state: NAOState, table, logger) -> dict[str, An
              "best_arch": best["arch"], "chosen_by": "rerank" if reranked else "supernet_score",
              "selected_on": f"the arch split ({search.splits.arch_role} data)",
              "splits": search.splits.describe(), "top": top}
-  from jaxnas import loop  # local import: loop imports the gradient methods
-  bench = loop.benchmark_label(config, search.splits)
+  bench = search_lib.benchmark_label(config, search.splits)
   if bench:
     summary["benchmark"] = bench
   logger.info(f"NAO-V2 done: best architecture ({summary['chosen_by']}): {best['arch']}"
@@ -716,39 +717,98 @@ def summarize(search: NAOSearch, state: NAOState, table, logger) -> dict[str, An
   return logger._write_result_and_close(summary)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs (or resumes) a NAO-V2 search in ``workdir``; returns the summary (``result.json``)."""
-  from jaxnas import loop  # local import: loop imports the gradient methods
-  search = build(config)
-  table = loop.load_benchmark(config)
-  logger = loop.open_workdir(config, workdir, search.space)
-  state, manager, resumed = loop.restore_or_start(config, workdir, init_state(search),
-                                                  fingerprint(search), search.parallel)
-  if resumed:
-    logger.info(f"Resumed in {workdir}: iteration {int(state.iteration)}, stage "
-                f"'{PHASE_NAMES[int(state.phase)]}', supernet step {int(state.child_step)}.")
-  logger.info(f"NAO-V2 on the {search.space.name!r} space: supernet params "
+class NAOProgram(program.Program):
+  """NAO-V2 as the driver runs it (``jaxnas.driver``): one unit of work = one supernet step, the
+  pool join, the scoring, the controller stage, or one re-ranked architecture (``state.progress``
+  counts them). Checkpoints after every stage unit and every ``checkpoint_every_steps`` supernet
+  steps; the phase and the iteration's step are mirrored on the host (read after each stage), so
+  supernet steps dispatch without a host sync."""
+
+  def __init__(self, search: NAOSearch):
+    self.search, self.config, self.parallel = search, search.config, search.parallel
+    self.total = search.config.nao.iterations * search.steps_per_iteration
+    self.table = search_lib.load_benchmark(search.config)
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "NAOProgram":
+    return cls(build(config))
+
+  def open(self, workdir: str) -> None:
+    self.workdir = workdir
+    self.logger = metrics_lib.Logger(workdir, self.search.space)
+
+  def info(self, message: str) -> None:
+    self.logger.info(message)
+
+  def fingerprint(self) -> dict[str, Any]:
+    return fingerprint(self.search)
+
+  def fresh_state(self) -> NAOState:
+    return init_state(self.search)
+
+  def position(self, state: NAOState) -> int:
+    self.read_phase(state)
+    return int(state.progress)
+
+  def read_phase(self, state: NAOState) -> None:
+    """The host's copy of where the search is (after a stage, or at the start)."""
+    self.phase, self.iteration = int(state.phase), int(state.iteration)
+    self.child_step = int(state.child_step)
+
+  def announce(self, state: NAOState, position: int, resumed: bool) -> None:
+    config = self.config
+    if resumed:
+      self.info(f"Resumed in {self.workdir}: iteration {self.iteration}, stage "
+                f"'{PHASE_NAMES[self.phase]}', supernet step {self.child_step}.")
+    self.info(f"NAO-V2 on the {self.search.space.name!r} space: supernet params "
               f"{sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.weights)):,}, "
-              f"{config.nao.iterations} iterations x {search.steps_per_iteration} steps, "
+              f"{config.nao.iterations} iterations x {self.search.steps_per_iteration} steps, "
               f"{config.nao.seed_archs} seed + {config.nao.new_archs} new architectures per "
               f"iteration, sampling={config.nao.sampling!r}")
-  replicated = search.parallel.replicated  # state and scores pinned replicated on the mesh
-  step_fn = jax.jit(functools.partial(child_step, search=search), donate_argnums=0,
-                    out_shardings=replicated)
-  score_fn = jax.jit(functools.partial(score_arch, search=search), out_shardings=replicated)
-  while int(state.phase) != DONE:
-    phase = int(state.phase)
-    if phase == TRAIN:
-      state = train_supernet(search, state, step_fn, manager, logger)
-    elif phase == SCORE:
-      state = score_pool(search, state, score_fn, table, logger)
-    elif phase == CONTROLLER:
-      state = train_controller_and_generate(search, state, logger)
-    elif phase == RERANK:
-      state = rerank(search, state, manager, logger)
+
+  def compile(self) -> None:
+    replicated = self.parallel.replicated  # state and scores pinned replicated on the mesh
+    self.step_fn = jax.jit(functools.partial(child_step, search=self.search), donate_argnums=0,
+                           out_shardings=replicated)
+    self.score_fn = jax.jit(functools.partial(score_arch, search=self.search),
+                            out_shardings=replicated)
+
+  def finished(self, position: int) -> bool:
+    return self.phase == DONE
+
+  def step(self, state: NAOState, position: int):
+    search = self.search
+    self.unit = "stage"
+    if self.phase == TRAIN and self.child_step < search.steps_per_iteration:
+      state, metrics = self.step_fn(state, *child_batch(search, self.iteration, self.child_step))
+      self.child_step += 1
+      self.unit = "child"
+      return state, metrics
+    if self.phase == TRAIN:
+      state = join_pool(state)
+    elif self.phase == SCORE:
+      state = score_pool(search, state, self.score_fn, self.table, self.logger)
+    elif self.phase == CONTROLLER:
+      state = train_controller_and_generate(search, state, self.logger)
+    elif self.phase == RERANK:
+      state = rerank_next(search, state, self.logger)
     # Host-built arrays are uncommitted; committing the state (replicated on the mesh) keeps the
     # jitted step's cache key (and so one compilation) across stages and resumes.
-    state = search.parallel.replicate(state)
-    manager.save(int(state.progress), state)
-  manager.close()
-  return summarize(search, state, table, logger)
+    state = self.parallel.replicate(state)
+    self.read_phase(state)
+    return state, {}
+
+  def due(self, done: int) -> program.Due:
+    if self.unit == "stage":
+      return program.Due(checkpoint=True)
+    total, c = self.search.steps_per_iteration, self.config
+    return program.Due(log=self.child_step % c.log_every_steps == 0 or self.child_step == total,
+                       checkpoint=self.child_step % c.checkpoint_every_steps == 0
+                       and self.child_step < total)
+
+  def log(self, done: int, metrics, perf: dict[str, float]) -> None:
+    if self.unit == "child":
+      log_child_step(self.search, self.logger, self.child_step, self.iteration, metrics, perf)
+
+  def finish(self, state: NAOState) -> dict[str, Any]:
+    return summarize(self.search, state, self.table, self.logger)

@@ -1,7 +1,7 @@
 """Search spaces by name: one registry, ``SPACES``, that ``config.space.name`` names.
 
 ``jaxnas.spaces.get('darts')``, ``jaxnas.spaces.get('nb201', ops=...)``, or from a run config
-``jaxnas.spaces.from_config(config)``. The drivers (``jaxnas.loop``, ``jaxnas.evaluate``,
+``jaxnas.spaces.from_config(config)``. The programs (``jaxnas.search``, ``jaxnas.evaluate``,
 ``jaxnas.nao.search``) and ``jaxnas.backends`` ask the space, never test its name.
 
 **Adding a space** (in the package or in your own code) is one line once the class exists::

@@ -1,5 +1,5 @@
-"""The search driver: ``train_and_evaluate(config, workdir)`` builds everything from the config,
-resumes from the latest checkpoint in ``workdir``, runs the jitted search step, and logs.
+"""A gradient search built from a config (``build_search``) and run by the one driver
+(``SearchProgram``, ``jaxnas.driver``).
 
 Per step: batch indices are a pure function of (seed, step, stream), so a resumed run sees exactly
 the data of an uninterrupted one; the host only gathers uint8 batches, the step (augmentation
@@ -26,6 +26,7 @@ from jaxnas import benchmarks
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import config_checks
 from jaxnas import data as data_lib
+from jaxnas import program
 from jaxnas import metrics as metrics_lib
 from jaxnas import optim
 from jaxnas import parametrize
@@ -346,32 +347,6 @@ def milenas_bookkeeping(config, workdir, buckets, genotype, eval_metrics, step, 
   return False
 
 
-def open_workdir(config: ml_collections.ConfigDict, workdir: str, space) -> metrics_lib.Logger:
-  """Creates ``workdir``, writes ``config.json`` and opens the run's logger."""
-  os.makedirs(workdir, exist_ok=True)
-  metrics_lib.write_config(workdir, config)
-  return metrics_lib.Logger(workdir, space)
-
-
-def restore_or_start(config: ml_collections.ConfigDict, workdir: str, state: Any,
-                     run_fingerprint: dict[str, Any], parallel: sharding.DataParallel):
-  """``(state, manager, resumed)``: the latest checkpoint in ``workdir/checkpoints`` if there is
-  one (its structure that of the fresh ``state``), else ``state``.
-
-  The state is committed replicated to the mesh of ``parallel`` in both cases (restored arrays go
-  there directly): the first step then compiles once for that placement, and a resumed run
-  compiles the same program as a fresh one.
-  """
-  manager = checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                             keep=config.keep_checkpoints,
-                                             fingerprint=run_fingerprint,
-                                             retired_keys=RETIRED_FINGERPRINT_KEYS)
-  resumed = manager.latest_step() is not None
-  if resumed:
-    return manager.restore(parallel.abstract(state)), manager, resumed
-  return parallel.replicate(state), manager, resumed
-
-
 def jit_search_step(search: Search):
   """The method's search step, jitted once: ``(state, batches) -> (state, metrics)``.
 
@@ -385,6 +360,17 @@ def jit_search_step(search: Search):
                  compiler_options=search.backend.compiler_options())
 
 
+def jit_diagnostics_step(search: Search):
+  """The hypergradient diagnostics (``steps.diagnostics_step``), jitted once."""
+  config = search.config
+  return jax.jit(functools.partial(
+      steps.diagnostics_step, components=search.components,
+      cg_maxiter=config.diagnostics.cg_maxiter,
+      eigen_iterations=config.diagnostics.eigen_iterations),
+      out_shardings=search.parallel.replicated,
+      compiler_options=search.backend.compiler_options())
+
+
 def jit_eval_step(search: Search):
   """The method's supernet evaluation step, jitted once (sums replicated on the mesh)."""
   return jax.jit(functools.partial(search.method.eval_step, components=search.components),
@@ -396,66 +382,84 @@ def start_state(search: Search) -> SearchState:
   return search.parallel.replicate(init_state(search))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs (or resumes) a search in ``workdir``; returns the final and best genotypes and metrics.
+class SearchProgram(program.Program):
+  """A gradient search as the driver runs it (``jaxnas.driver``): one unit = one search step.
 
-  With ``config.num_seeds > 1`` it runs that many seeds as one vmapped program instead
-  (``jaxnas.seeds.train_and_evaluate``, which returns the per-seed summaries and their spread).
+  Per step: the batches of ``(seed, step)`` (``step_batches``), the hypergradient diagnostics every
+  ``config.diagnostics.every_steps``, the jitted step. At the cadence (``metrics.Cadence``): the
+  train metrics; at epoch ends the supernet evaluated on the eval split, the genotype derived and
+  logged (``genotypes.jsonl``, with the NAS-Bench-201 ground truth when ``config.benchmark.path``
+  is set) and MiLeNAS' size buckets and early stopping; checkpoints of the whole state.
   """
-  if config.num_seeds > 1:
-    from jaxnas import seeds  # local import: seeds builds on this module
-    return seeds.train_and_evaluate(config, workdir)
-  # ---------------------------------------------------------------- build (fails fast, no compile)
-  search = build_search(config)
-  table = load_benchmark(config)
-  logger = open_workdir(config, workdir, search.space)
-  # ---------------------------------------------------------------- state: fresh or resumed
-  state, manager, resumed = restore_or_start(config, workdir, init_state(search),
-                                             fingerprint(search), search.parallel)
-  if resumed:
-    logger.info(f"Resumed from step {int(state.step)} in {workdir}.")
-  start = int(state.step)
-  logger.info(f"splits ({search.splits.eval_role} eval): {search.splits.note}")
-  logger.info(f"space={config.space.name} ops={search.space.ops} params="
+
+  def __init__(self, search: Search):
+    self.search, self.config, self.parallel = search, search.config, search.parallel
+    self.total = search.total_steps
+    self.retired_keys = RETIRED_FINGERPRINT_KEYS
+    self.cadence = metrics_lib.Cadence.of(search.config, search.steps_per_epoch,
+                                          search.total_steps)
+    self.table = load_benchmark(search.config)
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "SearchProgram":
+    return cls(build_search(config))
+
+  def open(self, workdir: str) -> None:
+    self.workdir = workdir
+    self.logger = metrics_lib.Logger(workdir, self.search.space)
+    self.buckets = load_size_buckets(workdir) if self.config.milenas.size_buckets else None
+
+  def info(self, message: str) -> None:
+    self.logger.info(message)
+
+  def fingerprint(self) -> dict[str, Any]:
+    return fingerprint(self.search)
+
+  def fresh_state(self) -> SearchState:
+    return init_state(self.search)
+
+  def position(self, state: SearchState) -> int:
+    return int(state.step)
+
+  def announce(self, state: SearchState, position: int, resumed: bool) -> None:
+    search = self.search
+    if resumed:
+      self.info(f"Resumed from step {position} in {self.workdir}.")
+    self.info(f"splits ({search.splits.eval_role} eval): {search.splits.note}")
+    self.info(f"space={self.config.space.name} ops={search.space.ops} params="
               f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "
               f"total_steps={search.total_steps} devices={search.parallel.size} "
               f"processes={jax.process_count()}")
-  # ---------------------------------------------------------------- compiled steps
-  step_fn = jit_search_step(search)
-  eval_fn = jit_eval_step(search)
-  diag_fn = jax.jit(functools.partial(
-      steps.diagnostics_step, components=search.components,
-      cg_maxiter=config.diagnostics.cg_maxiter,
-      eigen_iterations=config.diagnostics.eigen_iterations),
-      out_shardings=search.parallel.replicated,
-      compiler_options=search.backend.compiler_options())
-  # ---------------------------------------------------------------- the loop
-  buckets = load_size_buckets(workdir) if config.milenas.size_buckets else None
-  cadence = metrics_lib.Cadence.of(config, search.steps_per_epoch, search.total_steps)
-  timer = metrics_lib.StepTimer(start, search.total_steps)
-  metrics: dict[str, Any] = {}
-  for step in range(start, search.total_steps):
-    batches = step_batches(search, step)
-    if config.diagnostics.every_steps and step % config.diagnostics.every_steps == 0:
-      logger.diagnostics(step, jax.device_get(diag_fn(state, batches)))
-    state, metrics = step_fn(state, batches)
-    done = step + 1
-    if cadence.log(done):
-      logger.train(done, search.steps_per_epoch, jax.device_get(metrics), timer.tick(done))
-    stop = False
-    if cadence.evaluate(done):
-      mixing = jax.device_get(search.method.mixing(search.components, state))
-      genotype = search.space.derive(mixing)
-      eval_metrics = evaluate(search, eval_fn, state)
-      eval_metrics.update(benchmark_metrics(table, genotype, config.benchmark.dataset))
-      logger.epoch(done, cadence.epoch(done), genotype, mixing, eval_metrics)
-      stop = milenas_bookkeeping(config, workdir, buckets, genotype, eval_metrics, done, logger)
-    if cadence.checkpoint(done) or stop:
-      manager.save(done, state)
-    if stop:
-      break
-  # ---------------------------------------------------------------- the result
-  manager.close()
-  summary = logger.finish(state_step=int(state.step), splits=search.splits.describe(),
-                          benchmark=benchmark_label(config, search.splits))
-  return summary
+
+  def compile(self) -> None:
+    self.step_fn = jit_search_step(self.search)
+    self.eval_fn = jit_eval_step(self.search)
+    self.diag_fn = jit_diagnostics_step(self.search)
+
+  def step(self, state: SearchState, position: int):
+    batches = step_batches(self.search, position)
+    every = self.config.diagnostics.every_steps
+    if every and position % every == 0:
+      self.logger.diagnostics(position, jax.device_get(self.diag_fn(state, batches)))
+    return self.step_fn(state, batches)
+
+  def due(self, done: int) -> program.Due:
+    return program.Due(log=self.cadence.log(done), evaluate=self.cadence.evaluate(done),
+                      checkpoint=self.cadence.checkpoint(done))
+
+  def log(self, done: int, metrics, perf: dict[str, float]) -> None:
+    self.logger.train(done, self.search.steps_per_epoch, jax.device_get(metrics), perf)
+
+  def evaluate(self, done: int, state: SearchState) -> bool:
+    search = self.search
+    mixing = jax.device_get(search.method.mixing(search.components, state))
+    genotype = search.space.derive(mixing)
+    eval_metrics = evaluate(search, self.eval_fn, state)
+    eval_metrics.update(benchmark_metrics(self.table, genotype, self.config.benchmark.dataset))
+    self.logger.epoch(done, self.cadence.epoch(done), genotype, mixing, eval_metrics)
+    return milenas_bookkeeping(self.config, self.workdir, self.buckets, genotype, eval_metrics,
+                               done, self.logger)
+
+  def finish(self, state: SearchState) -> dict[str, Any]:
+    return self.logger.finish(state_step=int(state.step), splits=self.search.splits.describe(),
+                              benchmark=benchmark_label(self.config, self.search.splits))
