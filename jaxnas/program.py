@@ -15,6 +15,11 @@ import ml_collections
 from jaxnas import sharding
 
 
+class RunError(RuntimeError):
+  """A run cannot start or go on as asked (its workdir, its lock, a divergence); the message is one
+  line naming the problem and the fix, and nothing the user has was changed."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Due:
   """What the driver does after a step: log its metrics, evaluate, checkpoint."""
