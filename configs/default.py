@@ -214,7 +214,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def add_scale_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """``config.mesh`` and ``config.distributed`` (shared by the search and evaluation configs)."""
+  """``config.mesh``, ``config.distributed``, ``config.resume`` and ``config.backend`` (shared by
+  the search and evaluation configs)."""
+  config.resume = ml_collections.ConfigDict()
+  config.resume.allow_changes = ""       # resuming with changed fields: comma-separated names ('epochs,weights_optimizer.learning_rate'; '*' = any), recorded in config_history.jsonl
+  config.resume.step = -1                # restore this checkpoint step instead of the latest (later steps are moved to checkpoints.set_aside/)
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = 0                   # devices on the 'data' mesh axis (0 = all): state replicated,
                                          # batches split; batch sizes must be multiples of it

@@ -66,6 +66,7 @@ _META_ITEM = 'meta'
 _FORMAT = 'jaxnas.checkpoint'
 _VERSION = 1
 _COMMIT_FILE = 'commit_success.txt'
+_PRUNING_SUFFIX = '.pruning'  # a step being pruned: renamed first, then removed
 _META_FILE = 'metadata'  # the file Orbax's JsonSave writes inside the item directory
 _MAX_LISTED = 5  # how many differing keys/leaves an error message names
 
@@ -306,8 +307,8 @@ class CheckpointManager:
     """Builds the error for an unreadable step."""
     return CheckpointError(
         f'Checkpoint step {step} in {self._directory} is not usable: {problem}. Restore another '
-        f'step (available: {self.all_steps()}), or delete {self._directory / str(step)}, or use '
-        'a new --workdir.')
+        f'step with --config.resume.step=N (available: {self.all_steps()}), or move '
+        f'{self._directory / str(step)} away, or use a new --workdir.')
 
   def _make_meta(self, step: int, state) -> dict[str, Any]:
     """The JSON record saved next to the state."""
@@ -414,13 +415,55 @@ class CheckpointManager:
                             'checkpoints are untouched; check disk space and permissions.') from e
 
   def _prune(self) -> None:
-    """Deletes committed steps older than the newest `keep` ones."""
+    """Deletes committed steps older than the newest `keep` ones: each is first renamed to
+    ``<step>.pruning`` (one atomic rename: the step is never half there), then removed; a kill in
+    between leaves only a ``.pruning`` folder, which the next ``repair`` removes."""
     steps = self.all_steps()
     if len(steps) <= self._keep:
       return
-    self._manager.reload()  # make sure Orbax knows every step it is asked to delete
     for step in steps[:-self._keep]:
-      self._manager.delete(step)
+      doomed = self._directory / f'{step}{_PRUNING_SUFFIX}'
+      (self._directory / str(step)).rename(doomed)
+      doomed.rmtree()
+    self._manager.reload()  # Orbax caches the step list; the directory is the truth
+
+  # ------------------------------------------------------------------------------ repair
+
+  def repair(self, aside: str | os.PathLike) -> list[str]:
+    """Finds what an interrupted save or prune left and deals with it before the run goes on:
+    step folders without a commit marker or metadata are moved into ``aside`` (never deleted),
+    leftovers of a prune (``<step>.pruning``) are removed. Returns one line per action."""
+    actions = []
+    if not self._directory.exists():
+      return actions
+    for path in sorted(self._directory.iterdir(), key=lambda p: p.name):
+      if path.name.endswith(_PRUNING_SUFFIX) and path.is_dir():
+        path.rmtree()
+        actions.append(f'removed {path} (left by an interrupted prune of an old step)')
+      elif path.name.isdigit() and path.is_dir() and not self._is_complete(path):
+        actions.append(f'moved the incomplete step {path} (no commit marker or metadata) to '
+                       f'{self._move_aside(path, aside)}')
+    self._manager.reload()
+    return actions
+
+  def set_aside_after(self, step: int, aside: str | os.PathLike) -> list[str]:
+    """Moves every committed step newer than ``step`` into ``aside`` (never deleted), so that a
+    run restored at ``step`` saves its later steps here again. Returns one line per step moved."""
+    moved = [f'moved step {s} to {self._move_aside(self._directory / str(s), aside)}'
+             for s in self.all_steps() if s > step]
+    self._manager.reload()
+    return moved
+
+  @staticmethod
+  def _move_aside(path: epath.Path, aside: str | os.PathLike) -> epath.Path:
+    """Renames ``path`` into the folder ``aside`` (created), never overwriting."""
+    folder = epath.Path(os.fspath(aside))
+    folder.mkdir(parents=True, exist_ok=True)
+    target, n = folder / path.name, 1
+    while target.exists():
+      target, n = folder / f'{path.name}.{n}', n + 1
+    path.rename(target)
+    return target
 
   # ------------------------------------------------------------------------------ restore
 

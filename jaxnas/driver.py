@@ -29,26 +29,29 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from jaxnas import checkpoint as checkpoint_lib
 from jaxnas import metrics as metrics_lib
-from jaxnas.program import Due, Program  # noqa: F401  (re-exported: the hooks live there)
+from jaxnas import workdir as workdir_lib
+from jaxnas.program import Due, Program, RunError  # noqa: F401  (re-exported: the hooks live there)
 
 CHECKPOINT_DIR = "checkpoints"
 
 
-def open_workdir(program: Program, workdir: str) -> None:
-  """Creates ``workdir``, writes ``config.json`` and opens the program's logs."""
-  os.makedirs(workdir, exist_ok=True)
-  metrics_lib.write_config(workdir, program.config)
-  program.open(workdir)
+SET_ASIDE_DIR = "checkpoints.set_aside"  # incomplete or superseded steps, moved (never deleted)
 
 
 def restore_or_start(program: Program, workdir: str
                      ) -> tuple[Any, checkpoint_lib.CheckpointManager, bool]:
-  """``(state, manager, resumed)``: the latest checkpoint in ``workdir/checkpoints`` (restored into
+  """``(state, manager, resumed)``: a checkpoint in ``workdir/checkpoints`` (restored into
   ``program.abstract_state()``'s structure) if there is one, else the fresh state.
+
+  Before choosing, what an interrupted save or prune left is repaired (``CheckpointManager.repair``:
+  incomplete steps moved to ``checkpoints.set_aside/``, never deleted), with a message. The step is
+  the latest, or ``config.resume.step`` when set (later steps are then moved aside too, so the run
+  continues from it as one uninterrupted run).
 
   The state is committed replicated to the program's mesh in both cases (restored arrays go there
   directly): the first step then compiles once for that placement, and a resumed run compiles the
@@ -57,9 +60,30 @@ def restore_or_start(program: Program, workdir: str
   manager = checkpoint_lib.CheckpointManager(
       os.path.join(workdir, CHECKPOINT_DIR), keep=program.config.keep_checkpoints,
       fingerprint=program.fingerprint(), retired_keys=program.retired_keys)
+  aside = os.path.join(workdir, SET_ASIDE_DIR)
+  if jax.process_index() == 0:
+    for line in manager.repair(aside):
+      program.info(f"checkpoints: {line}")
+  chosen = resume_step(program.config)
+  if chosen is not None:
+    if chosen not in manager.all_steps():
+      raise checkpoint_lib.CheckpointError(
+          f"config.resume.step={chosen} is not a checkpoint in {manager.directory}; available "
+          f"steps: {manager.all_steps()}.")
+    state = manager.restore(program.parallel.abstract(program.abstract_state()), step=chosen)
+    if jax.process_index() == 0:
+      for line in manager.set_aside_after(chosen, aside):
+        program.info(f"checkpoints: {line} (config.resume.step={chosen})")
+    return state, manager, True
   if manager.latest_step() is not None:
     return manager.restore(program.parallel.abstract(program.abstract_state())), manager, True
   return program.parallel.replicate(program.fresh_state()), manager, False
+
+
+def resume_step(config: ml_collections.ConfigDict) -> int | None:
+  """``config.resume.step`` (a checkpoint step to restore instead of the latest), or None."""
+  step = config.get("resume", {}).get("step", -1) if "resume" in config else -1
+  return None if step is None or step < 0 else int(step)
 
 
 def first_step(program: Program, state: Any, position: int) -> tuple[Any, Any, float]:
@@ -73,22 +97,88 @@ def first_step(program: Program, state: Any, position: int) -> tuple[Any, Any, f
   return state, metrics, seconds
 
 
+class Health:
+  """Whether every step so far was finite, tracked on device: ``first_bad`` is the first
+  position whose metrics ``program.healthy`` found non-finite (-1: none). Updated after each step
+  without a host sync; read only when the driver is about to log, evaluate or checkpoint."""
+
+  def __init__(self, program: Program):
+    self.program = program
+    self.first_bad = jnp.asarray(-1, jnp.int32)
+    self.update_fn = jax.jit(self._update)
+
+  def _update(self, first_bad, metrics, position):
+    bad = jnp.logical_not(self.program.healthy(metrics))
+    return jnp.where((first_bad < 0) & bad, position, first_bad)
+
+  def update(self, metrics: Any, position: int) -> None:
+    self.first_bad = self.update_fn(self.first_bad, metrics, jnp.asarray(position, jnp.int32))
+
+  def check(self, done: int, manager: checkpoint_lib.CheckpointManager) -> None:
+    """Raises ``RunError`` naming the first non-finite step, the last finite step and the last
+    good checkpoint if a step so far was non-finite (nothing of it is logged or saved)."""
+    first_bad = int(self.first_bad)
+    if first_bad < 0:
+      return
+    step = first_bad + 1  # positions count from 0, steps (units done) from 1
+    latest = manager.latest_step()
+    raise RunError(
+        f"the run diverged: step {step} produced a non-finite loss or gradient (seen at step "
+        f"{done}); the last finite step is {step - 1}, the last good checkpoint is "
+        f"{'step ' + str(latest) if latest is not None else 'none'}. Nothing of the non-finite "
+        "steps was logged or saved. Lower the learning rates (or clip gradients) and resume with "
+        "--config.resume.allow_changes=<the fields you change>.")
+
+
 def run(program: Program, workdir: str) -> dict[str, Any]:
-  """Runs (or resumes) ``program`` in ``workdir``; returns ``program.finish``'s result."""
-  open_workdir(program, workdir)
-  state, manager, resumed = restore_or_start(program, workdir)
-  position = program.position(state)
-  program.announce(state, position, resumed)
-  program.compile()
-  timer = None
+  """Runs (or resumes) ``program`` in ``workdir``; returns ``program.finish``'s result.
+
+  Before any computation: the workdir's identity (``workdir.check_identity``: a changed field is
+  refused unless allowed) and its lock. Then the state (``restore_or_start``), the record of the
+  run (``config.json`` / ``config_history.jsonl``), the logs opened and cut back to the restored
+  position, and the loop. A non-finite step stops the run at the next log, evaluation or
+  checkpoint (``Health``).
+  """
+  changes = workdir_lib.check_identity(program.config, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  lock = workdir_lib.Lock(workdir).acquire()
+  manager = None
+  try:
+    state, manager, resumed = restore_or_start(program, workdir)
+    position = program.position(state)
+    workdir_lib.record_start(program.config, workdir, changes, position)
+    program.open(workdir, position)
+    if changes and resumed:
+      program.info("config changes from this resume on (recorded in "
+                   f"{workdir_lib.HISTORY_FILE}): " + "; ".join(
+                       f"{k}: {old} -> {new}" for k, (old, new) in changes.items()))
+    program.announce(state, position, resumed)
+    program.compile()
+    state = loop(program, state, position, manager)
+    manager.close()
+    manager = None
+    return program.finish(state)
+  finally:
+    if manager is not None:
+      manager.close()
+    lock.release()
+
+
+def loop(program: Program, state: Any, position: int,
+         manager: checkpoint_lib.CheckpointManager) -> Any:
+  """Steps ``program`` from ``position`` until it is finished (or an evaluation stops it)."""
+  timer, health = None, Health(program)
   while not program.finished(position):
     if timer is None:
       state, metrics, _ = first_step(program, state, position)
       timer = metrics_lib.StepTimer(position + 1, program.total)  # speeds without the compile
     else:
       state, metrics = program.step(state, position)
+    health.update(metrics, position)
     position += 1
     due = program.due(position)
+    if due.log or due.evaluate or due.checkpoint:
+      health.check(position, manager)
     if due.log:
       program.log(position, metrics, timer.tick(position))
     stop = due.evaluate and program.evaluate(position, state)
@@ -96,8 +186,7 @@ def run(program: Program, workdir: str) -> dict[str, Any]:
       manager.save(position, state)
     if stop:
       break
-  manager.close()
-  return program.finish(state)
+  return state
 
 
 def build_program(config: ml_collections.ConfigDict) -> Program:
@@ -117,6 +206,8 @@ def build_program(config: ml_collections.ConfigDict) -> Program:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Builds the program ``config`` asks for (validating it, loading its data; no compilation) and
-  runs (or resumes) it in ``workdir``; returns its result."""
+  """Checks the workdir's identity (before any data is loaded), builds the program ``config`` asks
+  for (validating it, loading its data; no compilation) and runs (or resumes) it in ``workdir``;
+  returns its result."""
+  workdir_lib.check_identity(config, workdir)
   return run(build_program(config), workdir)

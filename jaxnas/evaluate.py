@@ -389,12 +389,9 @@ class TrainingProgram(program.Program):
   def from_config(cls, config: ml_collections.ConfigDict) -> "TrainingProgram":
     return cls(config)
 
-  def open(self, workdir: str) -> None:
+  def open(self, workdir: str, position: int) -> None:
     self.workdir = workdir
-    self.logger = metrics_lib.EvalLogger(workdir)
-
-  def info(self, message: str) -> None:
-    self.logger.info(message)
+    self.logger = metrics_lib.EvalLogger(workdir, resume_at=position)
 
   def fingerprint(self) -> dict[str, Any]:
     return fingerprint(self.config, self.space, self.genotype)
@@ -411,7 +408,9 @@ class TrainingProgram(program.Program):
 
   def announce(self, state: EvalState, position: int, resumed: bool) -> None:
     if resumed:
-      self.info(f"Resumed from step {position} in {self.workdir}.")
+      self.info(f"Resumed from step {position} in {self.workdir}."
+                + (f" Removed {self.logger.cut_lines} log line(s) written after that checkpoint."
+                   if self.logger.cut_lines else ""))
     module = self.trainer.module
     self.run_info = {"genotype": str(self.genotype), "space": self.space,
                      "params": reports.num_params(state.weights),

@@ -11,15 +11,9 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from jaxnas import workdir as workdir_lib
+
 GENOTYPE_LOG = "genotypes.jsonl"
-
-
-def write_config(workdir: str, config) -> None:
-  """Writes the resolved config as ``config.json`` into the workdir."""
-  if jax.process_index() != 0:
-    return
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,16 +83,27 @@ SCHEDULE_FIELDS = {
 
 
 class Logger:
-  """Writes console lines, TensorBoard events and ``genotypes.jsonl`` (one JSON line per epoch)."""
+  """Writes console lines, TensorBoard events and ``genotypes.jsonl`` (one JSON line per epoch).
 
-  def __init__(self, workdir: str, space, prefix: str = ""):
+  Opened at ``resume_at`` (the restored checkpoint's step; 0 for a fresh run), it first cuts its
+  logs back to that step: ``genotypes.jsonl`` lines of later steps are removed and TensorBoard
+  hides the events of later steps (``purge_step``), so after a crash or a fallback to an older
+  checkpoint the workdir reads as one uninterrupted run.
+  """
+
+  LOG_NAME = GENOTYPE_LOG
+
+  def __init__(self, workdir: str, space, prefix: str = "", resume_at: int = 0):
     self.workdir, self.space, self.prefix = workdir, space, prefix
     self.is_writer = jax.process_index() == 0
     self.writer = None
+    self.genotype_path = os.path.join(workdir, self.LOG_NAME)
+    self.cut_lines = workdir_lib.cut_jsonl(self.genotype_path, last=resume_at)
     if self.is_writer:
       from tensorboardX import SummaryWriter  # local import: only the writer process needs it
-      self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-    self.genotype_path = os.path.join(workdir, GENOTYPE_LOG)
+      events = os.path.join(workdir, "tensorboard")
+      self.writer = SummaryWriter(events, purge_step=resume_at + 1 if os.path.isdir(events)
+                                  else None)
 
   def info(self, message: str) -> None:
     if self.is_writer:
@@ -240,9 +245,10 @@ class EvalLogger(Logger):
   loss and accuracy in ``evaluation.jsonl``; ``finish`` writes ``result.json``.
   """
 
-  def __init__(self, workdir: str):
-    super().__init__(workdir, space=None)
-    self.genotype_path = os.path.join(workdir, EVAL_LOG)
+  LOG_NAME = EVAL_LOG
+
+  def __init__(self, workdir: str, resume_at: int = 0):
+    super().__init__(workdir, space=None, resume_at=resume_at)
 
   def train(self, step: int, steps_per_epoch: int, metrics: Mapping[str, Any],
             perf: Mapping[str, float]) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from jaxnas import sharding
@@ -45,8 +46,10 @@ class Program(abc.ABC):
 
   # ------------------------------------------------------------------ start
   @abc.abstractmethod
-  def open(self, workdir: str) -> None:
-    """Opens the program's logs in ``workdir`` (which exists and holds ``config.json``)."""
+  def open(self, workdir: str, position: int) -> None:
+    """Opens the program's logs in ``workdir``, cut back to ``position`` (the restored
+    checkpoint's units; 0 for a fresh run): whatever a log holds beyond it was written after that
+    checkpoint and is recomputed now, so the workdir reads as one uninterrupted run."""
 
   @abc.abstractmethod
   def fingerprint(self) -> dict[str, Any]:
@@ -82,6 +85,13 @@ class Program(abc.ABC):
   @abc.abstractmethod
   def due(self, done: int) -> Due:
     """What follows the step that brought the run to ``done`` units."""
+
+  def healthy(self, metrics: Any) -> jax.Array:
+    """Whether a step's metrics show a sound step (traced; default: every floating metric is
+    finite). The driver stops the run at the first unhealthy step."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(metrics)
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
   def log(self, done: int, metrics: Any, perf: dict[str, float]) -> None:
     """Logs a step's metrics (``perf``: steps per second and ETA; default: nothing)."""

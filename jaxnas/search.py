@@ -322,31 +322,6 @@ def benchmark_metrics(table, genotype, dataset: str) -> dict[str, float]:
   return {f"benchmark/{k}": float(v) for k, v in result.items()}
 
 
-SIZE_BUCKETS_FILE = "size_buckets.json"
-
-
-def load_size_buckets(workdir: str) -> milenas.SizeBuckets:
-  """MiLeNAS' per-size best genotypes so far (from an earlier run in the same workdir)."""
-  path = os.path.join(workdir, SIZE_BUCKETS_FILE)
-  if not os.path.exists(path):
-    return milenas.SizeBuckets()
-  with open(path) as f:
-    return milenas.SizeBuckets.from_json(f.read())
-
-
-def milenas_bookkeeping(config, workdir, buckets, genotype, eval_metrics, step, logger) -> bool:
-  """Updates the size buckets; returns whether MiLeNAS' early-stopping rule fires."""
-  if buckets is not None and buckets.update(genotype, eval_metrics["eval/accuracy"], step):
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, SIZE_BUCKETS_FILE), "w") as f:
-        f.write(buckets.to_json())
-  if config.milenas.early_stopping and milenas.should_stop_early(genotype):
-    logger.info(f"Early stopping at step {step}: the genotype has 6 convolutions in the normal "
-                "cell and 0 in the reduction cell (MiLeNAS).")
-    return True
-  return False
-
-
 def jit_search_step(search: Search):
   """The method's search step, jitted once: ``(state, batches) -> (state, metrics)``.
 
@@ -382,6 +357,12 @@ def start_state(search: Search) -> SearchState:
   return search.parallel.replicate(init_state(search))
 
 
+def resumed_note(cut_lines: int) -> str:
+  """What resuming removed from the logs (written after the restored checkpoint)."""
+  return (f" Removed {cut_lines} log line(s) written after that checkpoint; TensorBoard hides "
+          "its later events." if cut_lines else "")
+
+
 class SearchProgram(program.Program):
   """A gradient search as the driver runs it (``jaxnas.driver``): one unit = one search step.
 
@@ -404,13 +385,13 @@ class SearchProgram(program.Program):
   def from_config(cls, config: ml_collections.ConfigDict) -> "SearchProgram":
     return cls(build_search(config))
 
-  def open(self, workdir: str) -> None:
+  def open(self, workdir: str, position: int) -> None:
     self.workdir = workdir
-    self.logger = metrics_lib.Logger(workdir, self.search.space)
-    self.buckets = load_size_buckets(workdir) if self.config.milenas.size_buckets else None
-
-  def info(self, message: str) -> None:
-    self.logger.info(message)
+    self.logger = metrics_lib.Logger(workdir, self.search.space, resume_at=position)
+    self.book = milenas.SizeBucketBook(
+        workdir, buckets=self.config.milenas.size_buckets,
+        early_stopping=self.config.milenas.early_stopping, records=self.logger.records(),
+        parse=self.search.space.parse_genotype, is_writer=self.logger.is_writer)
 
   def fingerprint(self) -> dict[str, Any]:
     return fingerprint(self.search)
@@ -421,10 +402,16 @@ class SearchProgram(program.Program):
   def position(self, state: SearchState) -> int:
     return int(state.step)
 
+  def healthy(self, metrics) -> jax.Array:
+    """The weight step's loss and gradient norm are finite (the alpha step's validation metrics
+    are NaN by design on steps the schedule skips; a non-finite alpha shows in the next loss)."""
+    return jnp.all(jnp.isfinite(metrics["train/loss"]) & jnp.isfinite(metrics["train/grad_norm"]))
+
   def announce(self, state: SearchState, position: int, resumed: bool) -> None:
     search = self.search
     if resumed:
-      self.info(f"Resumed from step {position} in {self.workdir}.")
+      self.info(f"Resumed from step {position} in {self.workdir}."
+                + resumed_note(self.logger.cut_lines))
     self.info(f"splits ({search.splits.eval_role} eval): {search.splits.note}")
     self.info(f"space={self.config.space.name} ops={search.space.ops} params="
               f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "
@@ -457,8 +444,10 @@ class SearchProgram(program.Program):
     eval_metrics = evaluate(search, self.eval_fn, state)
     eval_metrics.update(benchmark_metrics(self.table, genotype, self.config.benchmark.dataset))
     self.logger.epoch(done, self.cadence.epoch(done), genotype, mixing, eval_metrics)
-    return milenas_bookkeeping(self.config, self.workdir, self.buckets, genotype, eval_metrics,
-                               done, self.logger)
+    stop = self.book.after_evaluation(genotype, eval_metrics["eval/accuracy"], done)
+    if stop:
+      self.logger.info(stop)
+    return stop is not None
 
   def finish(self, state: SearchState) -> dict[str, Any]:
     return self.logger.finish(state_step=int(state.step), splits=self.search.splits.describe(),

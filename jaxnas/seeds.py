@@ -129,14 +129,14 @@ class SeedsProgram(search_lib.SearchProgram):
     self.searches = seed_searches(search)
     self.seeds = seed_list(search.config)
 
-  def open(self, workdir: str) -> None:
+  def open(self, workdir: str, position: int) -> None:
     self.workdir = workdir
     self.loggers = []
     for seed in self.seeds:
       seed_dir = os.path.join(workdir, f"seed_{seed}")
       os.makedirs(seed_dir, exist_ok=True)
       self.loggers.append(metrics_lib.Logger(seed_dir, self.search.space,
-                                             prefix=f"[seed {seed}] "))
+                                             prefix=f"[seed {seed}] ", resume_at=position))
     self.logger = self.loggers[0]  # the console
 
   def fingerprint(self) -> dict[str, Any]:
@@ -151,7 +151,8 @@ class SeedsProgram(search_lib.SearchProgram):
   def announce(self, state: SearchState, position: int, resumed: bool) -> None:
     base, config = self.search, self.config
     if resumed:
-      self.info(f"Resumed from step {position} in {self.workdir}.")
+      self.info(f"Resumed from step {position} in {self.workdir}."
+                + search_lib.resumed_note(sum(logger.cut_lines for logger in self.loggers)))
     self.info(f"{len(self.seeds)} seeds {self.seeds} vmapped in one program: "
               f"space={config.space.name} steps/epoch={base.steps_per_epoch} "
               f"total_steps={base.total_steps} devices={base.parallel.size}")

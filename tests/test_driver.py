@@ -26,8 +26,8 @@ class Counter(program.Program):
     self.parallel = sharding.DataParallel(sharding.make_mesh(1))
     self.total, self.stop_at, self.calls = total, stop_at, []
 
-  def open(self, workdir):
-    self.calls.append(("open",))
+  def open(self, workdir, position):
+    self.calls.append(("open", position))
 
   def fingerprint(self):
     return {"toy": "counter"}
@@ -61,7 +61,7 @@ class Counter(program.Program):
 def test_driver_runs_hooks_in_order_and_resumes_from_the_checkpoint(tmp_path):
   toy = Counter(total=6)
   assert driver.run(toy, str(tmp_path)) == {"value": 21.0}  # 1 + 2 + ... + 6
-  assert toy.calls == [("open",), ("step", 0), ("step", 1), ("log", 2), ("step", 2),
+  assert toy.calls == [("open", 0), ("step", 0), ("step", 1), ("log", 2), ("step", 2),
                        ("evaluate", 3), ("step", 3), ("log", 4), ("step", 4), ("step", 5),
                        ("log", 6), ("evaluate", 6), ("finish", 6)]
   assert json.load(open(tmp_path / "config.json")) == {"keep_checkpoints": 10}
@@ -69,7 +69,7 @@ def test_driver_runs_hooks_in_order_and_resumes_from_the_checkpoint(tmp_path):
   # A longer run in the same workdir resumes at the checkpoint (step 4), not from 0.
   longer = Counter(total=8)
   assert driver.run(longer, str(tmp_path)) == {"value": 36.0}  # 1 + ... + 8
-  assert [c for c in longer.calls if c[0] == "step"][0] == ("step", 4)
+  assert longer.calls[:2] == [("open", 4), ("step", 4)]
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]
 
 

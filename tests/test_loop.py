@@ -133,9 +133,15 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path, devices):
 def test_resume_refuses_checkpoint_of_another_config(tmp_path):
   driver.train_and_evaluate(quickstart_smoke(), str(tmp_path))
   before = sorted(os.listdir(tmp_path / "checkpoints"))
+  config_before = open(tmp_path / "config.json").read()
+  # Allowed by the workdir's record, a change of the state's shapes is still refused by the
+  # checkpoint's fingerprint, and nothing is recorded.
+  changed = quickstart_smoke(**{"space.channels": 6, "resume.allow_changes": "space.channels"})
   with pytest.raises(checkpoint_lib.CheckpointMismatchError, match="workdir"):
-    driver.train_and_evaluate(quickstart_smoke(**{"space.channels": 6}), str(tmp_path))
+    driver.train_and_evaluate(changed, str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+  assert open(tmp_path / "config.json").read() == config_before
+  assert not os.path.exists(tmp_path / "config_history.jsonl")
 
 
 def tiny_search(**overrides):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+import os
+from typing import Any, Callable, Iterable, Mapping
 
 CONV_PREFIXES = ("sep_conv", "dil_conv")
 
@@ -53,3 +54,42 @@ class SizeBuckets:
       n, r = key[1:].split("_r")
       best[(int(n), int(r))] = value
     return cls(best)
+
+
+SIZE_BUCKETS_FILE = "size_buckets.json"
+
+
+class SizeBucketBook:
+  """The search's MiLeNAS bookkeeping after each evaluation: the size buckets (``size_buckets.json``
+  in the workdir) and the early-stopping rule.
+
+  The buckets are derived from the genotype log: rebuilt from its records when a run opens (the
+  log already cut back to the restored checkpoint), then updated per evaluation, so they always
+  agree with ``genotypes.jsonl``.
+  """
+
+  def __init__(self, workdir: str, *, buckets: bool, early_stopping: bool,
+               records: Iterable[Mapping[str, Any]], parse: Callable[[str], Any],
+               is_writer: bool = True):
+    self.path = os.path.join(workdir, SIZE_BUCKETS_FILE)
+    self.early_stopping, self.is_writer = early_stopping, is_writer
+    self.buckets = None
+    if buckets:
+      self.buckets = SizeBuckets()
+      for record in records:
+        self.buckets.update(parse(record["genotype"]), record["eval/accuracy"], record["step"])
+      self._write()
+
+  def _write(self) -> None:
+    if self.is_writer:
+      with open(self.path, "w") as f:
+        f.write(self.buckets.to_json())
+
+  def after_evaluation(self, genotype, accuracy: float, step: int) -> str | None:
+    """Updates the buckets; returns why the search stops early (MiLeNAS' rule), or None."""
+    if self.buckets is not None and self.buckets.update(genotype, accuracy, step):
+      self._write()
+    if self.early_stopping and should_stop_early(genotype):
+      return (f"Early stopping at step {step}: the genotype has 6 convolutions in the normal "
+              "cell and 0 in the reduction cell (MiLeNAS).")
+    return None

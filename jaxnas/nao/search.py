@@ -62,11 +62,13 @@ from jaxnas import program
 from jaxnas import search as search_lib
 from jaxnas import sharding
 from jaxnas import spaces
+from jaxnas import workdir as workdir_lib
 from jaxnas.nao import controller as controller_lib
 
 TRAIN, SCORE, CONTROLLER, RERANK, DONE = range(5)
 PHASE_NAMES = ("train supernet", "score pool", "train controller", "re-rank", "done")
 TRAIN_STREAM, SCORE_STREAM = 0, 2
+ITERATIONS_LOG = "nao_iterations.jsonl"
 SAMPLING_MODES = ("size", "uniform")
 
 
@@ -505,6 +507,12 @@ def score_pool(search: NAOSearch, state: NAOState, score_fn, table, logger) -> N
   return state
 
 
+def iteration_end(search: NAOSearch, iteration: int) -> int:
+  """The global supernet step at the end of ``iteration``: the TensorBoard step of its stage
+  scalars (one axis for all of NAO's events)."""
+  return (iteration + 1) * search.steps_per_iteration
+
+
 def report_pool(search: NAOSearch, state: NAOState, table, logger) -> dict[str, Any]:
   """Writes ``arch_pool.<i>`` (best first, as the reference) and one ``nao_iterations.jsonl`` line.
 
@@ -514,7 +522,8 @@ def report_pool(search: NAOSearch, state: NAOState, table, logger) -> dict[str, 
   iteration = int(state.iteration)
   tokens, scores = ranked(state)
   record: dict[str, Any] = {
-      "iteration": iteration, "pool_size": len(tokens), "best_arch": search.space.to_string(
+      "iteration": iteration, "progress": int(state.progress), "pool_size": len(tokens),
+      "best_arch": search.space.to_string(
           tokens[0]), "best_score": float(scores[0]), "mean_score": float(scores.mean())}
   if table is not None:
     truth = np.asarray([ground_truth(table, search, t) for t in tokens])
@@ -526,9 +535,9 @@ def report_pool(search: NAOSearch, state: NAOState, table, logger) -> dict[str, 
     with open(os.path.join(logger.workdir, f"arch_pool.{iteration}"), "w") as f:
       for arch, score in zip(tokens, scores):
         f.write(f"{search.space.to_string(arch)}\t{score:.4f}\n")
-    with open(os.path.join(logger.workdir, "nao_iterations.jsonl"), "a") as f:
+    with open(os.path.join(logger.workdir, ITERATIONS_LOG), "a") as f:
       f.write(json.dumps(record) + "\n")
-  logger.scalars(iteration, {f"nao/{k}": v for k, v in record.items()
+  logger.scalars(iteration_end(search, iteration), {f"nao/{k}": v for k, v in record.items()
                              if isinstance(v, float)})
   extra = "".join(f"  {k} {record[k]:.4f}" for k in ("kendall_tau", "best_arch_benchmark_accuracy")
                   if k in record)
@@ -570,7 +579,7 @@ def train_controller_and_generate(search: NAOSearch, state: NAOState, logger) ->
       existing={tuple(int(t) for t in row) for row in tokens})
   values = {**{f"controller/{k}": float(v) for k, v in metrics.items()}, **quality,
             "controller/new_archs": float(len(new))}
-  logger.scalars(iteration, values)
+  logger.scalars(iteration_end(search, iteration), values)
   logger.info(f"iteration {iteration}: controller trained on {len(train_x)} sequences ("
               + "  ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in values.items())
               + f"); {len(new)} new architectures")
@@ -733,12 +742,14 @@ class NAOProgram(program.Program):
   def from_config(cls, config: ml_collections.ConfigDict) -> "NAOProgram":
     return cls(build(config))
 
-  def open(self, workdir: str) -> None:
+  def open(self, workdir: str, position: int) -> None:
+    """The logs cut back to the restored unit: ``nao_iterations.jsonl`` by its ``progress``,
+    TensorBoard (keyed by the global supernet step) at the restored supernet step."""
     self.workdir = workdir
-    self.logger = metrics_lib.Logger(workdir, self.search.space)
-
-  def info(self, message: str) -> None:
-    self.logger.info(message)
+    workdir_lib.cut_jsonl(os.path.join(workdir, ITERATIONS_LOG), last=position, key="progress")
+    self.logger = metrics_lib.Logger(
+        workdir, self.search.space,
+        resume_at=self.iteration * self.search.steps_per_iteration + self.child_step)
 
   def fingerprint(self) -> dict[str, Any]:
     return fingerprint(self.search)
