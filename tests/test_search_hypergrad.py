@@ -272,3 +272,23 @@ def test_an_estimator_registered_from_outside_runs_in_the_search_step(lookahead)
   with pytest.raises(ValueError, match=r"config.hypergrad_options.mixed_level_lambda=-1.0 is not "
                                        r"valid; use a number >= 0"):
     config_checks.validate(bad)
+
+
+@pytest.mark.parametrize("name,field,value,message", [
+    ("mixed_level", "milenas_weighting", "both", "choose one of: paper, code."),
+    ("finite_difference", "fd_eps", 0.0, "use a number > 0."),
+    ("finite_difference", "mixed_term", "taylor", "choose one of: fd, exact."),
+    ("unrolled", "unrolled_steps", 0, "use an integer >= 1."),
+    ("unrolled", "unrolled_second_order", "forward", "choose one of: hvp, reverse."),
+    ("implicit_neumann", "neumann_terms", -1, "use an integer >= 0."),
+    ("implicit_cg", "cg_maxiter", 0, "use an integer >= 1."),
+])
+def test_each_estimator_checks_its_own_options(name, field, value, message):
+  """One-line errors naming the field, its value and the valid values, raised by the estimator
+  class (``from_options``) when the config is validated; other estimators ignore the field."""
+  config = quickstart_smoke(hypergrad=name, **{f"hypergrad_options.{field}": value})
+  with pytest.raises(ValueError, match=f"^config.hypergrad_options.{field}={value!r} is not "
+                                       f"valid; {message}$".replace("(", r"\(")):
+    config_checks.validate(config)
+  config_checks.validate(quickstart_smoke(hypergrad="first_order",
+                                          **{f"hypergrad_options.{field}": value}))

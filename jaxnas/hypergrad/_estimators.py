@@ -376,10 +376,15 @@ class Unrolled:
   def from_options(cls, options: Any, context: BuildContext) -> PerStep:
     r"""K = ``unrolled_steps`` steps of ``context.inner_step``, continuing the live inner state.
 
-    ``virtual_step='reference'``: plain momentum even for a Nesterov inner optimizer (DARTS'
-    virtual step :math:`w' = w - \xi(\mu m + \nabla_w L_{in} + \lambda_{wd} w)`);
-    ``'optimizer'``: the inner optimizer's own step (Nesterov if it is). Options
-    ``unrolled_checkpoint``, ``unrolled_second_order``.
+    ``virtual_step='reference'``: the reference codes' virtual step
+    :math:`w' = w - \xi(\mu m + \nabla_w L_{in} + \lambda_{wd} w)`, plain momentum even for a
+    Nesterov inner optimizer (quark0/darts ``cnn/architect.py:20-29``; AutoDL
+    ``exps/NAS-Bench-201-algos/DARTS-V2.py:61-83``), i.e. ``FiniteDifference`` with the mixed term
+    exact; K > 1 repeats it, updating m as PyTorch SGD does. ``'optimizer'``: the inner
+    optimizer's own step, for Nesterov
+    :math:`w' = w - \xi[(1+\mu)(\nabla_w L_{in} + \lambda_{wd} w) + \mu^2 m]`; the two differ
+    only for a Nesterov inner optimizer. Options ``unrolled_checkpoint``,
+    ``unrolled_second_order``. Per step: the live inner state (``inner_opt_state``).
     """
     virtual = option_choice(options, "virtual_step", VIRTUAL_STEPS, context)
     mode = option_choice(options, "unrolled_second_order", SECOND_ORDER_MODES, context)
