@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ml_collections
+import optax
 
 from jaxnas import backends
 from jaxnas import data as data_lib
@@ -13,7 +14,6 @@ from jaxnas import supernet
 from jaxnas import methods
 from jaxnas.methods import estimators
 
-HYPERGRADS = estimators.ESTIMATORS  # = tuple(hypergrad.HYPERGRADS): the one registry
 ARCH_OPTIMIZERS = ("adam", "exponentiated_gradient", "projected_gradient")
 SIMPLEX_OPTIMIZERS = ("exponentiated_gradient", "projected_gradient")
 EPOCH_UNITS = ("weights", "arch")  # config.epoch_unit: what one epoch is a pass over (configs/default.py)
@@ -38,7 +38,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"config.method='nao_v2'; choose one of: "
                      f"{', '.join(spaces.gradient_spaces())}.")
   _choice(config.method, methods.method_names(), "method")
-  _choice(config.hypergrad, HYPERGRADS, "hypergrad")
+  _choice(config.hypergrad, list(hypergrad.HYPERGRADS), "hypergrad")  # the one registry
   _choice(config.parametrization, list(parametrize.PARAMETRIZATIONS), "parametrization")
   _choice(config.step_order, steps.STEP_ORDERS, "step_order")
   _choice(config.compute_dtype, supernet.COMPUTE_DTYPES, "compute_dtype")
@@ -55,16 +55,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.name == "imagenet":
     data_lib.imagenet.check_device_augmentation(config.data)
   _choice(config.arch_optimizer.name, ARCH_OPTIMIZERS, "arch_optimizer.name")
-  _choice(config.hypergrad_options.milenas_weighting, estimators.MILENAS_WEIGHTINGS,
-          "hypergrad_options.milenas_weighting")
-  _choice(config.hypergrad_options.mixed_term, ("fd", "exact"), "hypergrad_options.mixed_term")
-  _choice(config.hypergrad_options.virtual_step, estimators.VIRTUAL_STEPS,
-          "hypergrad_options.virtual_step")
-  _choice(config.hypergrad_options.unrolled_second_order, hypergrad.SECOND_ORDER_MODES,
-          "hypergrad_options.unrolled_second_order")
-  for field in ("arch_every", "hypergrad_options.unrolled_steps", "hypergrad_options.cg_maxiter",
-                "hypergrad_options.fd_eps"):
-    _positive(_get(config, field), field)
+  # The configured estimator checks the options it reads (hypergrad: ``from_options``).
+  estimators.build_arch_gradient(config, lr_schedule=optax.constant_schedule(0.0),
+                                 weights_clipped=False)
+  _positive(config.arch_every, "arch_every")
   if (config.milenas.size_buckets or config.milenas.early_stopping) and config.space.name != "darts":
     raise ValueError("config.milenas.size_buckets / early_stopping count the convolutions of DARTS "
                      f"genotypes; the {config.space.name!r} space has none. Turn them off.")

@@ -9,7 +9,8 @@ and the optimizers (``jaxnas.optim``):
   metric: ``Entropy`` (GAEA), ``Prox`` and ``Admm`` (DARTS-PRIME / constrained DARTS); a tuple of
   them composes (the sum of their terms);
 * **cell projections** -- Z(A), the one-hot matrices of the cell derived from mixing weights, which
-  prox and ADMM pull toward (``CellProjection``).
+  prox and ADMM pull toward (``CellProjection``: the space's own ``discretize`` on the leaves it
+  names in ``cell_keys()``).
 
 A regularizer is any frozen object with ``name``, ``init(arch, ctx) -> state``,
 ``penalty(arch, state, ctx) -> scalar`` (differentiated with respect to the raw alpha; ``ctx`` gives
@@ -25,6 +26,7 @@ state is a NamedTuple pytree kept in ``SearchState.method_state`` and checkpoint
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -201,34 +203,64 @@ def nb201_cell_one_hot(weights: jax.Array) -> jax.Array:
   return nb201_space.cell_one_hot(weights)
 
 
-CELL_KEYS = {"darts": ("normal", "reduce"), "nb201": ("cell",)}
+def _discretize_options(space: Any) -> tuple[str, ...]:
+  """The keyword options of ``space.discretize`` (DARTS: ``include_none``)."""
+  params = inspect.signature(space.discretize).parameters
+  return tuple(name for name in params if name != "mixing")
 
 
 @dataclasses.dataclass(frozen=True)
 class CellProjection:
-  """``Z(mixing)``: the derived cell of each cell key as one-hot matrices (the space's own rule:
-  DARTS top-2 edges per node without ``none``; NB201 per-edge argmax). Only spaces with a one-hot
-  cell have one (``CELL_KEYS``); PC-DARTS' edge weights beta are not projected."""
-  space: str = "darts"
-  ops: tuple[str, ...] = darts_space.DARTS_OPS
-  nodes: int = 4
+  r"""``Z(A)``: the derived architecture as one-hot rows, by the space's own rule.
+
+  .. math:: Z(A)_c = \mathrm{discretize}(A)_c \quad \text{for each cell } c \in
+     \mathrm{space.cell\_keys()},
+
+  i.e. ``space.discretize(mixing)`` (DARTS: top-2 edges per node without ``none``, on alpha ⊙ beta
+  with edge normalization; NB201 and width: per-row argmax) restricted to the leaves the space
+  names as op-weight cells (``space.cell_keys()``; PC-DARTS' edge weights beta are not projected).
+  Any registered space with a ``discretize`` gets prox / ADMM; one without gets a one-line
+  ValueError.
+
+  Attributes:
+    space: a ``jaxnas.spaces.SearchSpace`` (the configured one), or a registered name (built with
+      its default options).
+    include_none: DARTS-PRIME's early quirk (``darts_prime.quirk_z_includes_none``): passed as
+      ``discretize(mixing, include_none=True)``, for spaces whose ``discretize`` takes it.
+  """
+  space: Any = "darts"
   include_none: bool = False
 
   def __post_init__(self):
-    if self.space not in CELL_KEYS:
-      _fail("space.name", self.space, f"the prox / ADMM regularizers pull alpha toward the "
-            f"derived cell's one-hot matrix, which only {', '.join(CELL_KEYS)} define; use one of "
-            "them or drop the regularizer.")
+    space = self.space
+    if isinstance(space, str):
+      from jaxnas import spaces  # local import: jaxnas.spaces is the registry of every space
+      space = spaces.get(space)
+      object.__setattr__(self, "space", space)
+    if not _overrides(space, "discretize"):
+      _fail("space.name", space.name, f"the prox / ADMM regularizers pull alpha toward the "
+            f"space's discretize(mixing), which {type(space).__name__} does not define; implement "
+            "it (jaxnas.spaces.SearchSpace.discretize) or drop the regularizer.")
+    if self.include_none and "include_none" not in _discretize_options(space):
+      _fail("darts_prime.quirk_z_includes_none", True, f"the {space.name!r} space's discretize "
+            "has no include_none option; set it to False.")
 
   @property
   def cell_keys(self) -> tuple[str, ...]:
-    return CELL_KEYS[self.space]
+    """The projected leaves: ``space.cell_keys()``."""
+    return tuple(self.space.cell_keys())
 
   def __call__(self, mixing: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    if self.space == "nb201":
-      return {k: nb201_cell_one_hot(mixing[k]) for k in self.cell_keys}
-    return {k: darts_cell_one_hot(mixing[k], self.ops, self.nodes, self.include_none)
-            for k in self.cell_keys}
+    options = {"include_none": True} if self.include_none else {}
+    target = self.space.discretize(mixing, **options)
+    return {k: target[k] for k in self.cell_keys}
+
+
+def _overrides(space: Any, method: str) -> bool:
+  """Whether ``space`` defines ``method`` beyond the ``SearchSpace`` base (which raises)."""
+  from jaxnas.spaces import base  # local import, as above
+  own = getattr(type(space), method, None)
+  return own is not None and own is not getattr(base.SearchSpace, method, None)
 
 
 # ============================================================================ alpha regularizers

@@ -104,8 +104,7 @@ def test_a_list_of_regularizers_sums_their_terms_and_reports_each():
   the alpha gradient the skeleton adds is the gradient of their sum."""
   from jaxnas import parametrize
   from jaxnas import steps
-  project = parts.CellProjection(space="nb201", ops=("none", "skip_connect", "nor_conv_1x1",
-                                                     "nor_conv_3x3", "avg_pool_3x3"))
+  project = parts.CellProjection("nb201")  # the space by name, its default ops
   regs = (parts.Entropy(0.1), parts.Prox(rho=0.2, horizon=10, project=project),
           parts.Admm(rho=0.3, freq=1, project=project))
   comps = steps.SearchComponents(module=None, parametrization=parametrize.get("simplex"),

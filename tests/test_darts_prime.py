@@ -22,6 +22,11 @@ from test_loop import ROOT, load_config, restore_final_state
 NB201_NO_NONE = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 
+def nb201_no_none():
+  """The NB201 space with the clamp op set (no 'none')."""
+  return jaxnas.spaces.get("nb201", ops=NB201_NO_NONE)
+
+
 def prime_config(config_file="darts_prime_nb201.py", variants="smoke", **overrides):
   return load_config(os.path.join(ROOT, "configs", config_file), variants, **overrides)
 
@@ -56,7 +61,7 @@ def genes_by_node(genes):
                          ids=["with_none", "clamp_ops"])
 def test_darts_one_hot_agrees_with_space_derive(ops):
   space = jaxnas.spaces.get("darts", ops=ops, nodes=4)
-  project = parts.CellProjection(space="darts", ops=space.ops, nodes=4)
+  project = parts.CellProjection(space)
   one_hot = jax.jit(lambda m: project(m))
   rng = np.random.default_rng(0)
   for trial in range(20):
@@ -80,7 +85,7 @@ def test_darts_one_hot_agrees_with_space_derive(ops):
 
 def test_nb201_one_hot_agrees_with_space_derive_and_quirk_keeps_none():
   space = jaxnas.spaces.get("nb201")
-  project = parts.CellProjection(space="nb201", ops=space.ops)
+  project = parts.CellProjection(space)
   rng = np.random.default_rng(1)
   for _ in range(10):
     mixing = {"cell": jnp.asarray(rng.integers(0, 3, (6, 5)) / 3.0, jnp.float32)}
@@ -99,7 +104,7 @@ def test_nb201_one_hot_agrees_with_space_derive_and_quirk_keeps_none():
 def test_prox_value_and_gradient_on_hand_made_alpha_without_gradient_through_z():
   with jax.enable_x64(True):
     prox = parts.Prox(rho=0.1, horizon=5 * 10,  # prox_epochs 5 x 10 steps/epoch: T = 50 steps
-                      project=parts.CellProjection(space="nb201", ops=NB201_NO_NONE))
+                      project=parts.CellProjection(nb201_no_none()))
     alpha = jnp.array([[0.2, 0.5, -0.1, 0.3], [1.4, 0.2, 0.6, 0.0], [0.1, 0.1, 0.7, 0.3],
                        [0.25, 0.3, 0.9, 0.4], [0.0, 0.8, 0.2, 0.6], [0.3, 0.2, 0.1, 1.2]],
                       jnp.float64)
@@ -119,7 +124,7 @@ def test_prox_value_and_gradient_on_hand_made_alpha_without_gradient_through_z()
     np.testing.assert_allclose(grad["cell"], frozen({"cell": alpha})["cell"], rtol=1e-12)
     # DARTS space, softmax: summed over both cells, the unsquared norm.
     prox = parts.Prox(rho=0.3, horizon=1 * 4, project=parts.CellProjection(
-        space="darts", ops=darts_space.DARTS_OPS, nodes=2))
+        jaxnas.spaces.get("darts", nodes=2)))
     arch = {k: jax.random.normal(jax.random.key(i), (5, 8), jnp.float64)
             for i, k in enumerate(("normal", "reduce"))}
     value = prox.penalty(arch, parts.NoState(), context("softmax", jnp.asarray(3)))
@@ -151,7 +156,7 @@ def test_admm_penalty_value_and_gradient_with_mask():
 def test_admm_variables_follow_their_update_rule_over_several_alpha_steps(quirks):
   freq = 3
   admm_part = parts.Admm(freq=freq, dual_decay=0.9,
-                         project=parts.CellProjection(space="nb201", ops=NB201_NO_NONE),
+                         project=parts.CellProjection(nb201_no_none()),
                          quirk_off_by_one=quirks, quirk_raw_alpha=quirks,
                          quirk_init_z_alpha=quirks)
   rng = np.random.default_rng(3)

@@ -1,4 +1,5 @@
 """Hypergradient estimators inside the search step, on a tiny supernet."""
+import dataclasses
 import os
 
 import jax
@@ -38,7 +39,7 @@ def cosine(a, b):
 
 
 # first_order runs in the loop tests (test_loop.py) already.
-@pytest.mark.parametrize("name", [e for e in estimators.ESTIMATORS if e != "first_order"])
+@pytest.mark.parametrize("name", [e for e in hypergrad.HYPERGRADS if e != "first_order"])
 def test_every_estimator_runs_in_the_jitted_step_without_recompiling(name):
   search = tiny_search(hypergrad=name)
   traces = []
@@ -200,3 +201,94 @@ def test_virtual_step_must_be_a_known_name():
   with pytest.raises(ValueError, match="config.hypergrad_options.virtual_step='nesterov' is not "
                                        "valid; choose one of: reference, optimizer"):
     config_checks.validate(config)
+
+
+# --------------------------------------------------------------------------- a user's estimator
+
+
+@dataclasses.dataclass(frozen=True)
+class LookaheadFirstOrder:
+  r"""A user's estimator, defined here and nowhere in the package: the first-order gradient at the
+  weights after a momentum look-ahead,
+
+  .. math:: g = \nabla_\alpha L_{out}(w - \rho\,\xi\, m, \alpha),
+
+  with ξ the current weight learning rate and m the weight optimizer's momentum buffer (both read
+  per step), ρ = ``hypergrad_options.mixed_level_lambda`` (an existing option, reused).
+  """
+  xi: float = 0.0
+  rho: float = 1.0
+  momentum_buffer: object = None
+
+  @classmethod
+  def from_options(cls, options, context):
+    rho = hypergrad.option_at_least(options, "mixed_level_lambda", 0, context)
+    return hypergrad.PerStep(cls(rho=rho), lr_field="xi", reads_momentum=True)
+
+  def __call__(self, problem, weights, arch, inner_batch, outer_batch):
+    del inner_batch
+    ahead = jax.tree.map(lambda w, m: w - self.rho * self.xi * m, weights, self.momentum_buffer)
+    return jax.grad(problem.outer_loss, argnums=1)(ahead, arch, outer_batch)
+
+
+@pytest.fixture
+def lookahead():
+  hypergrad.register("lookahead_first_order", LookaheadFirstOrder)
+  yield
+  del hypergrad.HYPERGRADS["lookahead_first_order"]
+
+
+def test_an_estimator_registered_from_outside_runs_in_the_search_step(lookahead):
+  """Registering a class with ``from_options`` is all a new estimator needs: the config names it,
+  the config checks accept it, its option is checked by the class, and the jitted step fills in
+  the learning rate and momentum buffer it declares."""
+  rho = 0.5
+  search = tiny_search(hypergrad="lookahead_first_order",
+                       **{"hypergrad_options.mixed_level_lambda": rho})
+  comp = search.components
+  assert isinstance(comp.arch_gradient.estimator, LookaheadFirstOrder)
+  step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=comp))
+  state = search_lib.start_state(search)
+  arch0 = flat(state.arch)
+  for step in range(2):
+    state, _ = step_fn(state, search_lib.step_batches(search, step))  # a non-zero momentum buffer
+  assert np.all(np.isfinite(flat(state.arch))) and not np.allclose(flat(state.arch), arch0)
+  # Its value in the step: the first-order gradient at w - rho * lr * m.
+  loss = lambda w, a, b: steps.supernet_loss(comp, w, a, state.model_state, *b)[0]
+  batch = search_lib.step_batches(search, 2)["val"]
+  from jaxnas import data as data_lib
+  val = (data_lib.normalize(batch[0], comp.mean, comp.std), batch[1])
+  lr = comp.weights_lr(state.step)
+  got = comp.arch_gradient(hypergrad.BilevelProblem(loss, loss), state.weights, state.arch, val,
+                           val, lr=lr, weights_opt_state=state.weights_opt_state)
+  buffer = optim.momentum_buffer(optim.unclipped_state(state.weights_opt_state, True))
+  ahead = jax.tree.map(lambda w, m: w - rho * lr * m, state.weights, buffer)
+  want = jax.grad(loss, argnums=1)(ahead, state.arch, val)
+  np.testing.assert_allclose(flat(got), flat(want), rtol=1e-5, atol=1e-7)
+  assert not np.allclose(flat(want), flat(jax.grad(loss, argnums=1)(state.weights, state.arch,
+                                                                    val)))
+  bad = quickstart_smoke(hypergrad="lookahead_first_order",
+                         **{"hypergrad_options.mixed_level_lambda": -1.0})
+  with pytest.raises(ValueError, match=r"config.hypergrad_options.mixed_level_lambda=-1.0 is not "
+                                       r"valid; use a number >= 0"):
+    config_checks.validate(bad)
+
+
+@pytest.mark.parametrize("name,field,value,message", [
+    ("mixed_level", "milenas_weighting", "both", "choose one of: paper, code."),
+    ("finite_difference", "fd_eps", 0.0, "use a number > 0."),
+    ("finite_difference", "mixed_term", "taylor", "choose one of: fd, exact."),
+    ("unrolled", "unrolled_steps", 0, "use an integer >= 1."),
+    ("unrolled", "unrolled_second_order", "forward", "choose one of: hvp, reverse."),
+    ("implicit_neumann", "neumann_terms", -1, "use an integer >= 0."),
+    ("implicit_cg", "cg_maxiter", 0, "use an integer >= 1."),
+])
+def test_each_estimator_checks_its_own_options(name, field, value, message):
+  """One-line errors naming the field, its value and the valid values, raised by the estimator
+  class (``from_options``) when the config is validated; other estimators ignore the field."""
+  config = quickstart_smoke(hypergrad=name, **{f"hypergrad_options.{field}": value})
+  with pytest.raises(ValueError, match=f"^config.hypergrad_options.{field}={value!r} is not "
+                                       f"valid; {message}$".replace("(", r"\(")):
+    config_checks.validate(config)
+  config_checks.validate(quickstart_smoke(hypergrad="first_order",
+                                          **{f"hypergrad_options.{field}": value}))

@@ -19,6 +19,7 @@ import jaxnas
 import repo_files
 from jaxnas import driver
 from jaxnas import search as search_lib
+from jaxnas import steps
 
 TINY_OPS = ("identity", "conv_1x1")
 
@@ -129,3 +130,43 @@ def test_registering_checks_the_name_and_refuses_a_taken_one(registered):
   config.space.name = "nao"
   with pytest.raises(ValueError, match="token space, searched only by config.method='nao_v2'"):
     search_lib.build_search(config)
+
+
+def test_user_space_gets_prox_and_admm_from_its_own_discretize(registered):
+  """The prox / ADMM target Z(A) is the space's ``discretize`` on its ``cell_keys()``: a space
+  registered from a test file gets both regularizers without any code of the package knowing it."""
+  config = tiny_config()
+  config.arch_regularizer.names = "prox,admm"
+  config.arch_regularizer.admm_freq = 1
+  search = search_lib.build_search(config)
+  prox, admm = search.components.regularizers
+  assert (prox.name, admm.name) == ("prox", "admm")
+  assert prox.project.cell_keys == ("cell",) and isinstance(prox.project.space, TinySpace)
+  step_fn = jax.jit(lambda s, b: steps.search_step(s, b, components=search.components))
+  state = search_lib.start_state(search)
+  for step in range(2):
+    state, metrics = step_fn(state, search_lib.step_batches(search, step))
+  assert float(metrics["reg/prox"]) > 0 and float(metrics["reg/admm"]) > 0
+  mixing = {"cell": jnp.array([[0.3, 0.7], [0.9, 0.1]])}
+  np.testing.assert_array_equal(prox.project(mixing)["cell"], [[0, 1], [1, 0]])
+
+
+class PlainSpace(TinySpace):
+  """A space without ``discretize``: searchable, but with no target for prox / ADMM."""
+  name = "tiny_plain"
+  discretize = jaxnas.spaces.SearchSpace.discretize
+
+
+def test_a_space_without_discretize_gets_a_one_line_error_from_prox(registered):
+  jaxnas.spaces.register("tiny_plain", PlainSpace)
+  try:
+    config = tiny_config()
+    config.space.name = "tiny_plain"
+    config.arch_regularizer.names = "prox"
+    with pytest.raises(ValueError, match=r"^config.space.name='tiny_plain' is not valid: the prox "
+                                         r"/ ADMM regularizers pull alpha toward the space's "
+                                         r"discretize\(mixing\), which PlainSpace does not "
+                                         r"define; implement it .* or drop the regularizer.$"):
+      search_lib.build_search(config)
+  finally:
+    del jaxnas.spaces.SPACES["tiny_plain"]

@@ -29,6 +29,8 @@ PyTree = Any
 Loss = Callable[[PyTree, PyTree, Any], jax.Array]
 MIXED_TERMS = ("fd", "exact")
 SECOND_ORDER_MODES = ("hvp", "reverse")
+MILENAS_WEIGHTINGS = ("paper", "code")  # MixedLevel.from_options: option milenas_weighting
+VIRTUAL_STEPS = ("reference", "optimizer")  # Unrolled.from_options: option virtual_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,76 @@ class HypergradEstimator(Protocol):
   def __call__(self, problem: BilevelProblem, weights: PyTree, arch: PyTree, inner_batch: Any,
                outer_batch: Any) -> PyTree:
     ...
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+  r"""What a caller tells an estimator about the inner problem's optimizer when it builds the
+  estimator from options (``from_options``); nothing else of the caller is visible.
+
+  The inner optimizer is PyTorch SGD without clipping,
+  :math:`m \leftarrow \mu m + \nabla_w L_{in} + \lambda_{wd} w,\ w \leftarrow w - \eta_t m`.
+
+  Attributes:
+    inner_step: ``inner_step(nesterov) -> optax.GradientTransformation``, the inner optimizer's
+      step (learning-rate schedule :math:`\eta_t` included, no clipping) whose state has the
+      layout of the caller's live state, so an estimator can continue that state.
+    momentum: μ of the inner optimizer.
+    weight_decay: λ_wd of the inner optimizer.
+    nesterov: whether the inner optimizer uses Nesterov momentum.
+    prefix: how error messages name an option field, e.g. ``'config.hypergrad_options.'``.
+  """
+  inner_step: Callable[[bool], optax.GradientTransformation]
+  momentum: float = 0.0
+  weight_decay: float = 0.0
+  nesterov: bool = False
+  prefix: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PerStep:
+  r"""An estimator built from options, and the per-step quantities its caller fills in each step.
+
+  With :math:`\eta_t` the inner learning rate of the step and :math:`s_t` the inner optimizer's
+  live state, the estimator of step t is ``replace(estimator, lr_field=η_t,
+  momentum_buffer=m_t)`` (each only if declared), called with ``inner_opt_state=s_t`` when
+  ``inner_optimizer`` is set.
+
+  Attributes:
+    estimator: the estimator (a frozen dataclass with the protocol's call signature).
+    lr_field: the estimator field set to :math:`\eta_t` each step (e.g. ``'xi'``), or None.
+    reads_momentum: the estimator's ``momentum_buffer`` field is set to the inner optimizer's
+      momentum buffer :math:`m_t` (a pytree like ``weights``) each step.
+    inner_optimizer: the optimizer the estimator steps with (from ``BuildContext.inner_step``);
+      its ``__call__`` then takes ``inner_opt_state=s_t``. None: no live state is passed.
+  """
+  estimator: Any
+  lr_field: str | None = None
+  reads_momentum: bool = False
+  inner_optimizer: optax.GradientTransformation | None = None
+
+
+def option_choice(options: Any, field: str, valid: tuple[str, ...], context: BuildContext) -> str:
+  """``options[field]`` if it is one of ``valid``; else a one-line ValueError naming the field."""
+  value = options[field]
+  if value not in valid:
+    raise ValueError(f"{context.prefix}{field}={value!r} is not valid; choose one of: "
+                     f"{', '.join(valid)}.")
+  return value
+
+
+def option_at_least(options: Any, field: str, low: float, context: BuildContext, *,
+                    strict: bool = False, integer: bool = False) -> Any:
+  """``options[field]`` if ``>= low`` (``> low`` when ``strict``; an int when ``integer``); else a
+  one-line ValueError naming the field, the valid range and the value."""
+  value = options[field]
+  kind = isinstance(value, int) and not isinstance(value, bool) if integer else (
+      isinstance(value, (int, float)) and not isinstance(value, bool))
+  if not kind or value < low or (strict and value == low):
+    what = "an integer" if integer else "a number"
+    raise ValueError(f"{context.prefix}{field}={value!r} is not valid; use {what} "
+                     f"{'>' if strict else '>='} {low}.")
+  return value
 
 
 def _pytree_dataclass(data_fields: tuple[str, ...]):
@@ -215,6 +287,12 @@ class FirstOrder:
   ``inner_batch`` is unused.
   """
 
+  @classmethod
+  def from_options(cls, options: Any, context: BuildContext) -> PerStep:
+    """No options, nothing per step."""
+    del options, context
+    return PerStep(cls())
+
   def __call__(self, problem, weights, arch, inner_batch, outer_batch):
     del inner_batch
     return _grad_arch(problem.outer_loss, weights, arch, outer_batch)
@@ -239,6 +317,15 @@ class MixedLevel:
   """
   lam: float = 1.0
   inner_weight: float = 1.0
+
+  @classmethod
+  def from_options(cls, options: Any, context: BuildContext) -> PerStep:
+    """λ = ``mixed_level_lambda``; ``milenas_weighting='paper'``: ``MixedLevel(lam=λ)``,
+    ``'code'``: ``MixedLevel(lam=1, inner_weight=λ)`` (the official code). Nothing per step."""
+    lam = options.mixed_level_lambda
+    if option_choice(options, "milenas_weighting", MILENAS_WEIGHTINGS, context) == "paper":
+      return PerStep(cls(lam=lam, inner_weight=1.0))
+    return PerStep(cls(lam=1.0, inner_weight=lam))
 
   def __call__(self, problem, weights, arch, inner_batch, outer_batch):
     g_in = _grad_arch(problem.inner_loss, weights, arch, inner_batch)
@@ -284,6 +371,29 @@ class Unrolled:
   stacked_batches: bool = False
   second_order: str = "hvp"
   max_python_steps: int = 8
+
+  @classmethod
+  def from_options(cls, options: Any, context: BuildContext) -> PerStep:
+    r"""K = ``unrolled_steps`` steps of ``context.inner_step``, continuing the live inner state.
+
+    ``virtual_step='reference'``: the reference codes' virtual step
+    :math:`w' = w - \xi(\mu m + \nabla_w L_{in} + \lambda_{wd} w)`, plain momentum even for a
+    Nesterov inner optimizer (quark0/darts ``cnn/architect.py:20-29``; AutoDL
+    ``exps/NAS-Bench-201-algos/DARTS-V2.py:61-83``), i.e. ``FiniteDifference`` with the mixed term
+    exact; K > 1 repeats it, updating m as PyTorch SGD does. ``'optimizer'``: the inner
+    optimizer's own step, for Nesterov
+    :math:`w' = w - \xi[(1+\mu)(\nabla_w L_{in} + \lambda_{wd} w) + \mu^2 m]`; the two differ
+    only for a Nesterov inner optimizer. Options ``unrolled_checkpoint``,
+    ``unrolled_second_order``. Per step: the live inner state (``inner_opt_state``).
+    """
+    virtual = option_choice(options, "virtual_step", VIRTUAL_STEPS, context)
+    mode = option_choice(options, "unrolled_second_order", SECOND_ORDER_MODES, context)
+    steps = option_at_least(options, "unrolled_steps", 1, context, integer=True)
+    # Both continue the live state: its layout does not depend on nesterov.
+    body = context.inner_step(context.nesterov and virtual == "optimizer")
+    est = cls(steps=steps, inner_optimizer=body, checkpoint=options.unrolled_checkpoint,
+              second_order=mode)
+    return PerStep(est, inner_optimizer=body)
 
   def __call__(self, problem, weights, arch, inner_batch, outer_batch, inner_opt_state=None):
     """As the protocol; ``inner_opt_state`` optionally continues a live optimizer state (e.g. the
@@ -360,6 +470,15 @@ class FiniteDifference:
   momentum_buffer: Any = None
   mixed_term: str = "fd"
 
+  @classmethod
+  def from_options(cls, options: Any, context: BuildContext) -> PerStep:
+    """ε = ``fd_eps``, ``mixed_term``; μ, λ_wd of the inner optimizer. Per step: ξ = η_t and
+    m = the live momentum buffer (DARTS' ``_compute_unrolled_model``)."""
+    est = cls(xi=0.0, eps=option_at_least(options, "fd_eps", 0, context, strict=True),
+              weight_decay=context.weight_decay, momentum=context.momentum,
+              mixed_term=option_choice(options, "mixed_term", MIXED_TERMS, context))
+    return PerStep(est, lr_field="xi", reads_momentum=True)
+
   def __call__(self, problem, weights, arch, inner_batch, outer_batch):
     _check_mode(self.mixed_term)
     g_w = _grad_weights(problem.inner_loss, weights, arch, inner_batch)
@@ -414,6 +533,16 @@ class ImplicitNeumann:
   eps: float = 0.01
   max_python_terms: int = 8
 
+  @classmethod
+  def from_options(cls, options: Any, context: BuildContext) -> PerStep:
+    """K = ``neumann_terms``, γ = ``neumann_step`` (0: γ = η_t each step, the reference),
+    ``mixed_term``, ε = ``fd_eps``."""
+    step = option_at_least(options, "neumann_step", 0, context) or 0.0
+    est = cls(terms=option_at_least(options, "neumann_terms", 0, context, integer=True),
+              step=step, mixed_term=option_choice(options, "mixed_term", MIXED_TERMS, context),
+              eps=option_at_least(options, "fd_eps", 0, context, strict=True))
+    return PerStep(est, lr_field=None if step else "step")
+
   def _inverse_hvp(self, hvp, v):
     def body(carry, _):
       p, total = carry
@@ -456,6 +585,16 @@ class ImplicitCG:
   mixed_term: str = "exact"
   eps: float = 0.01
 
+  @classmethod
+  def from_options(cls, options: Any, context: BuildContext) -> PerStep:
+    """``cg_maxiter``, δ = ``cg_damping``, ``cg_tol``, ``mixed_term``, ε = ``fd_eps``. Nothing
+    per step."""
+    est = cls(maxiter=option_at_least(options, "cg_maxiter", 1, context, integer=True),
+              damping=option_at_least(options, "cg_damping", 0, context), tol=options.cg_tol,
+              mixed_term=option_choice(options, "mixed_term", MIXED_TERMS, context),
+              eps=option_at_least(options, "fd_eps", 0, context, strict=True))
+    return PerStep(est)
+
   def _inverse_hvp(self, hvp, v):
     matvec = lambda u: _tree.axpy(self.damping, u, hvp(u))  # noqa: E731
     s, _ = jax.scipy.sparse.linalg.cg(matvec, v, tol=self.tol, atol=0.0, maxiter=self.maxiter)
@@ -470,6 +609,11 @@ class ImplicitCG:
 # --------------------------------------------------------------------------- registry
 
 
+# The one registry of estimator names (``config.hypergrad`` names a key). A registered class is a
+# frozen dataclass with the protocol's ``__call__`` and a classmethod
+# ``from_options(options, context: BuildContext) -> PerStep`` that reads its options, checks them
+# (``option_choice``, ``option_at_least``: one-line ValueErrors naming the field) and declares what
+# it reads per step. Adding an estimator is its class and one line here (or ``register``).
 HYPERGRADS: dict[str, type] = {
     "first_order": FirstOrder,
     "mixed_level": MixedLevel,
@@ -478,6 +622,34 @@ HYPERGRADS: dict[str, type] = {
     "implicit_neumann": ImplicitNeumann,
     "implicit_cg": ImplicitCG,
 }
+
+
+def register(name: str, estimator_class: type, *, replace: bool = False) -> type:
+  """Registers ``estimator_class`` as ``name`` in ``HYPERGRADS``; returns the class.
+
+  Raises:
+    ValueError: the class has no ``from_options`` classmethod, or ``name`` is taken (and not
+      ``replace``).
+  """
+  if not callable(getattr(estimator_class, "from_options", None)):
+    raise ValueError(f"Estimator class {estimator_class.__name__} has no from_options(options, "
+                     "context) classmethod returning a hypergrad.PerStep; define one.")
+  if name in HYPERGRADS and HYPERGRADS[name] is not estimator_class and not replace:
+    raise ValueError(f"A hypergradient estimator is already registered as {name!r} "
+                     f"({HYPERGRADS[name].__name__}); pick another name or pass replace=True.")
+  HYPERGRADS[name] = estimator_class
+  return estimator_class
+
+
+def from_options(name: str, options: Any, context: BuildContext) -> PerStep:
+  """The estimator registered as ``name`` built from ``options`` (its ``from_options``).
+
+  Raises:
+    ValueError: unknown ``name`` (the message lists the registered names) or an invalid option.
+  """
+  if name not in HYPERGRADS:
+    raise ValueError(f"Unknown hypergradient {name!r}; valid names: {', '.join(HYPERGRADS)}.")
+  return HYPERGRADS[name].from_options(options, context)
 
 
 def get(name: str, **kwargs) -> HypergradEstimator:

@@ -29,9 +29,9 @@ from jaxnas import spaces
 
 def cell_projection(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                     include_none: bool = False) -> parts.CellProjection:
-  """Z(A) of the configured space (its op set and nodes)."""
-  return parts.CellProjection(space=config.space.name, ops=tuple(space.ops),
-                              nodes=config.space.nodes, include_none=include_none)
+  """Z(A) of the configured space: its own ``discretize`` on its ``cell_keys()``."""
+  del config
+  return parts.CellProjection(space=space, include_none=include_none)
 
 
 def check_prune(config: ml_collections.ConfigDict, prune: bool, field: str) -> None:

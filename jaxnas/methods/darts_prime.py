@@ -92,7 +92,6 @@ from jaxnas.steps import MaskedParametrization  # noqa: F401
 
 REGULARIZERS = ("none", "prox", "admm")
 SCHEDULES = ("fixed", "dynamic")
-CELL_KEYS = parts.CELL_KEYS
 
 
 def dynamic_train_portion(schedule_freq: int) -> float:
@@ -102,16 +101,6 @@ def dynamic_train_portion(schedule_freq: int) -> float:
 
 def _fail(field: str, value: Any, fix: str) -> None:
   raise ValueError(f"config.{field}={value!r} is not valid for method='darts_prime': {fix}")
-
-
-def _space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
-  """The configured space's op set and nodes (what the cell projection reads)."""
-  options: dict[str, Any] = {}
-  if config.space.ops:
-    options["ops"] = tuple(op.strip() for op in config.space.ops.split(",") if op.strip())
-  if config.space.name == "darts":
-    options["nodes"] = config.space.nodes
-  return spaces.get(config.space.name, **options)
 
 
 def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
@@ -139,8 +128,9 @@ def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                                    prefix="darts_prime")
   else:
     raise AssertionError(block.schedule)  # checked by build
-  project = compose.cell_projection(config, space, bool(block.quirk_z_includes_none))
   regularizers: tuple[Any, ...] = ()
+  if block.regularizer in ("prox", "admm"):
+    project = compose.cell_projection(config, space, bool(block.quirk_z_includes_none))
   if block.regularizer == "prox":
     regularizers = (parts.Prox(rho=float(block.rho), horizon=int(block.prox_epochs or config.epochs)
                                * steps_per_epoch, project=project, prefix="darts_prime"),)
@@ -178,10 +168,9 @@ def build(config: ml_collections.ConfigDict) -> base.SearchMethod:
     _fail("arch_schedule / arch_regularizer / prune_arch", "set",
           "method='darts_prime' reads its parts from config.darts_prime; leave the generic "
           "fields at their defaults, or compose with method='darts' and the generic fields.")
-  if config.space.name not in parts.CELL_KEYS:
-    _fail("space.name", config.space.name, f"choose one of {', '.join(parts.CELL_KEYS)}.")
-  # Builds the parts once: each checks its own options (one-line errors naming the field).
-  read_parts(config, _space(config), 1)
+  # Builds the parts once: each checks its own options (one-line errors naming the field; the
+  # cell projection asks the space for its discretize).
+  read_parts(config, spaces.from_config(config), 1)
   if block.dynamic_split:
     portion = dynamic_train_portion(block.schedule_freq)
     if config.data.split != "darts" or abs(config.data.train_portion - portion) > 1e-9:

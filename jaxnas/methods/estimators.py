@@ -1,26 +1,25 @@
 """Hypergradient estimators bound to the search state: the config -> estimator glue.
 
-The estimators of ``jaxnas.hypergrad`` know nothing about NAS; here each one gets the per-step
-quantities the reference codes use, read from the search state inside the jitted step:
+The estimators of ``jaxnas.hypergrad`` know nothing about NAS. Each registered class builds
+itself from ``config.hypergrad_options`` (``from_options``, which checks the options it reads) and
+declares the per-step quantities it reads (``hypergrad.PerStep``); here they are filled in from
+the search state inside the jitted step, for every estimator alike:
 
-* ``finite_difference`` (DARTS 2nd order): ξ = the current weight learning rate, and the weight
-  optimizer's momentum buffer and weight decay in the virtual step
-  ``w' = w − ξ(μ m + ∇_w L_train + λ_wd w)`` (no clipping), as quark0/darts' ``_compute_unrolled_model``.
-* ``unrolled`` (exact): K inner steps without clipping, continuing the weight optimizer's live state
-  (momentum buffer, schedule count), differentiated by autodiff. ``hypergrad_options.virtual_step``
-  picks the inner step. ``'reference'``: the reference codes' virtual step
-  ``w' = w − ξ(μ m + ∇_w L_train + λ_wd w)``, plain momentum even for a Nesterov weight optimizer
-  (quark0/darts ``cnn/architect.py:20-29``; AutoDL ``exps/NAS-Bench-201-algos/DARTS-V2.py:61-83``),
-  i.e. ``finite_difference``'s formula with the mixed term exact; K > 1 repeats it, updating m as
-  PyTorch SGD does. ``'optimizer'``: the configured weight optimizer's own step, for
-  ``nesterov=True`` ``w' = w − ξ[(1+μ)(∇_w L_train + λ_wd w) + μ² m]``. The two differ only when
-  ``weights_optimizer.nesterov`` is True.
-* ``implicit_neumann`` (iDARTS): γ = the current weight learning rate when ``neumann_step=0``.
-* ``first_order``, ``mixed_level`` (MiLeNAS), ``implicit_cg``: nothing per step.
+* ``lr_field``: the current weight learning rate η_t (``finite_difference``: ξ;
+  ``implicit_neumann`` with ``neumann_step=0``: γ);
+* ``reads_momentum``: the weight optimizer's momentum buffer (``finite_difference``'s virtual step
+  ``w' = w − ξ(μ m + ∇_w L_train + λ_wd w)``, as quark0/darts' ``_compute_unrolled_model``);
+* ``inner_optimizer``: the live weight optimizer state without its clip (``unrolled``: K inner
+  steps continuing the momentum buffer and schedule count, differentiated by autodiff).
+
+The weight optimizer's settings reach the estimator as a ``hypergrad.BuildContext``: μ, λ_wd,
+Nesterov, and ``inner_step(nesterov)`` = ``optim.sgd_body`` on the weight schedule (the weight step
+without its clip, the layout of the live state's unclipped part).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -29,10 +28,7 @@ import optax
 from jaxnas import hypergrad
 from jaxnas import optim
 
-# The one registry of estimator names: ``jaxnas.hypergrad.HYPERGRADS`` (``config.hypergrad``).
-ESTIMATORS = tuple(hypergrad.HYPERGRADS)
-MILENAS_WEIGHTINGS = ("paper", "code")
-VIRTUAL_STEPS = ("reference", "optimizer")
+OPTIONS_PREFIX = "config.hypergrad_options."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +39,8 @@ class ArchGradient:
   Attributes:
     name: the estimator's name in ``hypergrad.HYPERGRADS``.
     estimator: the ``jaxnas.hypergrad`` estimator (its per-step fields filled in by ``bind``).
-    inner_optimizer: the weight step the estimator differentiates through (``unrolled``: the sgd
-      body it runs, continuing the live weight optimizer's state), or None.
+    inner_optimizer: the weight step the estimator runs (``unrolled``: the sgd body, continuing
+      the live weight optimizer's state, passed as ``inner_opt_state``), or None.
     weights_clipped: whether the live weight optimizer's state starts with a clip (its layout).
     lr_field: the estimator field set to the current weight learning rate each step (``'xi'``:
       finite differences; ``'step'``: iDARTS' Neumann step), or None.
@@ -67,8 +63,6 @@ class ArchGradient:
       fields[self.lr_field] = lr
     if self.reads_momentum:
       fields["momentum_buffer"] = optim.momentum_buffer(live())
-    if self.inner_optimizer is not None:
-      fields["inner_optimizer"] = self.inner_optimizer
     if fields:
       est = dataclasses.replace(est, **fields)
     if self.inner_optimizer is not None:
@@ -81,50 +75,39 @@ class ArchGradient:
     return self.bind(lr, weights_opt_state)(problem, weights, arch, inner_batch, outer_batch)
 
 
+def build_context(config, lr_schedule: optax.Schedule) -> hypergrad.BuildContext:
+  """What an estimator may read of the weight optimizer (``config.weights_optimizer``): μ, λ_wd,
+  Nesterov, and its step without the clip on ``lr_schedule`` (``optim.sgd_body``)."""
+  wopt = config.weights_optimizer
+  inner_step = functools.partial(_sgd_body, lr_schedule, wopt.momentum, wopt.weight_decay)
+  return hypergrad.BuildContext(inner_step=inner_step, momentum=wopt.momentum,
+                                weight_decay=wopt.weight_decay, nesterov=bool(wopt.nesterov),
+                                prefix=OPTIONS_PREFIX)
+
+
+def _sgd_body(lr_schedule, momentum, weight_decay, nesterov) -> optax.GradientTransformation:
+  return optim.sgd_body(lr_schedule, momentum=momentum, weight_decay=weight_decay,
+                        nesterov=nesterov)
+
+
 def build_arch_gradient(config, *, lr_schedule: optax.Schedule, weights_clipped: bool
                         ) -> ArchGradient:
-  """The configured estimator (``config.hypergrad`` and ``config.hypergrad_options``).
+  """The configured estimator: ``hypergrad.HYPERGRADS[config.hypergrad].from_options(
+  config.hypergrad_options, build_context(config, lr_schedule))``, with what it reads per step.
 
   Args:
     config: the search config.
     lr_schedule: the weight learning-rate schedule (the unrolled steps use it too).
     weights_clipped: whether the weight optimizer starts with a gradient clip (its state layout).
+  Raises:
+    ValueError: an unknown ``config.hypergrad`` or an invalid option (named by the estimator).
   """
-  name, opts = config.hypergrad, config.hypergrad_options
-  wopt = config.weights_optimizer
-  if name == "first_order":
-    return ArchGradient(name, hypergrad.FirstOrder())
-  if name == "mixed_level":
-    lam = opts.mixed_level_lambda
-    if opts.milenas_weighting == "paper":
-      est = hypergrad.MixedLevel(lam=lam, inner_weight=1.0)
-    else:
-      est = hypergrad.MixedLevel(lam=1.0, inner_weight=lam)
-    return ArchGradient(name, est)
-  if name == "finite_difference":
-    est = hypergrad.FiniteDifference(xi=0.0, eps=opts.fd_eps, weight_decay=wopt.weight_decay,
-                                     momentum=wopt.momentum, mixed_term=opts.mixed_term)
-    return ArchGradient(name, est, weights_clipped=weights_clipped, lr_field="xi",
-                        reads_momentum=True)
-  if name == "unrolled":
-    if opts.virtual_step not in VIRTUAL_STEPS:
-      raise ValueError(f"config.hypergrad_options.virtual_step={opts.virtual_step!r} is not valid; "
-                       f"choose one of: {', '.join(VIRTUAL_STEPS)}.")
-    # Both continue the live sgd_body state: its layout does not depend on nesterov.
-    nesterov = wopt.nesterov and opts.virtual_step == "optimizer"
-    body = optim.sgd_body(lr_schedule, momentum=wopt.momentum,
-                          weight_decay=wopt.weight_decay, nesterov=nesterov)
-    est = hypergrad.Unrolled(steps=opts.unrolled_steps, inner_optimizer=body,
-                             checkpoint=opts.unrolled_checkpoint,
-                             second_order=opts.unrolled_second_order)
-    return ArchGradient(name, est, inner_optimizer=body, weights_clipped=weights_clipped)
-  if name == "implicit_neumann":
-    est = hypergrad.ImplicitNeumann(terms=opts.neumann_terms, step=opts.neumann_step or 0.0,
-                                    mixed_term=opts.mixed_term, eps=opts.fd_eps)
-    return ArchGradient(name, est, lr_field=None if opts.neumann_step else "step")
-  if name == "implicit_cg":
-    est = hypergrad.ImplicitCG(maxiter=opts.cg_maxiter, damping=opts.cg_damping, tol=opts.cg_tol,
-                               mixed_term=opts.mixed_term, eps=opts.fd_eps)
-    return ArchGradient(name, est)
-  raise ValueError(f"config.hypergrad={name!r} is not valid; choose one of: "
-                   f"{', '.join(ESTIMATORS)}.")
+  name = config.hypergrad
+  if name not in hypergrad.HYPERGRADS:
+    raise ValueError(f"config.hypergrad={name!r} is not valid; choose one of: "
+                     f"{', '.join(hypergrad.HYPERGRADS)}.")
+  built = hypergrad.from_options(name, config.hypergrad_options,
+                                 build_context(config, lr_schedule))
+  return ArchGradient(name, built.estimator, inner_optimizer=built.inner_optimizer,
+                      weights_clipped=weights_clipped, lr_field=built.lr_field,
+                      reads_momentum=built.reads_momentum)

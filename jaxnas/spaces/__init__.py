@@ -17,7 +17,9 @@ subclasses ``jaxnas.spaces.SearchSpace`` (``base.py``) and sets ``name = "myspac
   ``(x, mixing, *, train) -> logits``, and ``supernet_sizes(config.space)``, the ``**sizes`` it
   reads from ``config.space``;
 * ``derive(mixing) -> genotype``, ``parse_genotype(text)``, and ``discretize(mixing)``: the derived
-  cell as a one-hot pytree of ``arch_shapes`` (what DARTS-PRIME's prox pulls alpha to);
+  cell as a one-hot pytree of ``arch_shapes``, what the prox and ADMM regularizers
+  (``jaxnas.parts.CellProjection``) pull alpha to on the leaves ``cell_keys()`` names (default:
+  every top-level array leaf); a space without ``discretize`` gets a one-line error from them;
 * optionally ``options_from(config)`` (its constructor options; the base reads
   ``config.space.ops``),
   ``network_from(config, genotype, num_classes, kernels)`` for ``mode='eval'`` runs, and the class
@@ -25,7 +27,7 @@ subclasses ``jaxnas.spaces.SearchSpace`` (``base.py``) and sets ``name = "myspac
   ``jaxnas.backends``). ``tests/test_user_space.py`` is a complete example (a 2-edge cell space
   with its own ops, registered and searched from the test file). Not yet by the space alone:
   ``mode='eval'`` from a genotype *string* (``jaxnas.genotypes.parse`` knows the DARTS, NB201 and
-  NAO formats) and DARTS-PRIME (``methods.darts_prime`` lists its spaces' cell keys).
+  NAO formats).
 
 A space whose architectures are token sequences (``'nao'``) is registered the same way; it
 implements ``token_space(config, num_classes)`` (``jaxnas.nao.token_space.TokenSpace``) and is

@@ -79,9 +79,10 @@ class SearchSpace:
   """Base class: op-set handling, alpha initialisation and validation for a concrete space.
 
   Subclasses set ``name`` and ``all_ops`` and implement ``arch_shapes``, ``supernet``, ``derive``,
-  ``discretize`` and ``parse_genotype``; to be built from a run config (``jaxnas.spaces.register``)
-  also ``supernet_sizes`` (and ``options_from`` when the space has options besides ``ops``), and,
-  for ``mode='eval'`` runs, ``network_from``.
+  ``discretize`` (the one-hot of the derived cell; prox / ADMM pull the leaves ``cell_keys()``
+  names toward it) and ``parse_genotype``; to be built from a run config
+  (``jaxnas.spaces.register``) also ``supernet_sizes`` (and ``options_from`` when the space has
+  options besides ``ops``), and, for ``mode='eval'`` runs, ``network_from``.
 
   Class attributes read by ``jaxnas.backends`` (the CPU defaults of ``config.backend``):
   ``cpu_loops``, the ``unroll`` / ``remat`` / ``remat_scope`` a CPU run takes when they are
@@ -130,6 +131,14 @@ class SearchSpace:
     each chosen op on each kept edge (zero rows on dropped edges). Jit-able, no gradient; the
     supernet run on it is the network of ``derive(mixing)``."""
     raise NotImplementedError
+
+  def cell_keys(self) -> tuple[str, ...]:
+    r"""The top-level architecture leaves that are op-weight cells: (rows, ops) matrices whose
+    ``discretize`` rows are one-hot. Prox and ADMM pull these toward ``discretize(mixing)``
+    (``jaxnas.parts.CellProjection``: :math:`R = \rho/2 \sum_c \|A_c - Z(A)_c\|`). Default:
+    every top-level array leaf of ``arch_shapes`` (nested dicts, such as PC-DARTS' edge weights
+    beta, are not cells); override to project fewer."""
+    return tuple(k for k, v in self.arch_shapes().items() if not isinstance(v, Mapping))
 
   @classmethod
   def check_network_config(cls, config: Any) -> None:
