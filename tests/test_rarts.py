@@ -203,42 +203,42 @@ def rarts_config(name="rarts_cifar10.py", arg="smoke", **overrides):
 
 def test_config_validation_names_the_field():
   config = rarts_config()
-  assert isinstance(methods.build_method(config), rarts.Rarts)
+  assert methods.build_method(config).name == "rarts"
   for field, value, match in [("rarts.lam_on", "both", "config.rarts.lam_on"),
                               ("rarts.beta", -1.0, "config.rarts.beta"),
                               ("rarts.network_steps", "x", "config.rarts.network_steps"),
                               ("rarts.alpha_gradient_at", "x", "config.rarts.alpha_gradient_at"),
                               ("rarts.val_lr_scale", 0.0, "config.rarts.val_lr_scale"),
                               ("rarts.eval_network", "both", "config.rarts.eval_network"),
-                              ("hypergrad", "unrolled", "config.hypergrad"),
-                              ("arch_every", 2, "config.arch_every")]:
+                              ("hypergrad", "unrolled", "config.hypergrad")]:
     with pytest.raises(ValueError, match=match):
       methods.build_method(rarts_config(**{field: value}))
 
 
 def test_val_network_optimizer_is_the_weight_chain_scaled():
   search_config = rarts_config(**{"rarts.val_lr_scale": 0.25})
-  method = methods.build_method(search_config)
+  phase = rarts.coupled_networks(search_config)
   tx = optax.chain(optax.clip_by_global_norm(5.0), optax.sgd(0.1, momentum=0.9))
   components = steps.SearchComponents(module=None, parametrization=None, weights_tx=tx,
                                       arch_tx=None, weights_lr=None, mean=(), std=())
   params, grads = {"a": jnp.ones(3)}, {"a": jnp.arange(3.0)}
-  y_tx = method.val_weights_tx(components)
+  y_tx = phase.val_weights_tx(components)
   state, want_state = y_tx.init(params), tx.init(params)
   for _ in range(2):
     updates, state = y_tx.update(grads, state, params)
     want, want_state = tx.update(grads, want_state, params)
     np.testing.assert_allclose(updates["a"], 0.25 * want["a"], rtol=1e-6)
-  assert rarts.Rarts().val_weights_tx(components) is tx  # scale 1: the same chain
+  assert rarts.CoupledNetworks().val_weights_tx(components) is tx  # scale 1: the same chain
 
 
 def test_one_search_step_on_a_supernet_equals_the_hand_written_pass():
   # The pass's weightings and variants are checked on the solvable model, which runs the same
-  # code (gauss_seidel_pass_with_stats); here: BatchNorm threading, pytrees, the optimizer chains,
+  # blocks (network_blocks, alpha_block_gradient); here: BatchNorm threading, pytrees, the optimizer chains,
   # augmentation, on the smallest supernet.
   search = loop.build_search(rarts_config(**TINY))
   comp, method = search.components, search.method
-  beta = method.options.beta
+  assert isinstance(comp.weight_phase, rarts.CoupledNetworks)  # the skeleton runs RARTS
+  beta = comp.weight_phase.options.beta
   step_fn = jax.jit(functools.partial(method.search_step, components=comp), donate_argnums=0)
   state, _ = step_fn(loop.start_state(search), loop.step_batches(search, 0))  # now y != w
   batches = loop.step_batches(search, 1)
@@ -321,5 +321,6 @@ def test_benchmark_builds_the_method_named_by_the_flag():
   args = benchmark.parse_args(["--space=nb201", "--channels=4", "--cells_per_stage=1",
                                "--batch_size=8", "--image_size=8", "--method=rarts",
                                "--rarts_alpha_gradient_at=current"])
-  method = loop.build_search(benchmark.make_config(args)).method
-  assert isinstance(method, rarts.Rarts) and method.options.alpha_gradient_at == "current"
+  search = loop.build_search(benchmark.make_config(args))
+  assert search.method.name == "rarts"
+  assert search.components.weight_phase.options.alpha_gradient_at == "current"
