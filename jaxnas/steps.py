@@ -16,10 +16,10 @@ and normalisation run here, on device, from the state's PRNG key.
 
 The weight step is one part, the *weight phase* (``SearchComponents.weight_phase``): the
 default ``SingleNetwork`` is the step above (and hands the alpha step the configured estimator's
-``g_alpha`` at ``(w, alpha)``); RARTS' two coupled networks (``jaxnas.methods.rarts.CoupledNetworks``)
-replace it, supplying their own alpha-gradient data term, and fix the order (w -> y -> alpha). The
-rest of the alpha step (regularizers, alpha optimizer, pruning mask) and the parts' bookkeeping
-are the same for both.
+``g_alpha`` at ``(w, alpha)``); RARTS' two coupled networks
+(``jaxnas.methods.rarts.CoupledNetworks``) replace it, supplying their own alpha-gradient data
+term, and fix the order (w -> y -> alpha). The rest of the alpha step (regularizers, alpha
+optimizer, pruning mask) and the parts' bookkeeping are the same for both.
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ class SearchComponents:
   schedule: parts.Schedule = parts.EveryK()  # when to take an alpha step (default: every step)
   regularizers: tuple[parts.Regularizer, ...] = ()  # alpha-objective terms (entropy, prox, ADMM)
   prune: bool = False        # DARTS-PRIME's permanent pruning mask (clamp parametrization)
-  weight_phase: WeightPhase = SingleNetwork()  # the weight step(s) and the alpha gradient's data term
+  weight_phase: WeightPhase = SingleNetwork()  # weight step(s) + the alpha gradient's data term
   steps_per_epoch: int = 0   # for parts that count epochs
   # The supernet forward's dtype: 'float32' | 'bfloat16' (float32 master weights, BN statistics and
   # logits; see jaxnas.supernet). Used by supernet_loss (every gradient) and eval_step.

@@ -233,8 +233,8 @@ def test_val_network_optimizer_is_the_weight_chain_scaled():
 
 def test_one_search_step_on_a_supernet_equals_the_hand_written_pass():
   # The pass's weightings and variants are checked on the solvable model, which runs the same
-  # blocks (network_blocks, alpha_block_gradient); here: BatchNorm threading, pytrees, the optimizer chains,
-  # augmentation, on the smallest supernet.
+  # blocks (network_blocks, alpha_block_gradient); here: BatchNorm threading, pytrees, the optimizer
+  # chains, augmentation, on the smallest supernet.
   search = loop.build_search(rarts_config(**TINY))
   comp, method = search.components, search.method
   assert isinstance(comp.weight_phase, rarts.CoupledNetworks)  # the skeleton runs RARTS
@@ -285,6 +285,29 @@ def test_one_search_step_on_a_supernet_equals_the_hand_written_pass():
   objective = (float(metrics["train/loss"]) + float(metrics["val/loss"])
                + 0.5 * beta * coupling ** 2)
   assert float(metrics["rarts/objective"]) == pytest.approx(objective, rel=1e-5)
+
+
+def test_rarts_composes_with_a_schedule_and_a_stateful_regularizer():
+  # Formerly refused (RARTS had its own step): every_k with k = 2 (w -> y -> alpha, so the alpha
+  # step closes each group of two) and ADMM, whose Z, U advance after each alpha step.
+  search = loop.build_search(rarts_config(**TINY, arch_every=2,
+                                          **{"arch_regularizer.names": "admm",
+                                             "arch_regularizer.admm_freq": 1}))
+  comp = search.components
+  assert isinstance(comp.weight_phase, rarts.CoupledNetworks) and comp.schedule.phase == 1
+  step_fn = jax.jit(functools.partial(search.method.search_step, components=comp))
+  state = loop.start_state(search)
+  arch0 = jax.device_get(state.arch)
+  state, skipped = step_fn(state, loop.step_batches(search, 0))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.arch), arch0)  # not due
+  w, y = jax.tree.leaves(state.weights), jax.tree.leaves(state.method_state["val_weights"])
+  assert not all(np.array_equal(p, q) for p, q in zip(w, y))  # both networks moved anyway
+  state, taken = step_fn(state, loop.step_batches(search, 1))
+  assert not np.allclose(jax.tree.leaves(state.arch)[0], jax.tree.leaves(arch0)[0])  # due
+  assert [float(m["schedule/arch_step"]) for m in (skipped, taken)] == [0.0, 1.0]
+  assert float(taken["reg/admm_update"]) == 1.0 and np.isfinite(float(taken["reg/admm"]))
+  for m in (skipped, taken):  # the networks' metrics every step
+    assert np.isfinite(float(m["val/loss"])) and np.isfinite(float(m["rarts/objective"]))
 
 
 @pytest.mark.parametrize("name", ["rarts_cifar10.py", "rarts_nb201.py"])

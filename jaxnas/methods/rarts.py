@@ -64,7 +64,8 @@ running statistics of the network it runs (as PyTorch would): w's by the w step 
 step's training forward, y's by the y step and the α step's validation forward. ``step_order``
 does not apply (the order is fixed above); ``hypergrad`` must stay ``'first_order'``. The other
 parts compose: with a schedule (``arch_every`` k, the dynamic Fisher schedule, whose trace is
-``‖g_w‖²`` of the w step) the w and y blocks run every step and the α block when due;
+``‖g_w‖²`` of the w step) the w and y blocks run every step and the α block when due (the
+validation stream advances once per α step, so with ``arch_every`` k y sees each batch k times);
 regularizers (entropy, prox, ADMM) add their gradients to the α block's; pruning masks α as for
 one network. The per-epoch evaluation uses w (``eval_network='train'``) or y (``'val'``).
 
@@ -299,7 +300,8 @@ def network_blocks(make_train_loss: LossFactory, make_val_loss: LossFactory,
 def alpha_block_gradient(make_train_loss: LossFactory, make_val_loss: LossFactory,
                          variables: RartsVariables, stats: tuple[Any, Any],
                          infos: tuple[NetworkStepInfo, NetworkStepInfo], train_batch: Any,
-                         val_batch: Any, *, options: RartsOptions) -> tuple[PyTree, tuple[Any, Any]]:
+                         val_batch: Any, *, options: RartsOptions
+                         ) -> tuple[PyTree, tuple[Any, Any]]:
   r"""The α block's gradient :math:`c_{tr}\nabla_\alpha L_{tr} + c_{val}\nabla_\alpha L_{val}`
   after ``network_blocks``: at ``variables``' (updated) w⁺, y⁺ with ``alpha_gradient_at='updated'``
   (two more forward/backward passes, each moving its network's statistics), or from the network
