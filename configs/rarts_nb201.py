@@ -20,7 +20,7 @@ from configs import rarts_cifar10
 
 
 def get_config(arg=None):
-  config = darts_nb201.get_config()  # AutoDL's DARTS-V1 setup; RARTS' own step ignores step_order
+  config = darts_nb201.get_config()  # AutoDL's DARTS-V1 setup; RARTS' weight phase fixes the order
   config.method = "rarts"
   config.hypergrad = "first_order"
   return default.maybe_smoke(config, arg, rarts_cifar10.VARIANTS)

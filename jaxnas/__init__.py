@@ -9,6 +9,7 @@ What a researcher composes (README "The library API"):
   jaxnas.optim        optax transforms: PyTorch SGD / Adam chains, mirror descent on the simplex
   jaxnas.parts        alpha-step schedules and alpha regularizers with typed state
   jaxnas.steps        the one search-step skeleton ``search_step(state, batches, components=...)``
+                      and its default weight phase (``SingleNetwork``; RARTS': ``CoupledNetworks``)
   jaxnas.methods      method registry and presets (DARTS-PRIME, RARTS, the config readers)
   jaxnas.backends     platform-specific settings (kernels, loops, remat, CPU device split)
   jaxnas.data         datasets (``register_dataset``), splits, batch indices, augmentation

@@ -13,11 +13,18 @@ quark0/darts takes the alpha step first (``step_order='arch_first'``, the weight
 new alpha); AutoDL's NB201 DARTS-V1 takes the weight step first (``'weights_first'``). Both forwards
 run BatchNorm in training mode and update the running statistics, as PyTorch does. Augmentation
 and normalisation run here, on device, from the state's PRNG key.
+
+The weight step is one part, the *weight phase* (``SearchComponents.weight_phase``): the
+default ``SingleNetwork`` is the step above (and hands the alpha step the configured estimator's
+``g_alpha`` at ``(w, alpha)``); RARTS' two coupled networks
+(``jaxnas.methods.rarts.CoupledNetworks``) replace it, supplying their own alpha-gradient data
+term, and fix the order (w -> y -> alpha). The rest of the alpha step (regularizers, alpha
+optimizer, pruning mask) and the parts' bookkeeping are the same for both.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import flax.linen as nn
 import jax
@@ -35,6 +42,62 @@ from jaxnas.state import SearchState
 STEP_ORDERS = ("arch_first", "weights_first")
 
 
+class WeightPhase(Protocol):
+  """The weight phase of a search step: the network(s) it trains and the data term of the alpha
+  gradient they give (``SingleNetwork``: DARTS' one network; RARTS: two coupled networks).
+
+  Attributes:
+    order: the step order the phase fixes (``'weights_first'`` for a phase whose alpha gradient
+      reads what its update found), or None (``SearchComponents.step_order`` decides).
+    arch_metrics: the names of the metrics ``arch_gradient`` reports (NaN on a skipped alpha step).
+  """
+  order: str | None
+  arch_metrics: tuple[str, ...]
+
+  def init(self, components: "SearchComponents", state: SearchState) -> dict[str, Any]:
+    """Its own ``method_state`` entries at step 0 (``{}`` if none), checkpointed."""
+
+  def update(self, components: "SearchComponents", state: SearchState, train_batch, val_batch
+             ) -> tuple[SearchState, dict[str, jax.Array], Any]:
+    """The weight step(s): ``(state, metrics, carry)``; ``carry`` (a pytree or None) goes to
+    ``arch_gradient`` when the alpha step follows (``'weights_first'``). The metrics include
+    ``train/grad_norm`` (the schedules' Fisher trace is its square)."""
+
+  def arch_gradient(self, components: "SearchComponents", state: SearchState, train_batch,
+                    val_batch, lr, carry) -> tuple[Any, SearchState, dict[str, jax.Array]]:
+    """The alpha gradient's data term ``g``: ``(g, state (BN statistics moved), metrics)``."""
+
+  def eval_state(self, state: SearchState) -> SearchState:
+    """The state whose ``weights``/``model_state`` the per-epoch supernet evaluation runs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SingleNetwork:
+  """The default weight phase: one network, ``w <- WeightOpt(w, grad_w L_train(w, alpha))``
+  (``weights_update``); the alpha gradient's data term is the configured estimator's ``g_alpha`` at
+  ``(w, alpha)`` (``estimator_gradient``); the order is ``components.step_order``."""
+  name: str = "single_network"
+  order: str | None = None
+  arch_metrics: tuple[str, ...] = ("val/loss", "val/accuracy")
+
+  def init(self, components, state) -> dict[str, Any]:
+    del components, state
+    return {}
+
+  def update(self, components, state, train_batch, val_batch):
+    del val_batch
+    state, metrics = weights_update(components, state, *train_batch)
+    return state, metrics, None
+
+  def arch_gradient(self, components, state, train_batch, val_batch, lr, carry):
+    del carry
+    return estimator_gradient(components, state, train_batch, val_batch, lr)
+
+  def eval_state(self, state: SearchState) -> SearchState:
+    return state
+
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchComponents:
   """The static parts a step closes over (built once from the config, never traced).
@@ -42,8 +105,9 @@ class SearchComponents:
   The method's parts: ``parametrization`` (raw alpha -> mixing weights; ``prune``: DARTS-PRIME's
   permanent mask on top), ``arch_gradient`` (the hypergradient estimator, its inner optimizer a
   field), ``arch_tx`` (the alpha optimizer), ``schedule`` (when an alpha step is taken),
-  ``regularizers`` (terms of the alpha objective, summed), ``step_order``; the weight phase's
-  ``weights_tx`` and ``weights_lr``; the on-device augmentation; the supernet ``module``.
+  ``regularizers`` (terms of the alpha objective, summed), ``step_order``; the weight phase
+  (``weight_phase``: one network, or RARTS' two) and its ``weights_tx`` and ``weights_lr``; the
+  on-device augmentation; the supernet ``module``.
   """
   module: nn.Module
   parametrization: Parametrization
@@ -60,6 +124,7 @@ class SearchComponents:
   schedule: parts.Schedule = parts.EveryK()  # when to take an alpha step (default: every step)
   regularizers: tuple[parts.Regularizer, ...] = ()  # alpha-objective terms (entropy, prox, ADMM)
   prune: bool = False        # DARTS-PRIME's permanent pruning mask (clamp parametrization)
+  weight_phase: WeightPhase = SingleNetwork()  # weight step(s) + the alpha gradient's data term
   steps_per_epoch: int = 0   # for parts that count epochs
   # The supernet forward's dtype: 'float32' | 'bfloat16' (float32 master weights, BN statistics and
   # logits; see jaxnas.supernet). Used by supernet_loss (every gradient) and eval_step.
@@ -83,13 +148,19 @@ class MaskedParametrization(Parametrization):
 
 def init_method_state(components: SearchComponents, arch: Any) -> dict[str, Any]:
   """The parts' states at step 0: ``{'schedule', 'regularizers' (one per regularizer), 'mask'
-  (with pruning)}``."""
+  (with pruning)}`` (the weight phase's own entries: ``init_state_of_parts``)."""
   ms: dict[str, Any] = {"schedule": components.schedule.init()}
   if components.prune:
     ms["mask"] = parts.init_mask(arch)
   ctx = context(components, ms, jnp.zeros((), jnp.int32))
   ms["regularizers"] = tuple(r.init(arch, ctx) for r in components.regularizers)
   return ms
+
+
+def init_state_of_parts(components: SearchComponents, state: SearchState) -> dict[str, Any]:
+  """``state.method_state`` at step 0: the parts' states and the weight phase's own entries."""
+  return {**init_method_state(components, state.arch),
+          **components.weight_phase.init(components, state)}
 
 
 def with_mask(components: SearchComponents, method_state: Any) -> SearchComponents:
@@ -153,16 +224,14 @@ def supernet_loss(components: SearchComponents, weights, arch, model_state, imag
   return cross_entropy(logits, labels), (new_model_state, accuracy(logits, labels))
 
 
-def arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch, lr):
-  """Alpha step: ``alpha <- ArchOpt(alpha, g_alpha + sum_r grad R_r(alpha))`` with the configured
-  hypergradient and regularizers (``components`` with the pruning mask folded in).
+def estimator_gradient(components: SearchComponents, state: SearchState, train_batch, val_batch,
+                       lr):
+  """``SingleNetwork``'s alpha-gradient data term: ``g_alpha`` of the configured estimator at
+  ``(w, alpha)``, with the validation forward's BN statistics (in the returned state) and metrics.
 
-  The first-order gradient comes with the validation forward's BN statistics and metrics from one
-  pass; other estimators get the bilevel problem (inner = training loss on the step's training
-  batch, outer = validation loss) and the metrics come from one extra validation forward. Each
-  regularizer's gradient joins ``g_alpha`` (in the configured order) and its value is reported as
-  ``'reg/<name>'``. With pruning, masked alpha are held at exactly 0 after the step (the
-  optimizer's moments would move them).
+  The first-order gradient ``grad_alpha L_val(w, alpha)`` comes with them from one pass; other
+  estimators get the bilevel problem (inner = training loss on the step's training batch, outer =
+  validation loss) and the metrics come from one extra validation forward.
   """
   val_loss = lambda arch: supernet_loss(components, state.weights, arch, state.model_state,
                                         *val_batch)
@@ -176,31 +245,47 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
     g_arch = estimator(problem, state.weights, state.arch, train_batch, val_batch, lr=lr,
                        weights_opt_state=state.weights_opt_state)
     loss, (model_state, acc) = val_loss(state.arch)
+  return g_arch, state.replace(model_state=model_state), {"val/loss": loss, "val/accuracy": acc}
+
+
+def arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch, lr,
+                carry=None):
+  """Alpha step: ``alpha <- ArchOpt(alpha, g + sum_r grad R_r(alpha))`` (``components`` with the
+  pruning mask folded in).
+
+  ``g`` is the weight phase's data term (``weight_phase.arch_gradient``: the configured
+  hypergradient for one network, RARTS' ``c_tr grad L_tr(w+) + c_val grad L_val(y+)`` for two;
+  ``carry`` is what the weight phase's update handed on). Each regularizer's gradient joins ``g``
+  (in the configured order) and its value is reported as ``'reg/<name>'``. With pruning, masked
+  alpha are held at exactly 0 after the step (the optimizer's moments would move them).
+  """
+  g_arch, state, metrics = components.weight_phase.arch_gradient(
+      components, state, train_batch, val_batch, lr, carry)
   values, grads = regularizer_terms(components, state.arch, state.method_state, state.step)
   for g_reg in grads:
     g_arch = jax.tree.map(jnp.add, g_arch, g_reg)
-  metrics = {"val/loss": loss, "val/accuracy": acc, **regularizer_metrics(components, values)}
+  metrics = {**metrics, **regularizer_metrics(components, values)}
   updates, arch_opt_state = components.arch_tx.update(g_arch, state.arch_opt_state, state.arch)
   arch = optax.apply_updates(state.arch, updates)
   if components.prune:
     arch = jax.tree.map(lambda a, m: a * m, arch, state.method_state["mask"])
-  state = state.replace(arch=arch, arch_opt_state=arch_opt_state, model_state=model_state)
-  return state, metrics
+  return state.replace(arch=arch, arch_opt_state=arch_opt_state), metrics
 
 
 def maybe_arch_update(components: SearchComponents, state: SearchState, train_batch, val_batch,
-                      lr, due):
+                      lr, due, carry=None):
   """The alpha step if ``due`` (``None``: the schedule takes one every step, no ``lax.cond``),
-  else a no-op with NaN validation metrics (the regularizers' values still reported)."""
+  else a no-op with NaN for the weight phase's alpha metrics (the regularizers' values still
+  reported)."""
+  step = lambda s: arch_update(components, s, train_batch, val_batch, lr, carry)
   if due is None:
-    return arch_update(components, state, train_batch, val_batch, lr)
+    return step(state)
 
   def skip(s):
     values, _ = regularizer_terms(components, s.arch, s.method_state, s.step)
-    return s, {"val/loss": jnp.float32(jnp.nan), "val/accuracy": jnp.float32(jnp.nan),
+    return s, {**{name: jnp.float32(jnp.nan) for name in components.weight_phase.arch_metrics},
                **regularizer_metrics(components, values)}
-  return jax.lax.cond(due, lambda s: arch_update(components, s, train_batch, val_batch, lr),
-                      skip, state)
+  return jax.lax.cond(due, step, skip, state)
 
 
 def weights_update(components: SearchComponents, state: SearchState, images, labels):
@@ -257,13 +342,20 @@ def advance_parts(components: SearchComponents, state: SearchState, due,
   return state.replace(method_state=new_ms), metrics
 
 
+def step_order(components: SearchComponents) -> str:
+  """The order of the step: the weight phase's own (RARTS: weights first), else the configured."""
+  return components.weight_phase.order or components.step_order
+
+
 def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Array]], *,
                 components: SearchComponents) -> tuple[SearchState, dict[str, jax.Array]]:
   """One search step of any composition on ``batches = {'train': (uint8 images, labels),
-  'val': (...)}``: augment -> (the schedule says due?) alpha step (estimator + regularizers +
-  alpha optimizer) -> weight step, in ``step_order``; then the parts' states advance
-  (``advance_parts``)."""
+  'val': (...)}``: augment -> (the schedule says due?) alpha step (the weight phase's data term +
+  regularizers + alpha optimizer) -> weight phase, in ``step_order(components)`` (weights first:
+  the weight phase's ``carry`` goes to the alpha gradient); then the parts' states advance
+  (``advance_parts``). The weight phase's metrics win over the alpha step's of the same name."""
   comps = with_mask(components, state.method_state)
+  phase = comps.weight_phase
   key = jax.random.wrap_key_data(state.key)
   key, key_train, key_val = jax.random.split(key, 3)
   x_train = augment(comps, key_train, batches["train"][0])
@@ -273,14 +365,14 @@ def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Arra
   schedule = components.schedule
   due = None if schedule.always else schedule.due(state.step,
                                                    state.method_state["schedule"])
-  if components.step_order == "arch_first":
+  if step_order(components) == "arch_first":
     state, arch_metrics = maybe_arch_update(comps, state, train_batch, val_batch, lr, due)
-    state, weight_metrics = weights_update(comps, state, *train_batch)
+    state, weight_metrics, _ = phase.update(comps, state, train_batch, val_batch)
   else:
-    state, weight_metrics = weights_update(comps, state, *train_batch)
+    state, weight_metrics, carry = phase.update(comps, state, train_batch, val_batch)
     # The weight step moved the schedule on: the alpha step sees the next step's learning rate.
     state, arch_metrics = maybe_arch_update(comps, state, train_batch, val_batch,
-                                            comps.weights_lr(state.step + 1), due)
+                                            comps.weights_lr(state.step + 1), due, carry)
   state, part_metrics = advance_parts(components, state, due, weight_metrics)
   state = state.replace(step=state.step + 1, key=jax.random.key_data(key))
   return state, {**arch_metrics, **weight_metrics, "lr/weights": lr, **part_metrics}
@@ -288,7 +380,9 @@ def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Arra
 
 def eval_step(state: SearchState, images: jax.Array, labels: jax.Array, *,
               components: SearchComponents) -> dict[str, jax.Array]:
-  """Sums of loss and correct predictions of the supernet (running BN statistics) on a batch."""
+  """Sums of loss and correct predictions of the supernet (running BN statistics) on a batch; the
+  network is the weight phase's ``eval_state`` (RARTS: w or y)."""
+  state = components.weight_phase.eval_state(state)
   x = data_lib.normalize(images, components.mean, components.std)
   logits, _ = supernet.apply(components.module, state.weights, state.model_state, x,
                              mixing(components, state),

@@ -204,42 +204,42 @@ def rarts_config(name="rarts_cifar10.py", arg="smoke", **overrides):
 
 def test_config_validation_names_the_field():
   config = rarts_config()
-  assert isinstance(methods.build_method(config), rarts.Rarts)
+  assert methods.build_method(config).name == "rarts"
   for field, value, match in [("rarts.lam_on", "both", "config.rarts.lam_on"),
                               ("rarts.beta", -1.0, "config.rarts.beta"),
                               ("rarts.network_steps", "x", "config.rarts.network_steps"),
                               ("rarts.alpha_gradient_at", "x", "config.rarts.alpha_gradient_at"),
                               ("rarts.val_lr_scale", 0.0, "config.rarts.val_lr_scale"),
                               ("rarts.eval_network", "both", "config.rarts.eval_network"),
-                              ("hypergrad", "unrolled", "config.hypergrad"),
-                              ("arch_every", 2, "config.arch_every")]:
+                              ("hypergrad", "unrolled", "config.hypergrad")]:
     with pytest.raises(ValueError, match=match):
       methods.build_method(rarts_config(**{field: value}))
 
 
 def test_val_network_optimizer_is_the_weight_chain_scaled():
   search_config = rarts_config(**{"rarts.val_lr_scale": 0.25})
-  method = methods.build_method(search_config)
+  phase = rarts.coupled_networks(search_config)
   tx = optax.chain(optax.clip_by_global_norm(5.0), optax.sgd(0.1, momentum=0.9))
   components = steps.SearchComponents(module=None, parametrization=None, weights_tx=tx,
                                       arch_tx=None, weights_lr=None, mean=(), std=())
   params, grads = {"a": jnp.ones(3)}, {"a": jnp.arange(3.0)}
-  y_tx = method.val_weights_tx(components)
+  y_tx = phase.val_weights_tx(components)
   state, want_state = y_tx.init(params), tx.init(params)
   for _ in range(2):
     updates, state = y_tx.update(grads, state, params)
     want, want_state = tx.update(grads, want_state, params)
     np.testing.assert_allclose(updates["a"], 0.25 * want["a"], rtol=1e-6)
-  assert rarts.Rarts().val_weights_tx(components) is tx  # scale 1: the same chain
+  assert rarts.CoupledNetworks().val_weights_tx(components) is tx  # scale 1: the same chain
 
 
 def test_one_search_step_on_a_supernet_equals_the_hand_written_pass():
   # The pass's weightings and variants are checked on the solvable model, which runs the same
-  # code (gauss_seidel_pass_with_stats); here: BatchNorm threading, pytrees, the optimizer chains,
-  # augmentation, on the smallest supernet.
+  # blocks (network_blocks, alpha_block_gradient); here: BatchNorm threading, pytrees, the optimizer
+  # chains, augmentation, on the smallest supernet.
   search = search_lib.build_search(rarts_config(**TINY))
   comp, method = search.components, search.method
-  beta = method.options.beta
+  assert isinstance(comp.weight_phase, rarts.CoupledNetworks)  # the skeleton runs RARTS
+  beta = comp.weight_phase.options.beta
   step_fn = jax.jit(functools.partial(method.search_step, components=comp), donate_argnums=0)
   state, _ = step_fn(search_lib.start_state(search), search_lib.step_batches(search, 0))  # now y != w
   batches = search_lib.step_batches(search, 1)
@@ -288,6 +288,29 @@ def test_one_search_step_on_a_supernet_equals_the_hand_written_pass():
   assert float(metrics["rarts/objective"]) == pytest.approx(objective, rel=1e-5)
 
 
+def test_rarts_composes_with_a_schedule_and_a_stateful_regularizer():
+  # Formerly refused (RARTS had its own step): every_k with k = 2 (w -> y -> alpha, so the alpha
+  # step closes each group of two) and ADMM, whose Z, U advance after each alpha step.
+  search = search_lib.build_search(rarts_config(**TINY, arch_every=2,
+                                          **{"arch_regularizer.names": "admm",
+                                             "arch_regularizer.admm_freq": 1}))
+  comp = search.components
+  assert isinstance(comp.weight_phase, rarts.CoupledNetworks) and comp.schedule.phase == 1
+  step_fn = jax.jit(functools.partial(search.method.search_step, components=comp))
+  state = search_lib.start_state(search)
+  arch0 = jax.device_get(state.arch)
+  state, skipped = step_fn(state, search_lib.step_batches(search, 0))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.arch), arch0)  # not due
+  w, y = jax.tree.leaves(state.weights), jax.tree.leaves(state.method_state["val_weights"])
+  assert not all(np.array_equal(p, q) for p, q in zip(w, y))  # both networks moved anyway
+  state, taken = step_fn(state, search_lib.step_batches(search, 1))
+  assert not np.allclose(jax.tree.leaves(state.arch)[0], jax.tree.leaves(arch0)[0])  # due
+  assert [float(m["schedule/arch_step"]) for m in (skipped, taken)] == [0.0, 1.0]
+  assert float(taken["reg/admm_update"]) == 1.0 and np.isfinite(float(taken["reg/admm"]))
+  for m in (skipped, taken):  # the networks' metrics every step
+    assert np.isfinite(float(m["val/loss"])) and np.isfinite(float(m["rarts/objective"]))
+
+
 @pytest.mark.parametrize("name", ["rarts_cifar10.py", "rarts_nb201.py"])
 def test_smoke_run_resumes_exactly_and_refuses_other_hyperparameters(name, tmp_path):
   # The smoke configs as test_loop runs them, so the compiled step comes from the compile cache.
@@ -322,5 +345,6 @@ def test_benchmark_builds_the_method_named_by_the_flag():
   args = benchmark.parse_args(["--space=nb201", "--channels=4", "--cells_per_stage=1",
                                "--batch_size=8", "--image_size=8", "--method=rarts",
                                "--rarts_alpha_gradient_at=current"])
-  method = search_lib.build_search(benchmark.make_config(args)).method
-  assert isinstance(method, rarts.Rarts) and method.options.alpha_gradient_at == "current"
+  search = search_lib.build_search(benchmark.make_config(args))
+  assert search.method.name == "rarts"
+  assert search.components.weight_phase.options.alpha_gradient_at == "current"

@@ -8,12 +8,14 @@ The search (``jaxnas.search``, run by the one driver) is method-agnostic: it ask
 * ``mixing(components, state)`` — the mixing weights the genotype is derived from;
 * ``eval_step(state, images, labels, *, components)`` — the per-epoch supernet evaluation.
 
-``SearchMethod`` itself runs the one step skeleton ``steps.search_step`` on the parts that
-``steps.SearchComponents`` carries (parametrization, estimator, optimizers, schedule,
+``SearchMethod`` runs the one step skeleton ``steps.search_step`` on the parts that
+``steps.SearchComponents`` carries (weight phase, parametrization, estimator, optimizers, schedule,
 regularizers, pruning; read by ``jaxnas.methods.compose``): DARTS first/second order, MiLeNAS,
-iDARTS, GAEA, PC-DARTS and DARTS-PRIME (a preset: ``jaxnas.methods.darts_prime``) are values of it,
-and a combination no preset has is a config file. A method whose weight phase differs (RARTS'
-two networks) subclasses it and registers a builder ``config -> method`` with ``register``.
+iDARTS, GAEA, PC-DARTS, DARTS-PRIME (a preset: ``jaxnas.methods.darts_prime``) and RARTS (its two
+coupled networks are a weight phase, ``jaxnas.methods.rarts.CoupledNetworks``) are values of it,
+and a combination no preset has is a config file. A method registers a builder ``config ->
+method`` with ``register`` (it checks the method's config block early) and, if it reads its parts
+from its own config block, a reader with ``compose.register_reader``.
 """
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ class SearchMethod:
   name: str = "darts"
 
   def init_method_state(self, components: steps.SearchComponents, state: SearchState) -> Any:
-    """The parts' states at step 0 (schedule, regularizers, pruning mask)."""
-    return steps.init_method_state(components, state.arch)
+    """The parts' states at step 0 (schedule, regularizers, pruning mask, the weight phase's)."""
+    return steps.init_state_of_parts(components, state)
 
   def search_step(self, state: SearchState, batches, *, components: steps.SearchComponents):
     """One pure search step: ``(state, batches) -> (state, metrics)``."""

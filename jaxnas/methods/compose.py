@@ -15,7 +15,8 @@ Config fields (``configs/default.py``):
 
 A method whose config block predates these fields maps it in its own reader, registered with
 ``register_reader``: ``config.method='darts_prime'`` reads ``config.darts_prime.*``
-(``jaxnas.methods.darts_prime.read_parts``).
+(``jaxnas.methods.darts_prime.read_parts``); ``config.method='rarts'`` adds its weight phase from
+``config.rarts.*`` to the generic parts (``jaxnas.methods.rarts.read_parts``).
 """
 from __future__ import annotations
 
@@ -53,15 +54,16 @@ def check_clamp_ops(config: ml_collections.ConfigDict, space: spaces.SearchSpace
 
 
 def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
-                 steps_per_epoch: int) -> dict[str, Any]:
+                 steps_per_epoch: int, step_order: str | None = None) -> dict[str, Any]:
   """The parts from ``config.arch_schedule``, ``config.arch_regularizer``, ``config.prune_arch``
-  and ``config.arch_optimizer.entropy_reg``."""
+  and ``config.arch_optimizer.entropy_reg``; ``step_order``: the order a weight phase fixes
+  (RARTS'), which the schedule's automatic phase follows (None: ``config.step_order``)."""
   sched = config.arch_schedule
   if sched.name == "every_k":
     k = config.arch_every
     phase = sched.phase
     if phase == -1:
-      phase = parts.EveryK.auto_phase(k, config.step_order)
+      phase = parts.EveryK.auto_phase(k, step_order or config.step_order)
     schedule = parts.EveryK(k=k, phase=phase, field="arch_every",
                             steps_per_epoch=steps_per_epoch if sched.restart_every_epoch else 0)
   elif sched.name == "dynamic_fisher":
@@ -107,5 +109,6 @@ def register_reader(method: str, reader: Reader) -> None:
 
 def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                steps_per_epoch: int) -> dict[str, Any]:
-  """``{'schedule', 'regularizers', 'prune'}`` for ``steps.SearchComponents``."""
+  """``{'schedule', 'regularizers', 'prune'}`` (and ``'weight_phase'`` where a method's reader
+  sets one: RARTS) for ``steps.SearchComponents``."""
   return _READERS.get(config.method, read_generic)(config, space, steps_per_epoch)

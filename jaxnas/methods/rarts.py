@@ -52,14 +52,22 @@ then trained on the training data only, ERM), the training network with ``lam_on
 (which still pulls y through the coupling).
 β = 0 decouples the networks.
 
-**In the search.** ``state.weights``/``state.model_state`` are w's; ``state.method_state`` holds y
+**In the search.** The two networks are a weight phase (``CoupledNetworks``, a part of
+``steps.SearchComponents``), run by the one step skeleton ``steps.search_step``: its update is the
+w and y blocks, its ``arch_gradient`` the data term ``c_tr ∇_α L_tr + c_val ∇_α L_val`` of the α
+block, to which the skeleton's α step adds the regularizers' gradients before the α optimizer.
+``state.weights``/``state.model_state`` are w's; ``state.method_state`` holds y
 (``val_weights``), its optimizer state (``val_weights_opt_state``) and its own BatchNorm statistics
 (``val_model_state``), all checkpointed. y starts as a copy of w (same initialisation, so the
 coupling starts at zero), and its optimizer state fresh. Every training-mode forward updates the
 running statistics of the network it runs (as PyTorch would): w's by the w step and by the α
 step's training forward, y's by the y step and the α step's validation forward. ``step_order``
-does not apply (the order is fixed above); ``hypergrad`` must stay ``'first_order'`` and
-``arch_every`` 1. The per-epoch evaluation uses w (``eval_network='train'``) or y (``'val'``).
+does not apply (the order is fixed above); ``hypergrad`` must stay ``'first_order'``. The other
+parts compose: with a schedule (``arch_every`` k, the dynamic Fisher schedule, whose trace is
+``‖g_w‖²`` of the w step) the w and y blocks run every step and the α block when due (the
+validation stream advances once per α step, so with ``arch_every`` k y sees each batch k times);
+regularizers (entropy, prox, ADMM) add their gradients to the α block's; pruning masks α as for
+one network. The per-epoch evaluation uses w (``eval_network='train'``) or y (``'val'``).
 
 Metrics: ``train/*`` are w's loss and accuracy on the training batch, ``val/*`` y's on the
 validation batch (both from the network steps, at the start of the step, as in DARTS), and
@@ -96,6 +104,7 @@ import optax
 
 from jaxnas import steps
 from jaxnas.methods import base
+from jaxnas.methods import compose
 from jaxnas.state import SearchState
 
 LAM_ON = ("train", "val")
@@ -262,18 +271,18 @@ class RartsVariables(NamedTuple):
 LossFactory = Callable[[Any], AuxLoss]
 
 
-def gauss_seidel_pass_with_stats(
-    make_train_loss: LossFactory, make_val_loss: LossFactory, variables: RartsVariables,
-    stats: tuple[Any, Any], train_batch: Any, val_batch: Any, *, options: RartsOptions,
-    weights_tx: optax.GradientTransformation, val_weights_tx: optax.GradientTransformation,
-    arch_tx: optax.GradientTransformation, arch_regularizer_grad: Callable | None = None
-    ) -> tuple[RartsVariables, tuple[Any, Any], tuple[NetworkStepInfo, NetworkStepInfo]]:
-  """One RARTS pass (w, then y, then α; module docstring), threading each network's statistics.
+def network_blocks(make_train_loss: LossFactory, make_val_loss: LossFactory,
+                   variables: RartsVariables, stats: tuple[Any, Any], train_batch: Any,
+                   val_batch: Any, *, options: RartsOptions,
+                   weights_tx: optax.GradientTransformation,
+                   val_weights_tx: optax.GradientTransformation
+                   ) -> tuple[RartsVariables, tuple[Any, Any], tuple[NetworkStepInfo, ...]]:
+  """The pass's first two blocks, w then y (module docstring), threading each network's statistics.
 
-  ``stats = (train network's, validation network's)``; every forward of a network (its step, and
-  its α-gradient forward with ``alpha_gradient_at='updated'``) updates its statistics in turn.
-  ``arch_regularizer_grad(arch)``, if given, is added to the α gradient. Returns the new
-  variables, the new statistics and the two network steps' ``NetworkStepInfo``.
+  ``stats = (train network's, validation network's)``. With ``alpha_gradient_at='current'`` each
+  step's backward pass also gives ``∇_α`` of its loss (``NetworkStepInfo.arch_grad``; None where
+  its weight c is 0). Returns the variables with w, y and their optimizer states moved (α as is),
+  the new statistics and the two steps' ``NetworkStepInfo``.
   """
   (c_tr, c_val), (a_tr, a_val) = options.arch_weights, options.network_weights
   current = options.alpha_gradient_at == "current"
@@ -281,24 +290,34 @@ def gauss_seidel_pass_with_stats(
   w, w_opt, w_info = network_step(make_train_loss(train_stats), v.weights, v.val_weights, v.arch,
                                   train_batch, v.weights_opt_state, weights_tx, loss_weight=a_tr,
                                   beta=options.w_coupling, with_arch_grad=current and bool(c_tr))
-  train_stats = w_info.aux[0]
   y, y_opt, y_info = network_step(make_val_loss(val_stats), v.val_weights, w, v.arch, val_batch,
                                   v.val_weights_opt_state, val_weights_tx, loss_weight=a_val,
                                   beta=options.beta, with_arch_grad=current and bool(c_val))
-  val_stats = y_info.aux[0]
-  if current:
-    g = combine_arch_grads(w_info.arch_grad, y_info.arch_grad, c_tr, c_val)
-  else:
-    g, (train_out, val_out) = arch_gradient(make_train_loss(train_stats), make_val_loss(val_stats),
-                                            w, y, v.arch, train_batch, val_batch,
-                                            train_weight=c_tr, val_weight=c_val)
-    train_stats = train_out[1][0] if train_out is not None else train_stats
-    val_stats = val_out[1][0] if val_out is not None else val_stats
-  if arch_regularizer_grad is not None:
-    g = jax.tree.map(jnp.add, g, arch_regularizer_grad(v.arch))
-  arch, arch_opt = arch_step(g, v.arch, v.arch_opt_state, arch_tx)
-  return (RartsVariables(w, y, arch, w_opt, y_opt, arch_opt), (train_stats, val_stats),
-          (w_info, y_info))
+  new = v._replace(weights=w, val_weights=y, weights_opt_state=w_opt, val_weights_opt_state=y_opt)
+  return new, (w_info.aux[0], y_info.aux[0]), (w_info, y_info)
+
+
+def alpha_block_gradient(make_train_loss: LossFactory, make_val_loss: LossFactory,
+                         variables: RartsVariables, stats: tuple[Any, Any],
+                         infos: tuple[NetworkStepInfo, NetworkStepInfo], train_batch: Any,
+                         val_batch: Any, *, options: RartsOptions
+                         ) -> tuple[PyTree, tuple[Any, Any]]:
+  r"""The α block's gradient :math:`c_{tr}\nabla_\alpha L_{tr} + c_{val}\nabla_\alpha L_{val}`
+  after ``network_blocks``: at ``variables``' (updated) w⁺, y⁺ with ``alpha_gradient_at='updated'``
+  (two more forward/backward passes, each moving its network's statistics), or from the network
+  steps' own backward passes (``infos``, at w, y) with ``'current'``. Returns ``(g, stats)``.
+  """
+  c_tr, c_val = options.arch_weights
+  if options.alpha_gradient_at == "current":
+    return combine_arch_grads(infos[0].arch_grad, infos[1].arch_grad, c_tr, c_val), stats
+  train_stats, val_stats = stats
+  v = variables
+  g, (train_out, val_out) = arch_gradient(make_train_loss(train_stats), make_val_loss(val_stats),
+                                          v.weights, v.val_weights, v.arch, train_batch,
+                                          val_batch, train_weight=c_tr, val_weight=c_val)
+  train_stats = train_out[1][0] if train_out is not None else train_stats
+  val_stats = val_out[1][0] if val_out is not None else val_stats
+  return g, (train_stats, val_stats)
 
 
 def gauss_seidel_pass(train_loss: Loss, val_loss: Loss, variables: RartsVariables,
@@ -306,35 +325,53 @@ def gauss_seidel_pass(train_loss: Loss, val_loss: Loss, variables: RartsVariable
                       weights_tx: optax.GradientTransformation,
                       val_weights_tx: optax.GradientTransformation,
                       arch_tx: optax.GradientTransformation) -> RartsVariables:
-  """One RARTS pass for plain losses ``f(θ, α, batch) -> scalar`` (no statistics, no metrics).
+  """One RARTS pass (w, then y, then α) for plain losses ``f(θ, α, batch) -> scalar``.
 
-  The code path of ``Rarts.search_step`` (``gauss_seidel_pass_with_stats``); what the solvable
-  model and any non-NAS use call.
+  The blocks of the search step (``network_blocks``, ``alpha_block_gradient``; there the α step
+  is ``steps.arch_update``'s, with the regularizers); what the solvable model and any non-NAS use
+  call.
   """
   def make(loss):
     return lambda stats: lambda theta, arch, batch: (loss(theta, arch, batch), (stats, None))
-  new, _, _ = gauss_seidel_pass_with_stats(
-      make(train_loss), make(val_loss), variables, (None, None), train_batch, val_batch,
-      options=options, weights_tx=weights_tx, val_weights_tx=val_weights_tx, arch_tx=arch_tx)
-  return new
+  kwargs = dict(options=options)
+  new, stats, infos = network_blocks(make(train_loss), make(val_loss), variables, (None, None),
+                                     train_batch, val_batch, weights_tx=weights_tx,
+                                     val_weights_tx=val_weights_tx, **kwargs)
+  g, _ = alpha_block_gradient(make(train_loss), make(val_loss), new, stats, infos, train_batch,
+                              val_batch, **kwargs)
+  arch, arch_opt = arch_step(g, variables.arch, variables.arch_opt_state, arch_tx)
+  return new._replace(arch=arch, arch_opt_state=arch_opt)
 
 
-# --------------------------------------------------------------------------- the search method
+# --------------------------------------------------------------------------- the weight phase
 
 
 @dataclasses.dataclass(frozen=True)
-class Rarts(base.SearchMethod):
-  """RARTS in the search loop (module docstring); static, closed over by the jitted step.
+class CoupledNetworks:
+  """RARTS' weight phase (``steps.WeightPhase``; module docstring): the w and y blocks of the
+  Gauss–Seidel pass, then the α gradient's data term ``c_tr ∇_α L_tr + c_val ∇_α L_val`` handed
+  to the skeleton's alpha step (``steps.arch_update``: + regularizers, the α optimizer, the mask).
+  Its order is fixed: w → y → α. Static, closed over by the jitted step.
 
   Attributes:
     options: the relaxation (λ, β and the pass's variants).
     val_lr_scale: y's learning rate = this × the weight schedule (1: the same optimizer as w).
     eval_network: ``'train'`` (evaluate w, default) or ``'val'`` (evaluate y).
   """
-  name: str = "rarts"
   options: RartsOptions = RartsOptions()
   val_lr_scale: float = 1.0
   eval_network: str = "train"
+  name: str = "rarts"
+  order: str = "weights_first"
+  arch_metrics: tuple[str, ...] = ()  # val/* come from the y step
+
+  def __post_init__(self):
+    if not (np.isfinite(self.val_lr_scale) and self.val_lr_scale > 0):
+      raise ValueError(f"val_lr_scale must be > 0 (1 = the weight schedule), got "
+                       f"{self.val_lr_scale}.")
+    if self.eval_network not in EVAL_NETWORKS:
+      raise ValueError(f"eval_network={self.eval_network!r} is not valid; choose one of: "
+                       f"{', '.join(EVAL_NETWORKS)}.")
 
   def val_weights_tx(self, components: steps.SearchComponents) -> optax.GradientTransformation:
     """y's optimizer: w's chain, its updates scaled by ``val_lr_scale`` when that is not 1."""
@@ -342,101 +379,102 @@ class Rarts(base.SearchMethod):
       return components.weights_tx
     return optax.chain(components.weights_tx, optax.scale(self.val_lr_scale))
 
-  def init_method_state(self, components: steps.SearchComponents, state: SearchState) -> Any:
+  def init(self, components: steps.SearchComponents, state: SearchState) -> dict[str, Any]:
     """y = a copy of w, y's BatchNorm statistics = a copy of w's, y's optimizer state fresh."""
     val_weights = jax.tree.map(jnp.copy, state.weights)  # own buffers (the state is donated)
-    return {**steps.init_method_state(components, state.arch),  # the parts' states
-            "val_weights": val_weights,
+    return {"val_weights": val_weights,
             "val_model_state": jax.tree.map(jnp.copy, state.model_state),
             "val_weights_opt_state": self.val_weights_tx(components).init(val_weights)}
 
-  def search_step(self, state: SearchState, batches, *, components: steps.SearchComponents):
-    """One Gauss–Seidel pass on ``batches = {'train': ..., 'val': ...}`` (uint8 images, labels)."""
-    key = jax.random.wrap_key_data(state.key)
-    key, key_train, key_val = jax.random.split(key, 3)
-    train_batch = (steps.augment(components, key_train, batches["train"][0]), batches["train"][1])
-    val_batch = (steps.augment(components, key_val, batches["val"][0]), batches["val"][1])
-    lr = components.weights_lr(state.step)
-    opts, ms = self.options, state.method_state
-
-    def make_loss(model_state):  # a network's loss with its own BatchNorm statistics
+  def _blocks(self, components: steps.SearchComponents, state: SearchState):
+    """``(make_loss, variables, stats)``: each network's loss with its own BN statistics."""
+    def make_loss(model_state):
       return lambda theta, arch, batch: steps.supernet_loss(components, theta, arch, model_state,
                                                             *batch)
-
-    regularizer_grad = None
-    if components.regularizers:  # stateless terms only (build checks): their gradients join g
-      def regularizer_grad(arch):
-        _, grads = steps.regularizer_terms(components, arch, ms, state.step)
-        total = grads[0]
-        for g in grads[1:]:
-          total = jax.tree.map(jnp.add, total, g)
-        return total
-    coupling_sq = _sq_distance(ms["val_weights"], state.weights)
+    ms = state.method_state
     variables = RartsVariables(state.weights, ms["val_weights"], state.arch,
                                state.weights_opt_state, ms["val_weights_opt_state"],
                                state.arch_opt_state)
-    new, (model_state, val_model_state), (w_info, y_info) = gauss_seidel_pass_with_stats(
-        make_loss, make_loss, variables, (state.model_state, ms["val_model_state"]), train_batch,
-        val_batch, options=opts, weights_tx=components.weights_tx,
-        val_weights_tx=self.val_weights_tx(components), arch_tx=components.arch_tx,
-        arch_regularizer_grad=regularizer_grad)
-    state = state.replace(
-        step=state.step + 1, weights=new.weights, model_state=model_state, arch=new.arch,
-        weights_opt_state=new.weights_opt_state, arch_opt_state=new.arch_opt_state,
-        key=jax.random.key_data(key),
-        method_state={**ms, "schedule": components.schedule.advance(
-                          ms["schedule"], jnp.asarray(True), jnp.zeros(())),
-                      "val_weights": new.val_weights, "val_model_state": val_model_state,
-                      "val_weights_opt_state": new.val_weights_opt_state})
+    return make_loss, variables, (state.model_state, ms["val_model_state"])
+
+  def _with(self, state: SearchState, variables: RartsVariables, stats) -> SearchState:
+    """``state`` with w, y, their optimizer states and statistics from ``variables``, ``stats``."""
+    return state.replace(
+        weights=variables.weights, weights_opt_state=variables.weights_opt_state,
+        model_state=stats[0],
+        method_state={**state.method_state, "val_weights": variables.val_weights,
+                      "val_model_state": stats[1],
+                      "val_weights_opt_state": variables.val_weights_opt_state})
+
+  def update(self, components: steps.SearchComponents, state: SearchState, train_batch,
+             val_batch):
+    """The w and y blocks; ``carry`` = the network steps' ``∇_α`` (``'current'``; else None)."""
+    make_loss, variables, stats = self._blocks(components, state)
+    coupling_sq = _sq_distance(variables.val_weights, variables.weights)
+    new, stats, (w_info, y_info) = network_blocks(
+        make_loss, make_loss, variables, stats, train_batch, val_batch, options=self.options,
+        weights_tx=components.weights_tx, val_weights_tx=self.val_weights_tx(components))
+    lr = components.weights_lr(state.step)
     metrics = {
         "train/loss": w_info.loss, "train/accuracy": w_info.aux[1],
         "train/grad_norm": w_info.grad_norm,
         "val/loss": y_info.loss, "val/accuracy": y_info.aux[1],
         "rarts/val_net_grad_norm": y_info.grad_norm,
         "rarts/coupling": jnp.sqrt(coupling_sq),
-        "rarts/objective": opts.objective(w_info.loss, y_info.loss, coupling_sq),
-        "lr/weights": lr, "lr/val_net": lr * self.val_lr_scale}
-    return state, metrics
+        "rarts/objective": self.options.objective(w_info.loss, y_info.loss, coupling_sq),
+        "lr/val_net": lr * self.val_lr_scale}
+    return self._with(state, new, stats), metrics, (w_info, y_info)
 
-  def eval_step(self, state: SearchState, images: jax.Array, labels: jax.Array, *,
-                components: steps.SearchComponents) -> dict[str, jax.Array]:
-    """The supernet evaluation of w (``eval_network='train'``) or of y (``'val'``)."""
+  def arch_gradient(self, components: steps.SearchComponents, state: SearchState, train_batch,
+                    val_batch, lr, carry):
+    """The α gradient's data term at w⁺, y⁺ (or from ``carry``, at w, y); BN statistics moved."""
+    del lr
+    make_loss, variables, stats = self._blocks(components, state)
+    g, stats = alpha_block_gradient(make_loss, make_loss, variables, stats, carry, train_batch,
+                                    val_batch, options=self.options)
+    return g, self._with(state, variables, stats), {}
+
+  def eval_state(self, state: SearchState) -> SearchState:
+    """w (``eval_network='train'``) or y (``'val'``) as the evaluated network."""
     if self.eval_network == "val":
-      state = state.replace(weights=state.method_state["val_weights"],
-                            model_state=state.method_state["val_model_state"])
-    return steps.eval_step(state, images, labels, components=components)
+      return state.replace(weights=state.method_state["val_weights"],
+                           model_state=state.method_state["val_model_state"])
+    return state
 
 
-def build(config: ml_collections.ConfigDict) -> Rarts:
-  """``Rarts`` from ``config.rarts``; ValueError naming the field and the fix on a bad value."""
+def coupled_networks(config: ml_collections.ConfigDict) -> CoupledNetworks:
+  """``CoupledNetworks`` from ``config.rarts``; ValueError naming the field and the fix."""
   if config.hypergrad != "first_order":
-    raise ValueError(f"config.hypergrad={config.hypergrad!r} is not used by RARTS (first-order "
-                     "gradients of its relaxed objective only); leave it at 'first_order'.")
-  if (config.arch_schedule.name != "every_k" or config.prune_arch
-      or "admm" in config.arch_regularizer.names):
-    raise ValueError("RARTS runs its own Gauss–Seidel pass every step: config.arch_schedule.name "
-                     "must be 'every_k', config.prune_arch False and config.arch_regularizer.names "
-                     "without 'admm' (stateless regularizers only: entropy, prox).")
-  if config.arch_every != 1:
-    raise ValueError(f"config.arch_every={config.arch_every} is not supported by RARTS (one "
-                     "Gauss–Seidel pass updates w, y and alpha every step); set it to 1.")
+    raise ValueError(f"config.hypergrad={config.hypergrad!r} is not used by RARTS (its α gradient "
+                     "is the first-order one of its relaxed objective); leave it at 'first_order'.")
   r = config.rarts
   try:
     options = RartsOptions(lam=float(r.lam), beta=float(r.beta), lam_on=r.lam_on,
                            coupling_in_w_step=bool(r.coupling_in_w_step),
                            network_steps=r.network_steps, alpha_gradient_at=r.alpha_gradient_at)
+    return CoupledNetworks(options=options, val_lr_scale=float(r.val_lr_scale),
+                           eval_network=r.eval_network)
   except ValueError as e:
     raise ValueError(f"config.rarts.{e}") from None
-  if not (np.isfinite(r.val_lr_scale) and r.val_lr_scale > 0):
-    raise ValueError(f"config.rarts.val_lr_scale must be > 0 (1 = the weight schedule), got "
-                     f"{r.val_lr_scale}.")
-  if r.eval_network not in EVAL_NETWORKS:
-    raise ValueError(f"config.rarts.eval_network={r.eval_network!r} is not valid; choose one of: "
-                     f"{', '.join(EVAL_NETWORKS)}.")
-  return Rarts(options=options, val_lr_scale=float(r.val_lr_scale), eval_network=r.eval_network)
+
+
+def read_parts(config: ml_collections.ConfigDict, space, steps_per_epoch: int) -> dict[str, Any]:
+  """The generic parts (schedule, regularizers, pruning; the schedule's automatic phase for the
+  order w → y → α) and RARTS' weight phase."""
+  phase = coupled_networks(config)
+  return {**compose.read_generic(config, space, steps_per_epoch, step_order=phase.order),
+          "weight_phase": phase}
+
+
+def build(config: ml_collections.ConfigDict) -> base.SearchMethod:
+  """The skeleton's method named 'rarts' (its weight phase comes with the components,
+  ``read_parts``); checks ``config.rarts`` first."""
+  coupled_networks(config)
+  return base.SearchMethod(name="rarts")
 
 
 base.register("rarts", build)
+compose.register_reader("rarts", read_parts)
 
 
 # --------------------------------------------------------------------------- the solvable model
