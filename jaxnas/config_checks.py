@@ -250,11 +250,15 @@ def check_genotype(config: ml_collections.ConfigDict) -> None:
   spec = str(config.get("genotype", "")).strip()
   looks_like_path = ((os.sep in spec or spec.endswith(".jsonl"))
                      and not spec.startswith(("Genotype(", "|", "nao:")))
-  if looks_like_path and not os.path.exists(os.path.expanduser(spec)):
-    raise FileNotFoundError(
-        f"config.genotype={spec} looks like a path but does not exist; pass a search's workdir or "
-        f"genotypes.jsonl, a genotype string, or a registered name ({', '.join(genotypes.names())}).")
-  genotypes.resolve(os.path.expanduser(spec) if looks_like_path else spec)
+  fix = ("pass a search's workdir or genotypes.jsonl, a genotype string, or a registered name "
+         f"({', '.join(genotypes.names())})")
+  path = os.path.expanduser(spec)
+  if looks_like_path and not os.path.exists(path):
+    raise FileNotFoundError(f"config.genotype={spec} looks like a path but does not exist; {fix}.")
+  if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "genotypes.jsonl")):
+    raise FileNotFoundError(f"config.genotype={spec} is a directory without genotypes.jsonl (not a "
+                            f"search's workdir, or one that has not finished an epoch); {fix}.")
+  genotypes.resolve(path if looks_like_path else spec)
 
 
 def leaves(config: ml_collections.ConfigDict, prefix: str = ""):

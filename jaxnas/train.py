@@ -22,6 +22,7 @@ import glob
 import os
 import re
 import sys
+from typing import NoReturn
 
 from absl import app
 from absl import flags
@@ -53,7 +54,7 @@ EXIT_USER_ERROR = 2
 _HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
   """Prints ``error: <message>`` (one line) to stderr and exits with status 2."""
   print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
   sys.exit(EXIT_USER_ERROR)
@@ -69,10 +70,16 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     rest = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, OSError, ValueError, TypeError) as e:
-    if "--traceback" in argv:
+    if wants_traceback(argv):
       raise
     fail(flag_error_message(e, argv))
   return rest
+
+
+def wants_traceback(argv: list[str]) -> bool:
+  """Whether ``argv`` sets ``--traceback`` (read before the flags are parsed)."""
+  return any(arg.lstrip("-") in ("traceback", "traceback=true", "traceback=True", "traceback=1")
+             for arg in argv)
 
 
 def check_config_file(argv: list[str]) -> None:
@@ -108,6 +115,9 @@ def flag_error_message(error: Exception, argv: list[str]) -> str:
   if "Error whilst parsing config file" in text:  # the config's get_config raised
     last = [line for line in text.splitlines() if line.strip()][-1].strip()
     return f"{text.split(': Error whilst')[0]}: {last}"
+  if text.startswith("flag --config."):  # a value of the wrong type
+    return (f"{text}; give a value of the field's type (--config_help lists every field with its "
+            "value).")
   return text
 
 

@@ -69,6 +69,8 @@ SLOW_CASES = [
      ["config.benchmark.path=/nonexistent/nats_bench.csv", "does not exist"]),
     ("unknown variant", ["--config=configs/quickstart.py:smok"],
      ["Unknown config variant 'smok'", "smoke"]),
+    ("value of the wrong type", [SMOKE, "--config.epochs=abc"],
+     ["--config.epochs=abc", "invalid literal for int()", "--config_help"]),
 ]
 
 
@@ -202,6 +204,10 @@ def test_genotype_paths_and_names(tmp_path):
   config_checks.check_genotype(config)
   config.genotype = str(tmp_path / "run")  # a workdir that is not there
   with pytest.raises(FileNotFoundError, match="looks like a path but does not exist"):
+    config_checks.check_genotype(config)
+  (tmp_path / "empty").mkdir()
+  config.genotype = str(tmp_path / "empty")  # a directory that is no search workdir
+  with pytest.raises(FileNotFoundError, match="is a directory without genotypes.jsonl"):
     config_checks.check_genotype(config)
   config.genotype = "NOT_A_GENOTYPE"
   with pytest.raises(ValueError):
