@@ -109,7 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.weights_optimizer = ml_collections.ConfigDict()
   config.weights_optimizer.learning_rate = 0.025  # cosine from this ...
   config.weights_optimizer.min_learning_rate = 0.001  # ... to this
-  config.weights_optimizer.momentum = 0.9
+  config.weights_optimizer.momentum = 0.9             # SGD momentum
   config.weights_optimizer.nesterov = False       # AutoDL's NB201 baselines: True
   config.weights_optimizer.weight_decay = 3e-4    # L2 added to the gradient (PyTorch SGD)
   config.weights_optimizer.clip_norm = 5.0        # global-norm clip of the weight gradient (0 = off)
@@ -120,7 +120,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.arch_optimizer = ml_collections.ConfigDict()
   config.arch_optimizer.name = "adam"             # 'adam' (PyTorch Adam + L2) | 'exponentiated_gradient' | 'projected_gradient' (simplex)
-  config.arch_optimizer.learning_rate = 3e-4
+  config.arch_optimizer.learning_rate = 3e-4      # alpha step size (adam's lr; mirror descent's eta)
   config.arch_optimizer.b1 = 0.5                  # adam only
   config.arch_optimizer.b2 = 0.999                # adam only
   config.arch_optimizer.weight_decay = 1e-3       # adam only: L2 on alpha, added before Adam
@@ -191,18 +191,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.nao.rerank_top = 5                # top architectures re-ranked at the end ...
   config.nao.rerank_epochs = 10            # ... by this many epochs of stand-alone training (0 = rank by supernet score)
   config.nao.controller = ml_collections.ConfigDict()
-  config.nao.controller.emb_size = 32
+  config.nao.controller.emb_size = 32      # token embedding size
   config.nao.controller.hidden_size = 64   # encoder and decoder LSTM size
   config.nao.controller.tokens_per_step = 2  # tokens per encoder step (source_length / encoder_length)
   config.nao.controller.mlp_layers = 0     # predictor hidden layers (NAO-V2: 0)
-  config.nao.controller.mlp_hidden_size = 200
-  config.nao.controller.mlp_dropout = 0.1
+  config.nao.controller.mlp_hidden_size = 200 # predictor hidden-layer size
+  config.nao.controller.mlp_dropout = 0.1  # predictor dropout
   config.nao.controller.trade_off = 0.8    # loss = trade_off * MSE + (1 - trade_off) * NLL
   config.nao.controller.epochs = 1000      # controller epochs per iteration (fresh Adam each iteration)
-  config.nao.controller.batch_size = 100
-  config.nao.controller.learning_rate = 1e-3
-  config.nao.controller.grad_bound = 5.0
-  config.nao.controller.l2_reg = 0.0
+  config.nao.controller.batch_size = 100   # controller training batch
+  config.nao.controller.learning_rate = 1e-3 # controller Adam learning rate
+  config.nao.controller.grad_bound = 5.0   # global-norm clip of the controller gradient
+  config.nao.controller.l2_reg = 0.0       # L2 weight decay of the controller
   config.nao.controller.expand = 10        # symmetric-swap augmentation: training copies of the pool's 90%
   config.nao.controller.top_archs = 100    # gradient ascent starts from the pool's best this many
   config.nao.controller.max_step_size = 50 # ascent step sizes 1, 2, ... up to this

