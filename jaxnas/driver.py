@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxnas import checkpoint as checkpoint_lib
+from jaxnas import config_checks
 from jaxnas import metrics as metrics_lib
 from jaxnas import workdir as workdir_lib
 from jaxnas.program import Due, Program, RunError  # noqa: F401  (re-exported: the hooks live there)
@@ -208,6 +209,7 @@ def build_program(config: ml_collections.ConfigDict) -> Program:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Checks the workdir's identity (before any data is loaded), builds the program ``config`` asks
   for (validating it, loading its data; no compilation) and runs (or resumes) it in ``workdir``;
-  returns its result."""
+  returns its result. Every field is checked first (``config_checks.validate_before_compute``)."""
+  config_checks.validate_before_compute(config, workdir)
   workdir_lib.check_identity(config, workdir)
   return run(build_program(config), workdir)
