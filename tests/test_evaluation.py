@@ -327,10 +327,14 @@ def test_dropout_is_nao_only_and_fails_fast(tmp_path):
 
 
 def test_imagenet_config_without_imagenet_files_fails_fast(tmp_path):
-  with pytest.raises(data_lib.DatasetNotFoundError, match="train/<wnid>/"):
+  with pytest.raises(FileNotFoundError, match=r"train/ and val/ class folders.*data_dir=DIR"):
     driver.train_and_evaluate(load_config("eval_imagenet.py"), str(tmp_path / "run"))
   assert not os.listdir(tmp_path)
   config = load_config("eval_imagenet.py")
+  config.data.data_dir = str(tmp_path)
+  with pytest.raises(data_lib.DatasetNotFoundError, match="train/<wnid>/"):
+    driver.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
   config.data.crop_padding = 4
   with pytest.raises(ValueError, match="crop_padding=0"):
     driver.train_and_evaluate(config, str(tmp_path / "run"))
