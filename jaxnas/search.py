@@ -251,8 +251,11 @@ def space_sizes(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def fingerprint(search: Search) -> dict[str, Any]:
-  """What a checkpoint must agree with to be resumed: space, op set, sizes, method, data."""
+  """What a checkpoint must agree with to be resumed: space, op set, sizes, method, data, and the
+  method's own options block (``config.<method>`` where the config has one: ``darts_prime``,
+  ``rarts``). The workdir's record (``jaxnas.workdir``) compares every field before this."""
   config = search.config
+  method_block = config.method if config.method in config else None
   return {"space": config.space.name, "ops": list(search.space.ops),
           "arch_shapes": {k: list(v) for k, v in search.space.flat_arch_shapes().items()},
           "space_sizes": space_sizes(config), "method": config.method,
@@ -261,9 +264,7 @@ def fingerprint(search: Search) -> dict[str, Any]:
           "dataset": config.data.name, "split": config.data.split,
           "split_seed": config.data.split_seed,
           "batch_size": config.batch_size, "seed": config.seed,
-          **({"darts_prime": config.darts_prime.to_dict()} if config.method == "darts_prime"
-             else {}),
-          **({"rarts": config.rarts.to_dict()} if config.method == "rarts" else {})}
+          **({method_block: config[method_block].to_dict()} if method_block else {})}
 
 
 def step_batches(search: Search, step: int) -> dict[str, tuple[jax.Array, jax.Array]]:
@@ -405,7 +406,8 @@ class SearchProgram(program.Program):
   def healthy(self, metrics) -> jax.Array:
     """The weight step's loss and gradient norm are finite (the alpha step's validation metrics
     are NaN by design on steps the schedule skips; a non-finite alpha shows in the next loss)."""
-    return jnp.all(jnp.isfinite(metrics["train/loss"]) & jnp.isfinite(metrics["train/grad_norm"]))
+    return jnp.all(jnp.isfinite(metrics["train/loss"])
+                   & jnp.isfinite(metrics["train/grad_norm"]))
 
   def announce(self, state: SearchState, position: int, resumed: bool) -> None:
     search = self.search

@@ -285,7 +285,7 @@ def fake_accuracy(code):
   return 10.0 + sum(c * 10**-i for i, c in enumerate(code))
 
 
-def test_nb201_ground_truth_is_reported_each_epoch(tmp_path):
+def test_nb201_ground_truth_is_reported_each_epoch(tmp_path, capsys):
   from jaxnas.spaces.nb201 import NB201Genotype
   table = tmp_path / "table.csv"
   write_fixture_nb201_table(table)
@@ -294,6 +294,10 @@ def test_nb201_ground_truth_is_reported_each_epoch(tmp_path):
   record = summary["final_record"]
   expected = fake_accuracy(NB201Genotype.from_string(record["genotype"]).code)
   np.testing.assert_allclose(record["benchmark/test_accuracy"], expected, rtol=1e-6)
+  # The final line repeats the final cell's ground truth.
+  final_line = [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("Final genotype")][-1]
+  assert "(benchmark: " in final_line and f"test_accuracy {expected:.2f}" in final_line
   # data.split='darts': eval is held-out validation, so a best genotype is selected on it
   assert summary["splits"]["eval_role"] == "validation" and summary["best_genotype"]
   assert "ori-test" in summary["benchmark"]
