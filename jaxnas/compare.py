@@ -5,7 +5,7 @@
       [--no_figure]
 
 ``--configs``: config files (method presets), each optionally with ``:variants`` as for
-``jaxnas.train`` (``configs/darts_nb201.py:second_order``). ``--seeds``: the seeds, comma-separated
+``jaxnas.train`` (``configs/darts_nb201.py:second_order,configs/gaea_nb201.py:bilevel``). ``--seeds``: the seeds, comma-separated
 (``0,1,2``; ranges ``0-4``). ``--scale``: a set of overrides applied after the variants
 (``SCALES``): ``full`` (the config as is), ``smoke`` (its ``:smoke`` variant) or ``cpu``
 (``CPU_SCALE``). ``--set field=value`` (repeatable) overrides any config field last, e.g.
@@ -139,18 +139,24 @@ class Spec:
 
 
 def parse_specs(text: str) -> list[Spec]:
-  """``--configs``: comma-separated ``FILE.py[:variant[+variant]]``; a variant list with commas
-  needs ``+`` between variants here (``configs/darts_nb201.py:second_order+smoke``) since commas
-  separate configs. Raises CompareError on a missing file (listing the available ones)."""
-  specs = []
+  """``--configs``: comma-separated ``FILE.py[:variants]``. Commas also separate a config's
+  variants, as for ``jaxnas.train``: an item that is not a ``.py`` file is a variant of the config
+  before it (``configs/darts_nb201.py:second_order,smoke,configs/gaea_nb201.py``); ``+`` works too
+  (``configs/darts_nb201.py:second_order+smoke``). Raises CompareError on a missing file (listing
+  the available ones)."""
+  items: list[list[str]] = []  # [path, variant, variant, ...]
   for item in [t.strip() for t in (text or "").split(",") if t.strip()]:
     path, _, variants = item.partition(":")
+    if items and not path.endswith(".py") and not os.path.isfile(path):
+      items[-1].extend(item.split("+"))
+      continue
     if not os.path.isfile(path):
       available = sorted(p for p in glob.glob(os.path.join("configs", "*.py"))
                          if not p.endswith("__init__.py"))
       raise CompareError(f"--configs: no config file {path!r} (paths are relative to "
                          f"{os.getcwd()}); available: {', '.join(available) or 'none in ./configs'}.")
-    specs.append(Spec(path, variants.replace("+", ",")))
+    items.append([path] + [v for v in variants.split("+") if v.strip()])
+  specs = [Spec(item[0], ",".join(v.strip() for v in item[1:])) for item in items]
   if not specs:
     raise CompareError("--configs is required: comma-separated config files, e.g. "
                        "--configs=configs/gaea_nb201.py,configs/darts_nb201.py.")
@@ -625,13 +631,14 @@ def compare(specs: Sequence[Spec], seeds: Sequence[int], scale: str, workdir: st
       raise CompareError("the figure needs matplotlib (pip install matplotlib), or pass "
                          "--no_figure.") from None
   configs = {spec.name: load_config(spec, scale, sets) for spec in specs}
+  # The CPU split first: it must come before JAX starts, and the checks below start it.
+  print(f"[compare] {configure_devices(list(configs.values()))}", flush=True)
   from jaxnas import config_checks
   for name, config in configs.items():  # every config checked before anything runs
     try:
       config_checks.validate_before_compute(config, None)
     except (ValueError, FileNotFoundError) as e:
       raise CompareError(f"{name}: {e}") from None
-  print(f"[compare] {configure_devices(list(configs.values()))}", flush=True)
   import jax
   chosen = pick_mode(mode, jax.default_backend())
   print(f"[compare] {len(specs)} config(s) x {len(seeds)} seed(s) at scale {scale!r}, seeds "
@@ -662,7 +669,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
       prog="python -m jaxnas.compare", description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--configs", required=True, help="comma-separated config files "
-                      "(FILE.py[:variant+variant])")
+                      "(FILE.py[:variant,variant])")
   parser.add_argument("--seeds", required=True, help="e.g. 0,1,2 or 0-4")
   parser.add_argument("--scale", default="full", help="; ".join(f"{k}: {v}"
                                                                for k, v in SCALES.items()))

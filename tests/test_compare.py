@@ -131,6 +131,11 @@ def test_scales_and_sets():
   assert (cpu.space.channels, cpu.space.cells_per_stage, cpu.epochs) == (8, 2, 3)
   assert cpu.data.flip is False
   assert compare.load_config(spec, "smoke").max_steps == 2
+  specs = compare.parse_specs(f"{ROOT}/configs/darts_nb201.py:second_order,smoke,"
+                              f"{ROOT}/configs/gaea_nb201.py")
+  assert [(s.variants, s.name) for s in specs] == [("second_order,smoke",
+                                                    "darts_nb201-second_order-smoke"),
+                                                   ("", "gaea_nb201")]
   assert compare.parameter_free_share("|none~0|+|skip_connect~0|nor_conv_3x3~1|+"
                                       "|avg_pool_3x3~0|nor_conv_1x1~1|none~2|") == 4 / 6
 
