@@ -154,3 +154,19 @@ def test_user_errors_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
   assert compare.main(argv + [f"--workdir={tmp_path}"]) == 2
   err = capsys.readouterr().err
   assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unfinished_run_resumes_from_its_checkpoint(tmp_path, capsys):
+  """A run stopped at step 1 (here: max_steps=1, a field the driver lets change on resume)
+  continues from its checkpoint on the rerun instead of starting again or being skipped."""
+  specs = compare.parse_specs(os.path.join(ROOT, "configs/darts_nb201.py"))
+  sets = [("space.ops", "none,skip_connect")]
+  workdir = str(tmp_path)
+  compare.compare(specs, [3], "smoke", workdir, sets + [("max_steps", "1")], figure=False)
+  assert "starting (sequential)" in capsys.readouterr().out
+  rows = compare.compare(specs, [3], "smoke", workdir, sets, figure=False)
+  out = capsys.readouterr().out
+  assert "resuming from its checkpoint" in out and "Resumed from step 1" in out
+  record = json.load(open(os.path.join(workdir, "darts_nb201", "seed_3", compare.RUN_FILE)))
+  assert (record["start_step"], record["step"]) == (1, 2)
+  assert rows[0]["seeds"] == "3" and rows[0]["distinct_cells"] == 1
