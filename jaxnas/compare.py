@@ -2,7 +2,7 @@
 
   python -m jaxnas.compare --configs=configs/gaea_nb201.py,configs/darts_nb201.py --seeds=0,1,2 \\
       --scale=cpu --workdir=runs/compare [--set field=value ...] [--mode=auto|vmap|sequential] \\
-      [--no_figure]
+      [--no_figure] [--compilation_cache=DIR]
 
 ``--configs``: config files (method presets), each optionally with ``:variants`` as for
 ``jaxnas.train`` (``configs/darts_nb201.py:second_order,configs/gaea_nb201.py:bilevel``). ``--seeds``: the seeds, comma-separated
@@ -25,6 +25,9 @@ How the seeds run (``--mode``):
   does not support (``jaxnas.seeds.check_supported``) runs sequentially.
 
 ``<name>`` is the config file's name plus its variants (``darts_nb201-second_order``).
+Sequential runs are calls of the driver in this process, one after another; each compiles its
+step unless ``--compilation_cache=DIR`` turns on JAX's persistent compilation cache, with which a
+config's later seeds load the program its first seed compiled.
 
 **Resuming.** Rerunning the same command continues where it stopped: a finished run (its
 ``compare_run.json`` written after the driver returned, every seed's ``result.json`` at that step,
@@ -616,11 +619,27 @@ def configure_devices(configs: Sequence[ml_collections.ConfigDict]) -> str:
   return backends.configure_cpu_devices(probe)
 
 
+def use_compilation_cache(directory: str) -> str:
+  """Turns on JAX's persistent compilation cache in ``directory`` (every compiled program kept).
+
+  The sequential runs of one config compile the same step program (the seed changes the state,
+  not the program): with the cache, the first seed compiles it and the others load it, so their
+  ``compile s`` is the load time. Returns a line for the log."""
+  import jax
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return f"JAX's persistent compilation cache: {directory}"
+
+
 def compare(specs: Sequence[Spec], seeds: Sequence[int], scale: str, workdir: str,
-            sets: Sequence[tuple[str, str]] = (), mode: str = "auto", figure: bool = True
-            ) -> list[dict[str, Any]]:
+            sets: Sequence[tuple[str, str]] = (), mode: str = "auto", figure: bool = True,
+            compilation_cache: str = "") -> list[dict[str, Any]]:
   """Runs (or resumes, or skips) every config x seed, then writes ``compare.md``,
-  ``compare.csv`` and (``figure``) ``compare.png`` in ``workdir``; returns the table's rows."""
+  ``compare.csv`` and (``figure``) ``compare.png`` in ``workdir``; returns the table's rows.
+  ``compilation_cache``: a directory for JAX's persistent compilation cache (see
+  ``use_compilation_cache``; '' leaves JAX's setting as it is)."""
   check_scale(scale)
   if mode not in MODES:
     raise CompareError(f"--mode={mode!r}; choose one of: {', '.join(MODES)}.")
@@ -640,6 +659,8 @@ def compare(specs: Sequence[Spec], seeds: Sequence[int], scale: str, workdir: st
     except (ValueError, FileNotFoundError) as e:
       raise CompareError(f"{name}: {e}") from None
   import jax
+  if compilation_cache:
+    print(f"[compare] {use_compilation_cache(compilation_cache)}", flush=True)
   chosen = pick_mode(mode, jax.default_backend())
   print(f"[compare] {len(specs)} config(s) x {len(seeds)} seed(s) at scale {scale!r}, seeds "
         f"{chosen} (--mode={mode}, JAX backend {jax.default_backend()})", flush=True)
@@ -678,6 +699,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help="a config field for every run (repeatable)")
   parser.add_argument("--mode", default="auto", help="auto | vmap | sequential")
   parser.add_argument("--no_figure", action="store_true", help="do not draw compare.png")
+  parser.add_argument("--compilation_cache", default="", metavar="DIR",
+                      help="JAX's persistent compilation cache in DIR: a config's later seeds "
+                      "load the step compiled for the first (default: off)")
   parser.add_argument("--traceback", action="store_true", help="raise errors with a traceback")
   return parser.parse_args(argv)
 
@@ -693,7 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from absl import logging
     logging.set_verbosity(logging.WARNING)
     compare(parse_specs(args.configs), parse_seeds(args.seeds), check_scale(args.scale),
-            args.workdir, parse_sets(args.set), args.mode, figure=not args.no_figure)
+            args.workdir, parse_sets(args.set), args.mode, figure=not args.no_figure,
+            compilation_cache=args.compilation_cache)
   except errors as e:
     if args.traceback:
       raise
