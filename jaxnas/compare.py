@@ -575,6 +575,7 @@ def write_figure(groups: dict[str, list[Run]], path: str) -> bool:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker.MaxNLocator below)
   except ImportError:
     raise CompareError("the figure needs matplotlib (pip install matplotlib), or pass "
                        "--no_figure.") from None
@@ -590,6 +591,7 @@ def write_figure(groups: dict[str, list[Run]], path: str) -> bool:
     stds = np.array([np.std(curve[e]) for e in epochs])
     ax.plot(epochs, means, marker="o", label=name)
     ax.fill_between(epochs, means - stds, means + stds, alpha=0.25)
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.set_xlabel("epoch")
   ax.set_ylabel("NAS-Bench-201 test accuracy (%)")
   ax.set_title("Ground truth of the derived cell (mean ± std over seeds)")
