@@ -42,7 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import benchmark  # noqa: E402  (experiments/benchmark.py)
-from jaxnas import backends, loop  # noqa: E402
+from jaxnas import backends  # noqa: E402
+from jaxnas import search as search_lib  # noqa: E402
 
 WORKER_THREAD_MARK = "XLAEigen"  # XLA:CPU's intra-op worker threads in the trace
 

@@ -264,9 +264,12 @@ def test_bad_configs_fail_fast_with_clear_errors(overrides, message, tmp_path):
 
 def test_missing_data_dir_fails_fast(tmp_path):
   config = quickstart_smoke(**{"data.name": "cifar10", "data.data_dir": str(tmp_path / "nope")})
-  with pytest.raises(data_lib.DatasetNotFoundError) as info:
+  with pytest.raises(FileNotFoundError, match="data_dir") as info:  # the config check
     driver.train_and_evaluate(config, str(tmp_path / "work"))
-  assert "data_dir" in str(info.value)
+  config.data.data_dir = str(tmp_path)  # exists, but holds no CIFAR-10: the dataset's own check
+  with pytest.raises(data_lib.DatasetNotFoundError, match="data_dir") as info:
+    driver.train_and_evaluate(config, str(tmp_path / "work"))
+  assert not os.path.exists(tmp_path / "work")
 
 
 def write_fixture_nb201_table(path):

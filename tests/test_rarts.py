@@ -17,6 +17,7 @@ from jaxnas import search as search_lib
 from jaxnas import methods
 from jaxnas import steps
 from jaxnas.methods import rarts
+from jaxnas.program import RunError
 import repo_files
 from test_loop import ROOT, load_config
 
@@ -335,8 +336,13 @@ def test_smoke_run_resumes_exactly_and_refuses_other_hyperparameters(name, tmp_p
   # The two networks started equal and have moved apart.
   w, y = resumed.weights, resumed.method_state["val_weights"]
   assert not all(np.array_equal(p, q) for p, q in zip(jax.tree.leaves(w), jax.tree.leaves(y)))
-  with pytest.raises(checkpoint_lib.CheckpointMismatchError, match="rarts.beta"):
+  # Another beta: refused by the workdir's record; allowed there, by the checkpoint's fingerprint.
+  with pytest.raises(RunError, match=r"rarts.beta: 1.0 -> 3.0"):
     driver.train_and_evaluate(config(max_steps=3, **{"rarts.beta": 3.0}), workdir)
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError, match="rarts.beta"):
+    driver.train_and_evaluate(config(max_steps=3, **{"rarts.beta": 3.0,
+                                                    "resume.allow_changes": "rarts.beta"}),
+                              workdir)
 
 
 def test_benchmark_builds_the_method_named_by_the_flag():
