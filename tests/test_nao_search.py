@@ -244,3 +244,25 @@ def test_gradient_method_only_options_fail_fast(field, value, match, tmp_path):
   config = load_config("nao_v2_nb201.py", **{field: value})
   with pytest.raises(ValueError, match=match):
     driver.train_and_evaluate(config, str(tmp_path))
+
+
+# Slow (two NAO-V2 smoke searches).
+@pytest.mark.slow
+def test_a_crash_after_a_logged_stage_leaves_one_line_per_iteration(tmp_path, monkeypatch):
+  """The pool's score line is written, then the process dies before that unit's checkpoint: the
+  resumed search rescores iteration 0 and its log still has one line per iteration."""
+  config = load_config("nao_v2_nb201.py")
+  real_report = nao_search.report_pool
+
+  def report_then_die(*args, **kwargs):
+    real_report(*args, **kwargs)
+    raise _Interrupt
+
+  monkeypatch.setattr(nao_search, "report_pool", report_then_die)
+  with pytest.raises(_Interrupt):
+    driver.train_and_evaluate(config, str(tmp_path))
+  monkeypatch.setattr(nao_search, "report_pool", real_report)
+  records = [json.loads(line) for line in open(tmp_path / "nao_iterations.jsonl")]
+  assert [r["iteration"] for r in records] == [0]  # written after the last checkpoint
+  summary = driver.train_and_evaluate(config, str(tmp_path))
+  _check_outputs(config, str(tmp_path), summary)  # iterations 0, 1, ... once each
