@@ -38,15 +38,16 @@ def test_tiny_check_runs_every_part_on_the_cpu(tmp_path):
   assert not saved["skipped"]
 
 
-def test_budget_drops_the_optional_parts_and_keeps_the_correctness_check(tmp_path):
+def test_a_spent_budget_skips_every_measurement_and_says_so(tmp_path):
   script = load_script()
   out = tmp_path / "gpu"
   report = script.main([f"--out={out}", "--tiny", "--allow_cpu", "--steps=1", "--warmup=0",
-                        "--parts=correctness,bf16,seeds", "--budget_s=0"])
-  assert report["status"] == "ok"
-  assert set(report["results"]) == {"correctness"}
-  assert {"bf16", "seeds"} <= set(report["skipped"])
-  assert "correctness nb201" in script.table(report)
+                        "--parts=core,bf16,seeds,gaea", "--budget_s=0"])
+  assert report["status"] == "ok" and report["results"] == {}
+  assert {"core nb201/weights", "core darts/search", "bf16 nb201/search", "gaea gaea",
+          "seeds nb201/vmapped_x2", "seeds darts/vmapped_x1"} <= set(report["skipped"])
+  assert json.loads((out / "results.json").read_text())["skipped"] == report["skipped"]
+  assert "skipped (budget): core nb201/weights" in script.table(report)
 
 
 def test_a_missing_package_stops_the_run_with_one_message(tmp_path, monkeypatch):

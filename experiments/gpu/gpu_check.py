@@ -20,8 +20,11 @@ nothing else jaxnas imports at module level is missing there: `tensorflow_datase
 and `tensorboardX` are imported only by code this check does not run.) The PyTorch reference
 sources sit in `.ref/` (ignored, never committed): `bash experiments/gpu/get_references.sh`.
 
-Parts, in this order (`--parts` picks a subset; `--budget_s` drops an optional part, and every
-later one, when the time so far plus an estimate of it would pass the budget):
+Parts, in this order (`--parts` picks a subset; `--budget_s` skips each measurement of an
+optional part when the time so far plus an estimate of it, from the longest measurement of its
+space so far, would pass the budget, and a core one once the budget is spent; each space's NB201
+measurement comes before its DARTS one; a failed measurement, out of memory say, is recorded and
+the others run):
 
   preflight    imports and versions (jax >= 0.10.2, flax, optax, chex, orbax-checkpoint, numpy,
                ml_collections, and torch/torchvision when the `torch` part runs); JAX must see a
@@ -38,10 +41,10 @@ later one, when the time so far plus an estimate of it would pass the budget):
   torch        the same steps of the PyTorch reference code (quark0/darts `cnn/model_search.py`,
                AutoDL's `TinyNetworkDarts`) on the same GPU (`experiments/pytorch_reference.py
                --device=cuda`, one subprocess per space): the side-by-side ratio.
-  bf16         the search step with `config.compute_dtype='bfloat16'`.
   loops        the search step with rolled loops and/or remat (`config.backend.unroll`, `remat`;
                remat per edge for DARTS, per cell for NB201, as the CPU defaults), against the
                core row (the platform default), so the GPU defaults are chosen by measurement.
+  bf16         the search step with `config.compute_dtype='bfloat16'`.
   seeds        the search step vmapped over 1, 4 and 8 seeds (`jaxnas.seeds.jit_vmapped_step`)
                and one seed at batch 64 x S: seed-steps per second.
   gaea         optional: GAEA's NB201 search at full scale (`configs/gaea_nb201.py`: C=24, N=5,
@@ -80,7 +83,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importable
   sys.path.insert(0, ROOT)
 
-PARTS = ("correctness", "core", "torch", "bf16", "loops", "seeds", "gaea")
+PARTS = ("correctness", "core", "torch", "loops", "bf16", "seeds", "gaea")
 OPTIONAL = ("torch", "bf16", "loops", "seeds", "gaea")  # --budget_s may drop these
 # (import name, distribution, minimum version or None): what this check and jaxnas import.
 REQUIRED = (("jax", "jax", "0.10.2"), ("jaxlib", "jaxlib", "0.10.2"), ("flax", "flax", None),
@@ -378,7 +381,6 @@ class Runner:
     self.report = report
     self.start = time.perf_counter()
     self.case_s: dict[str, float] = {}  # the longest measurement of each space so far
-    self.stopped_at: str | None = None
 
   def elapsed(self) -> float:
     return time.perf_counter() - self.start
@@ -390,22 +392,17 @@ class Runner:
       json.dump(self.report, f, indent=1, default=str)
     os.replace(path + ".tmp", path)
 
-  def fits(self, part: str, estimate_s: float) -> bool:
-    """Whether an optional part's next measurement fits the budget; once one does not, every
-    later optional measurement is dropped too (recorded in ``skipped``)."""
-    if part not in OPTIONAL:  # core: dropped only once the budget is spent
-      if self.elapsed() < self.args.budget_s:
-        return True
-      self.report["skipped"].append(part)
-      return False
-    if self.stopped_at is None and self.elapsed() + estimate_s > self.args.budget_s:
-      self.stopped_at = part
-      print(f"budget: {self.elapsed():.0f} s spent + about {estimate_s:.0f} s for {part} > "
-            f"--budget_s={self.args.budget_s:.0f}: dropping it and the parts after it", flush=True)
-    if self.stopped_at is not None:
-      self.report["skipped"].append(part)
-      return False
-    return True
+  def fits(self, part: str, estimate_s: float, key: str = "") -> bool:
+    """Whether the next measurement of ``part`` fits the budget: an optional part's when the
+    time so far plus ``estimate_s`` stays within it, a core one while the budget lasts. What does
+    not fit is skipped (recorded in ``skipped``); a later, cheaper one may still run."""
+    left = self.args.budget_s - self.elapsed()
+    if (left > estimate_s) if part in OPTIONAL else (left > 0):
+      return True
+    print(f"budget: {self.elapsed():.0f} s spent, about {estimate_s:.0f} s needed for {part} "
+          f"{key}: skipped (--budget_s={self.args.budget_s:.0f})", flush=True)
+    self.report["skipped"].append(f"{part} {key}".strip())
+    return False
 
   def guard(self, part: str, key: str, fn: Callable[[], Any]) -> Any:
     """``fn()``, or None with the error recorded (an out-of-memory program, say) so that the
@@ -427,7 +424,7 @@ class Runner:
 
   def measure(self, part: str, key: str, space: str, config, program: str,
               images_per_step: int, *, estimate_factor: float = 1.0) -> dict[str, Any] | None:
-    if not self.fits(part, self.estimate(space, estimate_factor)):
+    if not self.fits(part, self.estimate(space, estimate_factor), key):
       return None
     start = time.perf_counter()
 
@@ -557,8 +554,8 @@ def part_torch(run: Runner) -> None:
   args = run.args
   sizes, _, batch, image = sizes_for(args)
   for space in SPACES:
-    if not run.fits("torch", 60.0):
-      return
+    if not run.fits("torch", 60.0, space):
+      continue
     out = os.path.join(args.out, f"torch_{space}.json")
     size_flags = ([f"--layers={sizes[space]['layers']}"] if space == "darts" else
                   [f"--cells_per_stage={sizes[space]['cells_per_stage']}",
@@ -608,8 +605,9 @@ def part_seeds(run: Runner) -> None:
   counts = (1, 2) if args.tiny else (1, 4, 8)
   for space in SPACES:
     for seeds in counts:
-      if not run.fits("seeds", run.estimate(space, 1.0 + 0.25 * seeds)):
-        return
+      if not run.fits("seeds", run.estimate(space, 1.0 + 0.25 * seeds),
+                      f"{space}/vmapped_x{seeds}"):
+        continue
       start = time.perf_counter()
 
       def vmapped(seeds=seeds, space=space):
@@ -644,7 +642,7 @@ def part_gaea(run: Runner) -> None:
     config.data.crop_padding = 1
   else:
     config = gaea_config()
-  if not run.fits("gaea", run.estimate("nb201", 1.5)):
+  if not run.fits("gaea", run.estimate("nb201", 1.5), "gaea"):
     return
   run.guard("gaea", "gaea", lambda: _gaea(run, config))
 
@@ -749,7 +747,7 @@ def table(report: dict[str, Any]) -> str:
   if report.get("errors"):
     lines.append(f"errors (results.json has each): {', '.join(report['errors'])}")
   if report.get("skipped"):
-    lines.append(f"skipped (budget): {', '.join(dict.fromkeys(report['skipped']))}")
+    lines.append(f"skipped (budget): {', '.join(report['skipped'])}")
   return "\n".join(lines)
 
 
