@@ -20,11 +20,11 @@ nothing else jaxnas imports at module level is missing there: `tensorflow_datase
 and `tensorboardX` are imported only by code this check does not run.) The PyTorch reference
 sources sit in `.ref/` (ignored, never committed): `bash experiments/gpu/get_references.sh`.
 
-Parts, in this order (`--parts` picks a subset; `--budget_s` skips each measurement of an
-optional part when the time so far plus an estimate of it, from the longest measurement of its
-space so far, would pass the budget, and a core one once the budget is spent; each space's NB201
-measurement comes before its DARTS one; a failed measurement, out of memory say, is recorded and
-the others run):
+Parts, in this order (`--parts` picks a subset; after the correctness check, `--budget_s`
+skips each measurement when the time so far plus an estimate of it, from the longest measurement
+of its space so far, would pass the budget: the core part comes first and keeps the budget, the
+optional parts fill what is left; NB201 before DARTS in every part; a failed measurement, out
+of memory say, is recorded and the others run):
 
   preflight    imports and versions (jax >= 0.10.2, flax, optax, chex, orbax-checkpoint, numpy,
                ml_collections, and torch/torchvision when the `torch` part runs); JAX must see a
@@ -84,7 +84,6 @@ if ROOT not in sys.path:  # run as a script: make `configs` and `jaxnas` importa
   sys.path.insert(0, ROOT)
 
 PARTS = ("correctness", "core", "torch", "loops", "bf16", "seeds", "gaea")
-OPTIONAL = ("torch", "bf16", "loops", "seeds", "gaea")  # --budget_s may drop these
 # (import name, distribution, minimum version or None): what this check and jaxnas import.
 REQUIRED = (("jax", "jax", "0.10.2"), ("jaxlib", "jaxlib", "0.10.2"), ("flax", "flax", None),
             ("optax", "optax", None), ("chex", "chex", None),
@@ -393,11 +392,10 @@ class Runner:
     os.replace(path + ".tmp", path)
 
   def fits(self, part: str, estimate_s: float, key: str = "") -> bool:
-    """Whether the next measurement of ``part`` fits the budget: an optional part's when the
-    time so far plus ``estimate_s`` stays within it, a core one while the budget lasts. What does
-    not fit is skipped (recorded in ``skipped``); a later, cheaper one may still run."""
-    left = self.args.budget_s - self.elapsed()
-    if (left > estimate_s) if part in OPTIONAL else (left > 0):
+    """Whether the next measurement of ``part`` fits the budget: the time so far plus
+    ``estimate_s`` stays within it. What does not fit is skipped (recorded in ``skipped``); a
+    later, cheaper one may still run."""
+    if self.elapsed() + estimate_s < self.args.budget_s:
       return True
     print(f"budget: {self.elapsed():.0f} s spent, about {estimate_s:.0f} s needed for {part} "
           f"{key}: skipped (--budget_s={self.args.budget_s:.0f})", flush=True)
@@ -547,7 +545,9 @@ def part_core(run: Runner) -> None:
                                     ("arch_second", "arch", "unrolled"),
                                     ("search", "search", "first_order")):
       config = make_config(space, sizes[space], batch, image, hypergrad=hypergrad)
-      run.measure("core", f"{space}/{key}", space, config, program, batch)
+      # The exact second-order step differentiates through a weight step: a larger program.
+      run.measure("core", f"{space}/{key}", space, config, program, batch,
+                  estimate_factor=2.5 if key == "arch_second" else 1.0)
 
 
 def part_torch(run: Runner) -> None:
