@@ -74,3 +74,20 @@ def test_parts_are_checked():
   assert script.parse_args(["--out=x"]).parts == list(script.PARTS)
   with pytest.raises(SystemExit):
     script.parse_args(["--out=x", "--parts=core,everything"])
+
+
+def test_table_puts_torch_beside_jax_and_lists_failed_measurements():
+  script = load_script()
+  jax_row = {"median_step_s": 0.010, "lower_s": 1.0, "compile_s": 2.0, "xla_temp_mb": 5.0,
+             "device_peak_bytes_in_use_mb": 900.0}
+  report = {"machine": {"device_kind": "NVIDIA H100", "versions": {"jax": "0.11.2"}},
+            "elapsed_s": 300, "status": "ok", "skipped": ["seeds darts/vmapped_x8"],
+            "errors": ["loops darts/search/rolled"],
+            "results": {"core": {"darts/weights": jax_row, "darts/search": jax_row},
+                        "torch": {"darts/weights": {"median_s": 0.025}},
+                        "loops": {"darts/search/rolled": {"error": "XlaRuntimeError: OOM"}}}}
+  text = script.table(report)
+  assert "darts | weights | 10.0 | 25.0 | 2.50 | 3.0 | 5.0 | 900.0" in text
+  assert "darts | search | 10.0 | - | - |" in text
+  assert "errors (results.json has each): loops darts/search/rolled" in text
+  assert "skipped (budget): seeds darts/vmapped_x8" in text

@@ -713,7 +713,8 @@ def table(report: dict[str, Any]) -> str:
                    f"{row['arch_rel_error']:.1e} weights {row['weights_rel_error']:.1e} -> "
                    f"{'ok' if row['ok'] else 'FAILED'}")
   core, torch = results.get("core", {}), results.get("torch", {})
-  lines.append("space | step | jax ms | torch ms | torch/jax | compile s | peak MB")
+  lines.append("space | step | jax ms | torch ms | torch/jax | compile s | XLA temp MB | "
+               "device peak MB so far")
   for space in SPACES:
     for key, torch_key in (("weights", "weights"), ("arch_first", "arch_first"),
                            ("arch_second", "arch_second"), ("search", None)):
@@ -723,7 +724,7 @@ def table(report: dict[str, Any]) -> str:
       t = torch.get(f"{space}/{torch_key}") if torch_key else None
       ratio = (f"{t['median_s'] / r['median_step_s']:.2f}" if t else "-")
       lines.append(f"{space} | {key} | {_ms(r)} | {_ms(t, 'median_s')} | {ratio} | "
-                   f"{r['lower_s'] + r['compile_s']:.1f} | "
+                   f"{r['lower_s'] + r['compile_s']:.1f} | {r.get('xla_temp_mb', '-')} | "
                    f"{r.get('device_peak_bytes_in_use_mb', '-')}")
   for part in ("bf16", "loops"):
     for key, r in results.get(part, {}).items():
