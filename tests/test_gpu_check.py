@@ -14,6 +14,8 @@ def load_script():
   return repo_files.load_module("experiments/gpu/gpu_check.py", "experiments_gpu_check")
 
 
+# Slow: 434 s on the shared 2-core machine at load 6-7 (27 tiny programs compiled, and the
+# correctness part's CPU subprocess).
 @pytest.mark.slow
 def test_tiny_check_runs_every_part_on_the_cpu(tmp_path):
   script = load_script()
