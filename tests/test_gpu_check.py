@@ -14,7 +14,7 @@ def load_script():
   return repo_files.load_module("experiments/gpu/gpu_check.py", "experiments_gpu_check")
 
 
-# Slow: 434 s on the shared 2-core machine at load 6-7 (27 tiny programs compiled, and the
+# Slow: 238 s (load 3-4) to 434 s (load 6-7) on the shared 2-core machine (27 tiny programs, and the
 # correctness part's CPU subprocess).
 @pytest.mark.slow
 def test_tiny_check_runs_every_part_on_the_cpu(tmp_path):
