@@ -127,15 +127,14 @@ class CheckFailed(SystemExit):
 
 
 # ------------------------------------------------------------------------------------------------
-# The adapter: the only code that names jaxnas' driver module (jaxnas/loop.py is being renamed;
-# change the import in `driver` and nothing else).
+# The adapter: the only code that names the jaxnas module that builds searches.
 
 
-def driver():
-  """The module that builds and steps searches: ``build_search``, ``start_state``,
-  ``init_state``, ``jit_search_step``, ``step_batches``."""
-  from jaxnas import loop  # pylint: disable=import-outside-toplevel
-  return loop
+def search_module():
+  """The module that builds and steps searches (``jaxnas.search``): ``build_search``,
+  ``start_state``, ``init_state``, ``jit_search_step``, ``step_batches``."""
+  from jaxnas import search  # pylint: disable=import-outside-toplevel
+  return search
 
 
 def make_config(space: str, sizes: dict[str, int], batch_size: int, image_size: int, *,
@@ -186,14 +185,14 @@ def gaea_config(image_size: int = 32, num_train: int = 50_000):
 
 def build(config):
   """``(search, fresh state committed to the mesh)``."""
-  loop = driver()
-  search = loop.build_search(config)
-  return search, loop.start_state(search)
+  search_lib = search_module()
+  search = search_lib.build_search(config)
+  return search, search_lib.start_state(search)
 
 
 def batches_of(search, count: int) -> list:
-  loop = driver()
-  return [loop.step_batches(search, step) for step in range(count)]
+  search_lib = search_module()
+  return [search_lib.step_batches(search, step) for step in range(count)]
 
 
 def step_program(search, name: str):
@@ -204,7 +203,7 @@ def step_program(search, name: str):
   import jax  # pylint: disable=import-outside-toplevel
   from jaxnas import steps  # pylint: disable=import-outside-toplevel
   if name == "search":
-    return driver().jit_search_step(search)
+    return search_module().jit_search_step(search)
 
   def weights(state, batches, *, components):
     key, key_train = jax.random.split(jax.random.wrap_key_data(state.key))
@@ -634,7 +633,7 @@ def part_seeds(run: Runner) -> None:
 
       def vmapped(seeds=seeds, space=space):
         config = make_config(space, sizes[space], batch, image, num_seeds=seeds)
-        jitted, state, batches = seeds_program(driver().build_search(config))
+        jitted, state, batches = seeds_program(search_module().build_search(config))
         return time_program(f"{space}/vmapped x{seeds}", jitted, state, batches, args,
                             seeds * batch)
 
@@ -672,17 +671,17 @@ def part_gaea(run: Runner) -> None:
 def _gaea(run: Runner, config) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   args = run.args
-  loop = driver()
+  search_lib = search_module()
   start = time.perf_counter()
   search, state = build(config)
-  jitted = loop.jit_search_step(search)
+  jitted = search_lib.jit_search_step(search)
   compile_start = time.perf_counter()
-  compiled = jitted.lower(state, loop.step_batches(search, 0)).compile(compile_options())
+  compiled = jitted.lower(state, search_lib.step_batches(search, 0)).compile(compile_options())
   compile_s = time.perf_counter() - compile_start
   steps_done, step_start, timed_from = 0, time.perf_counter(), 0
   limit = search.steps_per_epoch
   while steps_done < limit and (steps_done < 3 or run.elapsed() < args.budget_s):
-    state, metrics = compiled(state, loop.step_batches(search, steps_done))
+    state, metrics = compiled(state, search_lib.step_batches(search, steps_done))
     steps_done += 1
     if steps_done == 2:  # the first two steps are warm-up: time from here
       jax.block_until_ready(state)
