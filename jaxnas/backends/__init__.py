@@ -20,9 +20,10 @@ remat_scope     by space: DARTS 'edge', others 'cell'      'cell'
 
 The CPU values are what was measured fastest on a 2-core CPU (README.md, "Compile time and speed
 on CPU"). The GPU/TPU values are expected to be right there (XLA's vendor kernels for
-convolutions; XLA's own schedulers; loops unrolled, as XLA's accelerators compile loop bodies
-without the per-iteration overheads the CPU figures avoid, and remat off where memory is not the
-limit) but have not been measured.
+convolutions; XLA's own schedulers; loops unrolled, so that XLA fuses and schedules across cells;
+remat off, since XLA's buffer assignment of the reference-size search steps needs at most about
+8 GB of temporaries without it: README.md "Backends") but have not been timed on a GPU
+(``experiments/gpu/`` does).
 
 ``resolve(config)`` runs once per run, before any module is built; the supernets and networks get
 ``kernels``, ``unroll``, ``remat`` and ``remat_scope`` as constructor arguments (static module
