@@ -10,13 +10,15 @@ Every run jaxnas offers is a ``Program`` (hooks, below) run by this one loop:
 
 The loop, for ``position`` = units of work done (the checkpoint step; one unit per ``step``)::
 
-    open the workdir (config.json, the program's logs)
+    check the workdir's record (a changed config field is refused unless allowed), take its lock
     state <- the latest checkpoint in <workdir>/checkpoints (fingerprint checked) or a fresh state
+    record the config (or the allowed changes); open the logs, cut back to the restored position
     while not program.finished(position):
       state, metrics <- program.step(state, position); position += 1
       due <- program.due(position)            # the program's cadence
+      if anything is due: stop if a step so far was non-finite (Health)
       log / evaluate (may stop the run) / checkpoint, as due
-    close the checkpoints; return program.finish(state)
+    close the checkpoints, release the lock; return program.finish(state)
 
 The first step compiles the program's step: the driver says so before it and prints how long it
 took (compile and first step) after it; speeds and ETAs count only the steps after it. Nothing in
@@ -39,8 +41,6 @@ from jaxnas import workdir as workdir_lib
 from jaxnas.program import Due, Program, RunError  # noqa: F401  (re-exported: the hooks live there)
 
 CHECKPOINT_DIR = "checkpoints"
-
-
 SET_ASIDE_DIR = "checkpoints.set_aside"  # incomplete or superseded steps, moved (never deleted)
 
 
