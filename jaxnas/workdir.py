@@ -11,7 +11,8 @@ Files (process 0 writes them):
 
 A rerun compares its config with ``config.json`` plus the history. A changed field that
 ``config.resume.allow_changes`` does not name is refused with every changed field listed
-(``old -> new``), before anything is loaded, and nothing on disk changes.
+(``old -> new``), before anything is loaded, and nothing on disk changes. Fields only one side has
+(added or retired by another jaxnas version) and ``REPORTING_FIELDS`` are recorded, not refused.
 """
 from __future__ import annotations
 
@@ -108,6 +109,12 @@ def config_changes(config: ml_collections.ConfigDict, workdir: str
           if old.get(k, _ABSENT) != new.get(k, _ABSENT)}
 
 
+def version_change(old: Any, new: Any) -> bool:
+  """A field the record lacks (added by a newer jaxnas, at its default: a user cannot add a field)
+  or that this config lacks (retired): recorded on resume, never refused."""
+  return old is _ABSENT or new is _ABSENT
+
+
 def check_identity(config: ml_collections.ConfigDict, workdir: str) -> dict[str, tuple[Any, Any]]:
   """Refuses a rerun whose config differs from the workdir's record in a field that neither
   ``config.resume.allow_changes`` names nor ``REPORTING_FIELDS`` holds; returns the changes
@@ -122,7 +129,8 @@ def check_identity(config: ml_collections.ConfigDict, workdir: str) -> dict[str,
                    "config field; name fields as --config.<field> does (e.g. 'epochs,"
                    "weights_optimizer.learning_rate').")
   refused = {k: v for k, v in changes.items()
-             if k not in REPORTING_FIELDS and "*" not in allowed and k not in allowed}
+             if k not in REPORTING_FIELDS and "*" not in allowed and k not in allowed
+             and not version_change(*v)}
   if refused:
     listed = "; ".join(f"{k}: {_shown(old)} -> {_shown(new)}" for k, (old, new) in refused.items())
     raise RunError(
@@ -149,11 +157,19 @@ def record_start(config: ml_collections.ConfigDict, workdir: str,
   allowed = allowed_fields(config)
   entry = {"time": _now(), "step": int(step), "changes": {
       k: {"old": None if old is _ABSENT else old, "new": None if new is _ABSENT else new,
-          "by": "reporting field" if k in REPORTING_FIELDS and k not in allowed
-          else "config.resume.allow_changes"}
+          "by": why_allowed(k, old, new, allowed)}
       for k, (old, new) in changes.items()}}
   with open(os.path.join(workdir, HISTORY_FILE), "a") as f:
     f.write(json.dumps(entry) + "\n")
+
+
+def why_allowed(field: str, old: Any, new: Any, allowed: tuple[str, ...]) -> str:
+  """Why a recorded change was allowed."""
+  if field in allowed or "*" in allowed:
+    return "config.resume.allow_changes"
+  if version_change(old, new):
+    return "a field added or retired by another jaxnas version"
+  return "reporting field"
 
 
 def _now() -> str:

@@ -158,3 +158,21 @@ def test_a_kill_during_pruning_leaves_no_partial_step(tmp_path, monkeypatch):
   # The next start removes what the prune had left and goes on from the newest step.
   assert driver.train_and_evaluate(tiny(max_steps=3, keep_checkpoints=2), workdir)["step"] == 3
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "3"]
+
+
+def test_a_field_added_by_a_newer_version_is_recorded_not_refused(tmp_path):
+  """A workdir recorded before a field existed resumes; the new field joins the history."""
+  workdir = str(tmp_path)
+  config = tiny()
+  recorded = config.to_dict()
+  del recorded["arch_optimizer"]["edge_floor"]  # as written by a version without that field
+  recorded["retired_field"] = 1                 # and one this version no longer has
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(recorded, f)
+  assert workdir_lib.check_identity(config, workdir) == {
+      "arch_optimizer.edge_floor": (workdir_lib._ABSENT, 0.0),
+      "retired_field": (1, workdir_lib._ABSENT)}
+  workdir_lib.record_start(config, workdir, workdir_lib.check_identity(config, workdir), 0)
+  (entry,) = workdir_lib.read_history(workdir)
+  assert entry["changes"]["arch_optimizer.edge_floor"] == {
+      "old": None, "new": 0.0, "by": "a field added or retired by another jaxnas version"}
