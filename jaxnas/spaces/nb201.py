@@ -152,7 +152,7 @@ class NB201SearchCell(nn.Module):
                                    channels=self.channels, stride=1, pool_bn=False,
                                    train=self.train, name=f"edges_{j}", unroll=self.unroll,
                                    remat=self.remat_edges, kernels=self.kernels,
-                                   sampled=self.sampled)
+                                   sampled="nb201" if self.sampled else "")
         node = ops_lib.batch_norm(self.train, affine=False, name=f"node_bn_{j}")(nodes[j])
         nodes = nodes.at[j].set(node)
       return nodes[-1], None
@@ -160,7 +160,7 @@ class NB201SearchCell(nn.Module):
                                ops=self.ops, channels=self.channels, stride=1, pool_bn=False,
                                train=self.train, name="edges", unroll=self.unroll,
                                remat=self.remat_edges, kernels=self.kernels,
-                               sampled=self.sampled)
+                               sampled="nb201" if self.sampled else "")
     return nodes[-1], None
 
 

@@ -377,22 +377,30 @@ class MixedOp(nn.Module):
     return channel_shuffle(jnp.concatenate([out, rest], axis=-1), k)
 
 
+SAMPLED_FORWARDS = ("nb201", "nasnet")
+
+
 class SampledMixedOp(nn.Module):
-  """GDAS' edge (``sampled=True`` edges of the supernets): in training forwards only the sampled op
-  runs.
+  """GDAS' edge (the supernets' ``sampled=True``): in training forwards only the sampled op runs.
 
   ``mixing`` is GDAS' straight-through sample ``h`` (``parametrize.gumbel_hard``: one-hot in
-  value); the sampled op is ``j = argmax(h)`` and the edge computes, as AutoDL-Projects
-  ``xautodl/models/cell_searchs/search_cells.py:72-86`` (``forward_gdas``)::
+  value); the sampled op is ``j = argmax(h)``, and the edge computes, as AutoDL-Projects:
 
-      out = h_j * op_j(x) + sum_{k != j} h_k        (the h_k, k != j, are exactly 0 in value)
+  * ``form='nb201'`` (``xautodl/models/cell_searchs/search_cells.py:72-86``,
+    ``NAS201SearchCell.forward_gdas``)::
 
-  so the value is ``op_j(x)`` and the gradient is ``dL/dh_j = <dL/dout, op_j(x)>`` and
-  ``dL/dh_k = sum(dL/dout)`` for the ops not run (the reference's, not the all-ops
-  straight-through estimator ``<dL/dout, op_k(x)>``, which needs every op's output: the plain
-  ``MixedOp`` fed ``h``). ``op_j`` runs under ``nn.switch`` (``lax.switch``): the other ops are not
-  computed and their BatchNorm statistics do not move. Under ``vmap`` over seeds the index is
-  batched and ``lax.switch`` becomes a select of every branch (same values, no saving).
+        out = h_j * op_j(x) + sum_{k != j} h_k      (the h_k, k != j, are exactly 0 in value)
+
+    so ``dL/dh_j = <dL/dout, op_j(x)>`` and ``dL/dh_k = sum(dL/dout)`` for the ops not run;
+  * ``form='nasnet'`` (``search_cells.py:180-181``, ``MixedOp.forward_gdas``, which GDAS' DARTS-
+    space cell ``NASNetSearchCell.forward_gdas`` l. 236-251 calls): ``out = h_j * op_j(x)``, so only
+    ``h_j`` gets a gradient.
+
+  Both differ from the all-ops straight-through estimator ``dL/dh_k = <dL/dout, op_k(x)>`` (which
+  needs every op's output: the plain ``MixedOp`` fed ``h``). ``op_j`` runs under ``nn.switch``
+  (``lax.switch``): the other ops are not computed and their BatchNorm statistics do not move.
+  Under ``vmap`` over seeds the index is batched and ``lax.switch`` becomes a select of every
+  branch (the same values, no saving).
 
   Evaluation forwards (``train=False``) mix every op, as ``MixedOp`` (jaxnas evaluates the
   supernet at the deterministic mixing). Variables: the same names as ``MixedOp``'s (one module
@@ -405,8 +413,11 @@ class SampledMixedOp(nn.Module):
   pool_bn: bool = False
   partial_channels: int = 1
   kernels: str = "xla"
+  form: str = "nb201"
 
   def setup(self):
+    if self.form not in SAMPLED_FORWARDS:
+      raise ValueError(f"SampledMixedOp form={self.form!r}; choose one of {SAMPLED_FORWARDS}.")
     if self.partial_channels != 1:
       raise ValueError("The sampled-op forward (space.sampled_forward) does not combine with "
                        "partial channels (PC-DARTS); set one of them off.")
@@ -438,7 +449,10 @@ class SampledMixedOp(nn.Module):
       y = nn.switch(index, branches, self, x)
     chosen = jnp.arange(len(self.ops)) == index
     h = mixing.astype(y.dtype)
-    return jnp.sum(jnp.where(chosen, h, 0)) * y + jnp.sum(jnp.where(chosen, 0, h))
+    out = jnp.sum(jnp.where(chosen, h, 0)) * y
+    if self.form == "nb201":
+      out = out + jnp.sum(jnp.where(chosen, 0, h))
+    return out
 
 
 # What ``remat=True`` rematerializes in the spaces whose cells scan their edges (DARTS, NB201):
@@ -487,14 +501,19 @@ class _ScanEdge(nn.Module):
   partial_channels: int = 1
   remat: bool = False
   kernels: str = "xla"
-  sampled: bool = False  # GDAS: SampledMixedOp (only the sampled op runs in training forwards)
+  sampled: str = ""  # GDAS: SampledMixedOp of this form (only the sampled op runs in training)
 
   @nn.compact
   def __call__(self, nodes: jax.Array, xs: tuple[jax.Array, ...]):
     src, dst, mixing_row = xs[:3]
     h = jax.lax.dynamic_index_in_dim(nodes, src, axis=0, keepdims=False)
-    op = (SampledMixedOp if self.sampled else MixedOp)(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
-                 partial_channels=self.partial_channels, kernels=self.kernels, name="mixed")
+    if self.sampled:
+      op = SampledMixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
+                          partial_channels=self.partial_channels, kernels=self.kernels,
+                          form=self.sampled, name="mixed")
+    else:
+      op = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
+                   partial_channels=self.partial_channels, kernels=self.kernels, name="mixed")
     y = (_apply_mixed_remat if self.remat else _apply_mixed)(op, h, mixing_row, self.train)
     if len(xs) == 4:  # PC-DARTS edge normalization: beta scales the whole edge output
       y = xs[3].astype(y.dtype) * y
@@ -508,7 +527,7 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
                mixing_rows: jax.Array, *, ops: tuple[str, ...], channels: int, stride: int,
                pool_bn: bool, train: bool, name: str, partial_channels: int = 1,
                edge_scales: jax.Array | None = None, unroll: bool = False, remat: bool = False,
-               kernels: str = "xla", sampled: bool = False):
+               kernels: str = "xla", sampled: str = ""):
   """Runs a list of same-shaped edges as ONE compiled MixedOp body under ``nn.scan``.
 
   XLA compiles a loop body once, so a cell costs the compile time of one or two MixedOps instead
@@ -530,8 +549,9 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
   stacking them in the forward loop (those stacks are most of a rolled DARTS step's memory).
   Same variables, same values.
 
-  ``sampled=True`` runs GDAS' ``SampledMixedOp`` on every edge (the rows of ``mixing_rows`` are
-  straight-through one-hot samples; only the sampled op of each edge is computed in training).
+  ``sampled='nb201'`` or ``'nasnet'`` runs GDAS' ``SampledMixedOp`` of that form on every edge
+  (the rows of ``mixing_rows`` are straight-through one-hot samples; only the sampled op of each
+  edge is computed in training); ``''`` the ``MixedOp``.
   """
   accumulate = targets is not None
   body = nn.scan(_ScanEdge, variable_axes={"params": 0, "batch_stats": 0},
