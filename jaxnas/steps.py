@@ -20,6 +20,11 @@ default ``SingleNetwork`` is the step above (and hands the alpha step the config
 (``jaxnas.methods.rarts.CoupledNetworks``) replace it, supplying their own alpha-gradient data
 term, and fix the order (w -> y -> alpha). The rest of the alpha step (regularizers, alpha
 optimizer, pruning mask) and the parts' bookkeeping are the same for both.
+
+With an architecture sampler (``SearchComponents.sampler``: GDAS' ``parts.GumbelHard``) the weight
+phase and the alpha step each see their own hard sample of the architecture (``sampled``: the
+parametrization wrapped as ``SampledParametrization`` with a key split off the state's key and the
+step); the regularizers, the evaluation and the derivation keep the deterministic mixing.
 """
 from __future__ import annotations
 
