@@ -25,6 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.space.blocks_per_stage = 3      # width only: ResNet basic blocks per stage (ResNet-20: 3, ResNet-56: 9)
   config.space.partial_channels = 1      # DARTS only: PC-DARTS channel proportion K (1 = off)
   config.space.edge_normalization = False  # DARTS only: PC-DARTS edge weights beta per node
+  config.space.sampled_forward = False  # DARTS / NB201 with arch_sampler: compute only the sampled op of each edge in training forwards (GDAS)
   config.space.node_batchnorm = False    # DARTS / NB201: BatchNorm (no affine) on every intermediate node (DARTS-PRIME clamp)
 
   config.method = "darts"                # search method: 'darts' (DARTS family: the hypergrad, parametrization and
@@ -57,10 +58,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch_schedule.name = "every_k"  # 'every_k' (k = arch_every) | 'dynamic_fisher' (DARTS-PRIME's Fisher-trace threshold)
   config.arch_schedule.phase = -1        # every_k: alpha step when s % k == phase (-1 = 0 with arch_first, k - 1 with weights_first)
   config.arch_schedule.restart_every_epoch = False  # every_k: s = the step within its epoch (DARTS-PRIME's reference)
+  config.arch_schedule.start_epoch = 0   # every_k: no alpha step before this epoch (GAEA's EGDAS warm-up: 50)
   config.arch_schedule.k = 10            # dynamic_fisher: threshold *= m^-k after an alpha step (about one per k steps)
   config.arch_schedule.fisher_ewma = 0.2  # dynamic_fisher: EWMA weight of the new Fisher trace sum ||grad_w L_train||^2
   config.arch_schedule.init_threshold = 1.0  # dynamic_fisher: initial threshold on the Fisher-trace EWMA
   config.arch_schedule.threshold_multiplier = 1.05  # dynamic_fisher: threshold *= m when no alpha step
+  config.arch_sampler = ml_collections.ConfigDict()  # GDAS: the training forwards see a sampled architecture (jaxnas/parts.py)
+  config.arch_sampler.name = "none"       # 'none' | 'gumbel_hard' (GDAS' straight-through Gumbel-max; parametrization 'softmax' or 'simplex')
+  config.arch_sampler.tau_max = 10.0      # temperature of epoch 0, linear per epoch to ...
+  config.arch_sampler.tau_min = 0.1       # ... the temperature of the last epoch
+  config.arch_sampler.warmup_epochs = 0   # GAEA's EGDAS: tau stays at tau_max for these epochs
   config.arch_regularizer = ml_collections.ConfigDict()  # alpha-objective terms, summed (jaxnas/parts.py)
   config.arch_regularizer.names = ""     # comma-separated: 'prox' (pull to the derived cell, ramped) | 'admm' ('' = none;
                                          # GAEA's entropy term: arch_optimizer.entropy_reg)

@@ -12,6 +12,12 @@ a whole arch pytree). Adding one is a one-file change: a class here and a line i
   1e-4 N(0, 1), mixing = clip(alpha, 0, 1) elementwise (no normalisation within an edge, so edges
   are comparable). Meant for an op set without ``none``; DARTS-PRIME's permanent pruning mask
   (alpha <= 0 after a weight step) lives in the method (``jaxnas.methods.darts_prime``).
+
+GDAS' sampling (``gumbel_hard``) is not a parametrization of its own: it samples from the
+distribution a normalised parametrization defines, whose log-probabilities ``log_activate(arch)``
+give (``softmax``: ``log_softmax(alpha)``, GDAS; ``simplex``: ``log(alpha)``, GAEA-GDAS). The
+sampler part with its temperature schedule is ``jaxnas.parts.GumbelHard``; the deterministic
+mixing (derivation, supernet evaluation, regularizers) stays ``activate(arch)``.
 """
 from __future__ import annotations
 
@@ -41,6 +47,15 @@ class Parametrization:
   def activate_leaf(self, alpha: jax.Array) -> jax.Array:
     raise NotImplementedError
 
+  def log_activate(self, arch: Any) -> Any:
+    """The log of the mixing weights, for parametrizations whose rows are probability vectors
+    (the sampling distribution of GDAS' Gumbel sampler); others raise."""
+    return jax.tree.map(self.log_activate_leaf, arch)
+
+  def log_activate_leaf(self, alpha: jax.Array) -> jax.Array:
+    raise ValueError(f"parametrization {self.name!r} does not define a distribution over each "
+                     "edge's ops to sample from; use 'softmax' or 'simplex'.")
+
 
 @dataclasses.dataclass(frozen=True)
 class Softmax(Parametrization):
@@ -54,6 +69,10 @@ class Softmax(Parametrization):
   def activate_leaf(self, alpha):
     return jax.nn.softmax(alpha, axis=-1)
 
+  def log_activate_leaf(self, alpha):
+    """``log_softmax(alpha)``: GDAS' ``arch_parameters.log_softmax(dim=1)``."""
+    return jax.nn.log_softmax(alpha, axis=-1)
+
 
 @dataclasses.dataclass(frozen=True)
 class Simplex(Parametrization):
@@ -66,6 +85,11 @@ class Simplex(Parametrization):
 
   def activate_leaf(self, alpha):
     return alpha
+
+  def log_activate_leaf(self, alpha):
+    """``log(alpha)``: GAEA-GDAS samples from the categorical with probabilities alpha (the
+    mirror-descent floor keeps alpha > 0)."""
+    return jnp.log(alpha)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +107,29 @@ class Clamp(Parametrization):
 
   def activate_leaf(self, alpha):
     return jnp.clip(alpha, 0.0, 1.0)
+
+
+def gumbel_hard(log_probs: jax.Array, key: jax.Array, tau: jax.Array | float) -> jax.Array:
+  r"""GDAS' hard Gumbel-max sample with the straight-through gradient, per row (last axis).
+
+  .. math:: y = (\log p + g) / \tau,\quad g \sim \mathrm{Gumbel}(0, 1),\quad
+     \pi = \mathrm{softmax}(y),\quad h = \mathrm{onehot}(\arg\max_k y_k) - \mathrm{sg}(\pi) + \pi
+
+  AutoDL-Projects ``xautodl/models/cell_searchs/search_model_gdas.py:116-121``: ``gumbels =
+  -empty_like(alpha).exponential_().log()``; ``logits = (alpha.log_softmax(dim=1) + gumbels) /
+  tau``; ``probs = softmax(logits)``; ``index = probs.max(-1)[1]``; ``hardwts = one_h -
+  probs.detach() + probs``. The value of ``h`` is the one-hot of the sampled op (the sampled entry
+  is ``1 - pi + pi``, the others exactly 0), its gradient that of the relaxed ``pi``. The
+  reference re-samples while ``gumbels`` or ``probs`` hold an inf/NaN (l. 122-126);
+  ``jax.random.gumbel`` draws are finite, so one draw suffices. ``argmax(h) == argmax(y)`` is the
+  sampled op (the sampled-op forward, ``spaces.ops.MixedOp(sampled=True)``, reads it from ``h``).
+  """
+  g = jax.random.gumbel(key, log_probs.shape, log_probs.dtype)
+  logits = (log_probs + g) / jnp.asarray(tau, log_probs.dtype)
+  probs = jax.nn.softmax(logits, axis=-1)
+  one_hot = jax.nn.one_hot(jnp.argmax(logits, axis=-1), log_probs.shape[-1],
+                           dtype=log_probs.dtype)
+  return one_hot - jax.lax.stop_gradient(probs) + probs
 
 
 PARAMETRIZATIONS: dict[str, Parametrization] = {

@@ -8,6 +8,10 @@ and the optimizers (``jaxnas.optim``):
 * **alpha regularizers** -- terms added to the alpha objective, each with its own typed state and
   metric: ``Entropy`` (GAEA), ``Prox`` and ``Admm`` (DARTS-PRIME / constrained DARTS); a tuple of
   them composes (the sum of their terms);
+* **architecture samplers** -- ``GumbelHard`` (GDAS): the training forwards see a hard Gumbel-max
+  sample of the architecture distribution with the straight-through gradient, at a temperature
+  annealed per epoch (``jaxnas.steps.sampled``); derivation and evaluation keep the deterministic
+  mixing;
 * **cell projections** -- Z(A), the one-hot matrices of the cell derived from mixing weights, which
   prox and ADMM pull toward (``CellProjection``: the space's own ``discretize`` on the leaves it
   names in ``cell_keys()``).
@@ -74,11 +78,14 @@ class EveryK:
   * DARTS-PRIME's fixed schedule (Maile et al., arXiv 2106.11655): ``phase = k - 1`` and the count
     restarting every epoch, as the reference's ``if step % schedfreq == schedfreq - 1`` over
     ``enumerate(train_queue)`` (711 steps/epoch, k = 10: 71 alpha steps per epoch, 3550 in 50
-    epochs; a global count would take 3555).
+    epochs; a global count would take 3555);
+  * a warm-up without alpha steps (GAEA's EGDAS, ``warmup_epochs: 50``): ``start`` = the first
+    step that may take one (0 = from the start).
   """
   k: int = 1
   phase: int = 0
   steps_per_epoch: int = 0
+  start: int = 0
   field: str = "arch_schedule.k"  # the config field ``k`` came from (for the error message)
   name: str = "every_k"
 
@@ -88,6 +95,7 @@ class EveryK:
       _fail("arch_schedule.phase", self.phase, f"use a phase in [0, k - 1] = [0, {self.k - 1}] "
             "('auto': 0 with step_order='arch_first', k - 1 with 'weights_first').")
     _int_at_least("steps_per_epoch", self.steps_per_epoch, 0)
+    _int_at_least("arch_schedule.start_epoch (times steps per epoch)", self.start, 0)
 
   @staticmethod
   def auto_phase(k: int, step_order: str) -> int:
@@ -98,7 +106,7 @@ class EveryK:
   @property
   def always(self) -> bool:
     """Every step takes an alpha step (the skeleton then needs no ``lax.cond``)."""
-    return self.k == 1
+    return self.k == 1 and self.start == 0
 
   def init(self) -> NoState:
     """No state: the decision is a function of the step."""
@@ -108,6 +116,8 @@ class EveryK:
     """Whether step ``step`` takes an alpha step (Python ints, NumPy or traced arrays)."""
     del state
     s = step % self.steps_per_epoch if self.steps_per_epoch else step
+    if self.start:
+      return (s % self.k == self.phase) & (step >= self.start)
     return s % self.k == self.phase
 
   def advance(self, state: NoState, due: jax.Array, fisher: jax.Array) -> NoState:
@@ -186,6 +196,64 @@ class DynamicFisher:
 
 SCHEDULES = ("every_k", "dynamic_fisher")
 Schedule = EveryK | DynamicFisher
+
+
+# ============================================================================ architecture samplers
+@dataclasses.dataclass(frozen=True)
+class GumbelHard:
+  r"""GDAS' sampler (Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours",
+  CVPR 2019): every training forward (weight step and alpha step, each its own Gumbel draw) uses
+  ``h = parametrize.gumbel_hard(log p(alpha), key, tau(step))`` as the mixing weights, one sample
+  per edge; ``log p`` is the parametrization's ``log_activate`` (``softmax``: GDAS;
+  ``simplex``: GAEA-GDAS).
+
+  Temperature, constant within an epoch e (0-based, ``e = step // steps_per_epoch``)::
+
+      tau(e) = tau_max - (tau_max - tau_min) * max(e - warmup_epochs, 0) / (epochs - 1)
+
+  AutoDL ``exps/NAS-Bench-201-algos/GDAS.py:237-239`` (``set_tau(tau_max - (tau_max - tau_min) *
+  epoch / (total_epoch - 1))`` at each epoch start; tau_max = 10, tau_min = 0.1 in
+  ``scripts-search/NAS-Bench-201-algos/GDAS.sh``); ``warmup_epochs`` is GAEA's EGDAS variant
+  (methods.md §6, 0 in GDAS). Past ``epochs`` (a longer ``max_steps``) tau stays at ``tau_min``;
+  ``epochs = 1`` keeps ``tau_max``. Stateless: tau is a function of the step.
+  """
+  tau_max: float = 10.0
+  tau_min: float = 0.1
+  epochs: int = 1
+  steps_per_epoch: int = 1
+  warmup_epochs: int = 0
+  prefix: str = "arch_sampler"
+  name: str = "gumbel_hard"
+
+  def __post_init__(self):
+    if not 0 < self.tau_min <= self.tau_max:
+      _fail(f"{self.prefix}.tau_min", self.tau_min,
+            f"use temperatures 0 < tau_min <= tau_max (tau_max = {self.tau_max}).")
+    _int_at_least("epochs", self.epochs, 1)
+    _int_at_least("steps_per_epoch", self.steps_per_epoch, 1)
+    _int_at_least(f"{self.prefix}.warmup_epochs", self.warmup_epochs, 0)
+
+  def tau(self, step: jax.Array) -> jax.Array:
+    """The temperature of step ``step`` (steps done before it)."""
+    epoch = jnp.asarray(step) // self.steps_per_epoch
+    progress = jnp.maximum(epoch - self.warmup_epochs, 0) / max(self.epochs - 1, 1)
+    tau = self.tau_max - (self.tau_max - self.tau_min) * progress
+    return jnp.maximum(tau, self.tau_min).astype(jnp.float32)
+
+  def sample(self, log_probs: Any, key: jax.Array, step: jax.Array) -> Any:
+    """Hard straight-through samples of every leaf (its own key per leaf, in leaf order)."""
+    from jaxnas.parametrize import gumbel_hard  # local import: parametrize imports no parts
+    leaves, treedef = jax.tree.flatten(log_probs)
+    keys = jax.random.split(key, len(leaves))
+    tau = self.tau(step)
+    return jax.tree.unflatten(treedef, [gumbel_hard(leaf, k, tau.astype(leaf.dtype))
+                                        for leaf, k in zip(leaves, keys)])
+
+  def metrics(self, step: jax.Array) -> dict[str, jax.Array]:
+    return {"sampler/tau": self.tau(step)}
+
+
+SAMPLERS = ("none", "gumbel_hard")
 
 
 # ============================================================================ cell projections

@@ -20,6 +20,11 @@ default ``SingleNetwork`` is the step above (and hands the alpha step the config
 (``jaxnas.methods.rarts.CoupledNetworks``) replace it, supplying their own alpha-gradient data
 term, and fix the order (w -> y -> alpha). The rest of the alpha step (regularizers, alpha
 optimizer, pruning mask) and the parts' bookkeeping are the same for both.
+
+With an architecture sampler (``SearchComponents.sampler``: GDAS' ``parts.GumbelHard``) the weight
+phase and the alpha step each see their own hard sample of the architecture (``sampled``: the
+parametrization wrapped as ``SampledParametrization`` with a key split off the state's key and the
+step); the regularizers, the evaluation and the derivation keep the deterministic mixing.
 """
 from __future__ import annotations
 
@@ -126,6 +131,8 @@ class SearchComponents:
   prune: bool = False        # DARTS-PRIME's permanent pruning mask (clamp parametrization)
   weight_phase: WeightPhase = SingleNetwork()  # weight step(s) + the alpha gradient's data term
   steps_per_epoch: int = 0   # for parts that count epochs
+  # GDAS' architecture sampler (parts.GumbelHard) or None: the training forwards see its samples.
+  sampler: Any = None
   # The supernet forward's dtype: 'float32' | 'bfloat16' (float32 master weights, BN statistics and
   # logits; see jaxnas.supernet). Used by supernet_loss (every gradient) and eval_step.
   compute_dtype: str = "float32"
@@ -144,6 +151,41 @@ class MaskedParametrization(Parametrization):
   def activate(self, arch: Any) -> Any:
     return jax.tree.map(lambda a, m: self.base.activate_leaf(a) * m.astype(a.dtype), arch,
                         self.mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledParametrization(Parametrization):
+  """``activate(arch) = sampler.sample(base.log_activate(arch), key, step)``: the mixing weights of
+  the training forwards of one step under an architecture sampler (GDAS); ``key`` and ``step``
+  are traced. ``deterministic`` is ``base`` (what derivation, evaluation and regularizers use)."""
+  name: str = "sampled"
+  base: Parametrization = None
+  sampler: Any = None
+  key: Any = None
+  step: Any = None
+
+  def init_leaf(self, key, shape, dtype):
+    return self.base.init_leaf(key, shape, dtype)
+
+  def activate(self, arch: Any) -> Any:
+    return self.sampler.sample(self.base.log_activate(arch), self.key, self.step)
+
+
+def deterministic(parametrization: Parametrization) -> Parametrization:
+  """The parametrization without the step's sampler (``SampledParametrization.base``)."""
+  while isinstance(parametrization, SampledParametrization):
+    parametrization = parametrization.base
+  return parametrization
+
+
+def sampled(components: "SearchComponents", key: jax.Array, step) -> "SearchComponents":
+  """The components whose training forwards see the sampler's draw from ``key`` at ``step``
+  (unchanged without a sampler)."""
+  if components.sampler is None:
+    return components
+  return dataclasses.replace(components, parametrization=SampledParametrization(
+      base=deterministic(components.parametrization), sampler=components.sampler, key=key,
+      step=step))
 
 
 def init_method_state(components: SearchComponents, arch: Any) -> dict[str, Any]:
@@ -176,7 +218,8 @@ def with_mask(components: SearchComponents, method_state: Any) -> SearchComponen
 
 def context(components: SearchComponents, method_state: Any, step) -> parts.Context:
   """What the regularizers see: the (masked) activation, the step, the mask."""
-  return parts.Context(activate=with_mask(components, method_state).parametrization.activate,
+  param = deterministic(with_mask(components, method_state).parametrization)
+  return parts.Context(activate=param.activate,
                        step=step, mask=method_state.get("mask") if components.prune else None)
 
 
@@ -365,15 +408,22 @@ def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Arra
   schedule = components.schedule
   due = None if schedule.always else schedule.due(state.step,
                                                    state.method_state["schedule"])
+  comps_w = comps_a = comps
+  sampler_metrics = {}
+  if components.sampler is not None:  # GDAS: a fresh architecture sample per forward pass
+    key, key_w, key_a = jax.random.split(key, 3)
+    comps_w, comps_a = sampled(comps, key_w, state.step), sampled(comps, key_a, state.step)
+    sampler_metrics = components.sampler.metrics(state.step)
   if step_order(components) == "arch_first":
-    state, arch_metrics = maybe_arch_update(comps, state, train_batch, val_batch, lr, due)
-    state, weight_metrics, _ = phase.update(comps, state, train_batch, val_batch)
+    state, arch_metrics = maybe_arch_update(comps_a, state, train_batch, val_batch, lr, due)
+    state, weight_metrics, _ = phase.update(comps_w, state, train_batch, val_batch)
   else:
-    state, weight_metrics, carry = phase.update(comps, state, train_batch, val_batch)
+    state, weight_metrics, carry = phase.update(comps_w, state, train_batch, val_batch)
     # The weight step moved the schedule on: the alpha step sees the next step's learning rate.
-    state, arch_metrics = maybe_arch_update(comps, state, train_batch, val_batch,
+    state, arch_metrics = maybe_arch_update(comps_a, state, train_batch, val_batch,
                                             comps.weights_lr(state.step + 1), due, carry)
   state, part_metrics = advance_parts(components, state, due, weight_metrics)
+  part_metrics = {**part_metrics, **sampler_metrics}
   state = state.replace(step=state.step + 1, key=jax.random.key_data(key))
   return state, {**arch_metrics, **weight_metrics, "lr/weights": lr, **part_metrics}
 

@@ -34,6 +34,10 @@ METHOD_CONFIGS = {
     "idarts": ("idarts_nb201.py", "smoke"),
     "darts_prime": ("darts_prime_nb201.py", "smoke"),
     "rarts": ("rarts_nb201.py", "smoke"),
+    "gdas": ("gdas_nb201.py", "smoke"),
+    "gdas_darts_space": ("gdas_cifar10.py", "smoke"),
+    "milenas_gdas": ("milenas_gdas_cifar10.py", "smoke"),
+    "gaea_gdas": ("gaea_gdas_nb201.py", "smoke"),
 }
 SMALL_OPS = {"nb201": "none,skip_connect", "darts": "none,skip_connect,max_pool_3x3"}
 
@@ -71,7 +75,8 @@ def assert_states_close(sharded, single):
 # .ci/run's -m slow): MiLeNAS on the DARTS space (about 40 s), iDARTS (30 s), R-DARTS (20 s). The
 # default run keeps first- and second-order DARTS, GAEA and DARTS-PRIME: the partitioned loss,
 # BatchNorm, gradient, hypergradient and proximal steps.
-SLOW_METHODS = {"milenas", "idarts", "rarts"}
+SLOW_METHODS = {"milenas", "idarts", "rarts", "gdas", "gdas_darts_space", "milenas_gdas",
+                "gaea_gdas"}
 
 
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_METHODS

@@ -120,6 +120,18 @@ def autodl_darts(n_train_split=25_000, batch=64, epochs=50):
                 per_epoch_lrs(epochs, per_epoch, 0.025, 0.001, epochs, offset=0))
 
 
+def autodl_gdas(batch=64, epochs=250, alpha_start_epoch=0):
+  """AutoDL-Projects exps/NAS-Bench-201-algos/GDAS.py: DARTS-V1's loop (``w_scheduler.update(epoch,
+  0.0)`` at epoch start, l. 232; per step of the search loader one weight step, then one alpha
+  step, l. 40-69) over 250 epochs (configs/nas-benchmark/algos/GDAS.config: batch 64;
+  configs/search-opts/GDAS-NASNet-CIFAR.config: batch 256). ``alpha_start_epoch``: GAEA's EGDAS
+  warm-up (no alpha step in the first 50 epochs; methods.md §6(b)) on that loop [assumption: no
+  NB201 EGDAS run is recorded]."""
+  base = autodl_darts(batch=batch, epochs=epochs)
+  per_epoch = loader_len(25_000, batch)
+  return Budget(base.weight_steps, (epochs - alpha_start_epoch) * per_epoch, base.lr)
+
+
 def idarts_1shot1(n_train=CIFAR10_TRAIN, batch=96, epochs=50, portion=0.5, inner=5):
   """MiaoZhang0525/iDARTS NAS-Bench-1Shot1-codes/optimizers/idarts_v2/train_search.py: batch 96,
   50 epochs, 0.025 -> 0.001 (l. 42-49); split = floor(0.5 n) (l. 134), valid_queue over the second
@@ -158,6 +170,12 @@ REFERENCES = {
     "idarts_nb201.py": idarts_nb201,
     "rarts_cifar10.py": quark0_darts,   # DARTS' search setup (no RARTS reference code)
     "rarts_nb201.py": autodl_darts,     # AutoDL's DARTS-V1 setup (no RARTS reference code)
+    "gdas_nb201.py": autodl_gdas,
+    "gdas_cifar10.py": lambda: autodl_gdas(batch=256),
+    "gaea_gdas_nb201.py": lambda: autodl_gdas(alpha_start_epoch=50),
+    # MiLeNAS' train_gdas.py loop taken as train_milenas.py's, at batch 128, 300 epochs
+    # (run_milenas_and_gdas.sh, methods.md §3(b)).
+    "milenas_gdas_cifar10.py": lambda: milenas(batch=128, epochs=300),
 }
 VARIANTS = {"darts_nb201.py:second_order": autodl_darts}  # DARTS-V2: same loop, alpha first
 
@@ -181,7 +199,8 @@ def jaxnas_budget(config) -> Budget:
   alpha = (None if config.method == "darts_prime" and config.darts_prime.schedule == "dynamic"
            else int(np.sum(parts.EveryK(
                k=config.arch_every,
-               phase=parts.EveryK.auto_phase(config.arch_every, config.step_order)).due(step, None))))
+               phase=parts.EveryK.auto_phase(config.arch_every, config.step_order),
+               start=config.arch_schedule.start_epoch * per_epoch).due(step, None))))
   lr = np.asarray(search_lib.weights_schedule(config, per_epoch)(jnp.arange(total)), np.float64)
   return Budget(total, alpha, lr)   # a jaxnas step = one weight step for these methods
 

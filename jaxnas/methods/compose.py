@@ -5,12 +5,16 @@ Config fields (``configs/default.py``):
 
 * schedule: ``config.arch_schedule.name`` = ``'every_k'`` (k = ``config.arch_every``, phase
   ``arch_schedule.phase``: -1 = 0 with ``step_order='arch_first'``, k - 1 with
-  ``'weights_first'``; ``arch_schedule.restart_every_epoch`` restarts the count every epoch) or
+  ``'weights_first'``; ``arch_schedule.restart_every_epoch`` restarts the count every epoch;
+  ``arch_schedule.start_epoch``: none before that epoch) or
   ``'dynamic_fisher'`` (``arch_schedule.k``, ``fisher_ewma``, ``init_threshold``,
   ``threshold_multiplier``);
 * regularizers, summed in this order: GAEA's entropy (``config.arch_optimizer.entropy_reg`` > 0),
   then ``config.arch_regularizer.names`` (comma-separated ``prox``, ``admm``; options ``rho``,
   ``prox_epochs``, ``admm_freq``, ``admm_dual_decay``);
+* architecture sampler: ``config.arch_sampler.name`` = ``'none'`` or ``'gumbel_hard'`` (GDAS:
+  ``tau_max``, ``tau_min``, ``warmup_epochs``, over ``config.epochs``; needs a parametrization with
+  probability rows: ``'softmax'`` or ``'simplex'``);
 * pruning: ``config.prune_arch`` (DARTS-PRIME's permanent mask; needs ``parametrization='clamp'``).
 
 A method whose config block predates these fields maps it in its own reader, registered with
@@ -65,7 +69,8 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
     if phase == -1:
       phase = parts.EveryK.auto_phase(k, step_order or config.step_order)
     schedule = parts.EveryK(k=k, phase=phase, field="arch_every",
-                            steps_per_epoch=steps_per_epoch if sched.restart_every_epoch else 0)
+                            steps_per_epoch=steps_per_epoch if sched.restart_every_epoch else 0,
+                            start=int(sched.get("start_epoch", 0)) * steps_per_epoch)
   elif sched.name == "dynamic_fisher":
     schedule = parts.DynamicFisher(k=sched.k, ewma=float(sched.fisher_ewma),
                                    init_threshold=float(sched.init_threshold),
@@ -95,7 +100,28 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   check_prune(config, bool(config.prune_arch), "prune_arch")
   check_clamp_ops(config, space)
   return {"schedule": schedule, "regularizers": tuple(regularizers),
-          "prune": bool(config.prune_arch)}
+          "prune": bool(config.prune_arch), "sampler": read_sampler(config, steps_per_epoch)}
+
+
+def read_sampler(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Any:
+  """``parts.GumbelHard`` from ``config.arch_sampler`` (None for ``'none'``)."""
+  block = config.arch_sampler
+  if block.name == "none":
+    if config.space.get("sampled_forward", False):
+      raise ValueError("config.space.sampled_forward=True computes only the sampled op of each "
+                       "edge, which needs an architecture sampler: set "
+                       "config.arch_sampler.name='gumbel_hard' or sampled_forward=False.")
+    return None
+  if block.name != "gumbel_hard":
+    raise ValueError(f"config.arch_sampler.name={block.name!r} is not valid; choose one of: "
+                     f"{', '.join(parts.SAMPLERS)}.")
+  if config.parametrization not in ("softmax", "simplex"):
+    raise ValueError(f"config.arch_sampler.name='gumbel_hard' samples from each edge's op "
+                     f"distribution, which parametrization={config.parametrization!r} does not "
+                     "define; use 'softmax' (GDAS) or 'simplex' (GAEA-GDAS).")
+  return parts.GumbelHard(tau_max=float(block.tau_max), tau_min=float(block.tau_min),
+                          epochs=int(config.epochs), steps_per_epoch=max(int(steps_per_epoch), 1),
+                          warmup_epochs=int(block.warmup_epochs))
 
 
 Reader = Callable[[ml_collections.ConfigDict, spaces.SearchSpace, int], dict[str, Any]]

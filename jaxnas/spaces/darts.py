@@ -157,6 +157,7 @@ class DartsSearchCell(nn.Module):
   node_batchnorm: bool = False
   remat_edges: bool = False  # nn.remat every edge's MixedOp (see ops.scan_edges)
   kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
+  sampled: bool = False  # GDAS: only the sampled op of each edge runs (ops.SampledMixedOp)
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, mixing: jax.Array,
@@ -171,7 +172,8 @@ class DartsSearchCell(nn.Module):
     groups = edge_groups(self.nodes, per_node=self.node_batchnorm)
     common = dict(ops=self.ops, channels=c, pool_bn=True, train=train,
                   partial_channels=self.partial_channels, unroll=self.unroll,
-                  remat=self.remat_edges, kernels=k)
+                  remat=self.remat_edges, kernels=k,
+                  sampled="nasnet" if self.sampled else "")
 
     def scales(edges):
       if edge_weights is None:
@@ -244,6 +246,7 @@ class DartsSupernet(nn.Module):
   remat: bool = False  # recompute activations in the backward pass (at remat_scope)
   remat_scope: str = "cell"  # 'cell': nn.remat each cell; 'edge': each edge's MixedOp
   kernels: str = "xla"  # 'xla' | 'shifted': which kernels the ops run (see ops)
+  sampled: bool = False  # GDAS' sampled-op forward (ops.SampledMixedOp); mixing = hard samples
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, Any], *, train: bool) -> jax.Array:
@@ -261,7 +264,7 @@ class DartsSupernet(nn.Module):
                              self.multiplier, partial_channels=self.partial_channels,
                              unroll=self.unroll, node_batchnorm=self.node_batchnorm,
                              remat_edges=remat_edges, kernels=self.kernels,
-                             name=f"cell_{layer}")
+                             sampled=self.sampled, name=f"cell_{layer}")
       kind = "reduce" if reduction else "normal"
       betas = (edge_weight_vector(mixing[kind + "_edges"], self.nodes)
                if self.edge_normalization else None)
@@ -367,12 +370,16 @@ class DartsSpace(SearchSpace):
             "edge_normalization": config.space.edge_normalization}
 
   def supernet_sizes(self, space_config: Any) -> dict[str, Any]:
-    """``config.space``: ``channels`` (even), ``layers``, ``node_batchnorm``."""
+    """``config.space``: ``channels`` (even), ``layers``, ``node_batchnorm``, ``sampled_forward``
+    (GDAS)."""
     if space_config.channels % 2:
       raise ValueError(f"config.space.channels must be even for the DARTS space (FactorizedReduce "
                        f"halves it), got {space_config.channels}.")
-    return {"channels": space_config.channels, "layers": space_config.layers,
-            "node_batchnorm": space_config.node_batchnorm}
+    sizes = {"channels": space_config.channels, "layers": space_config.layers,
+             "node_batchnorm": space_config.node_batchnorm}
+    if space_config.get("sampled_forward", False):
+      sizes["sampled"] = True
+    return sizes
 
   @classmethod
   def network_from(cls, config: Any, genotype: Genotype, num_classes: int,
@@ -414,7 +421,7 @@ class DartsSpace(SearchSpace):
 
   def supernet(self, *, channels: int = 16, layers: int = 8, num_classes: int = 10,
                unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
-               remat_scope: str = "cell", kernels: str = "xla",
+               remat_scope: str = "cell", kernels: str = "xla", sampled: bool = False,
                **unused: Any) -> DartsSupernet:
     """The search supernet (C=16, 8 layers for CIFAR-10 in DARTS).
 
@@ -424,8 +431,12 @@ class DartsSpace(SearchSpace):
     ``remat=True``: recompute activations in the backward pass (the same variables), with
     ``nn.remat`` on every cell (``remat_scope='cell'``) or on every edge's MixedOp (``'edge'``).
     ``kernels``: ``'xla'`` or ``'shifted'`` (``spaces.ops``; ``jaxnas.backends`` picks it).
+    ``sampled=True``: GDAS' sampled-op forward (``ops.SampledMixedOp``; not with partial channels).
     """
     self._reject_unused(unused)
+    if sampled and self.partial_channels != 1:
+      raise ValueError("config.space.sampled_forward=True does not combine with partial channels "
+                       f"(partial_channels={self.partial_channels}); set one of them off.")
     if layers < 1:
       raise ValueError(f"The DARTS supernet needs at least one layer, got layers={layers}.")
     if channels % self.partial_channels:
@@ -436,7 +447,7 @@ class DartsSpace(SearchSpace):
                          edge_normalization=self.edge_normalization, unroll=unroll,
                          node_batchnorm=bool(node_batchnorm), remat=bool(remat),
                          remat_scope=ops_lib.check_remat_scope(remat_scope),
-                         kernels=ops_lib.check_kernels(kernels))
+                         kernels=ops_lib.check_kernels(kernels), sampled=bool(sampled))
 
   def network(self, genotype: Genotype, **sizes: Any) -> nn.Module:
     """The discrete evaluation network of ``genotype`` (``darts_network.network``: C=36, 20

@@ -138,6 +138,7 @@ class NB201SearchCell(nn.Module):
   node_batchnorm: bool = False  # BatchNorm (no affine) on nodes 1..3; one scan group per node
   remat_edges: bool = False  # nn.remat every edge's MixedOp (see ops.scan_edges)
   kernels: str = "xla"  # 'xla' | 'shifted' (see ops)
+  sampled: bool = False  # GDAS: only the sampled op of each edge runs (ops.SampledMixedOp)
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: jax.Array):
@@ -150,14 +151,16 @@ class NB201SearchCell(nn.Module):
                                    mixing[edges[0]:edges[-1] + 1], ops=self.ops,
                                    channels=self.channels, stride=1, pool_bn=False,
                                    train=self.train, name=f"edges_{j}", unroll=self.unroll,
-                                   remat=self.remat_edges, kernels=self.kernels)
+                                   remat=self.remat_edges, kernels=self.kernels,
+                                   sampled="nb201" if self.sampled else "")
         node = ops_lib.batch_norm(self.train, affine=False, name=f"node_bn_{j}")(nodes[j])
         nodes = nodes.at[j].set(node)
       return nodes[-1], None
     nodes = ops_lib.scan_edges(nodes, [i for _, i in EDGES], [j for j, _ in EDGES], mixing,
                                ops=self.ops, channels=self.channels, stride=1, pool_bn=False,
                                train=self.train, name="edges", unroll=self.unroll,
-                               remat=self.remat_edges, kernels=self.kernels)
+                               remat=self.remat_edges, kernels=self.kernels,
+                               sampled="nb201" if self.sampled else "")
     return nodes[-1], None
 
 
@@ -184,6 +187,7 @@ class NB201Supernet(nn.Module):
   remat: bool = False  # recompute activations in the backward pass (at remat_scope)
   remat_scope: str = "cell"  # 'cell': nn.remat each cell; 'edge': each edge's MixedOp
   kernels: str = "xla"  # 'xla' | 'shifted': which kernels the ops run (see ops)
+  sampled: bool = False  # GDAS' sampled-op forward (ops.SampledMixedOp); mixing = hard samples
 
   @nn.compact
   def __call__(self, x: jax.Array, mixing: Mapping[str, jax.Array], *, train: bool) -> jax.Array:
@@ -205,7 +209,8 @@ class NB201Supernet(nn.Module):
                       length=self.cells_per_stage,
                       unroll=self.cells_per_stage if self.unroll else 1)
       x, _ = cells(self.ops, width, train, self.unroll, self.node_batchnorm,
-                   remat_edges, self.kernels, name=f"stage_{stage}")(x, cell_mixing)
+                   remat_edges, self.kernels, self.sampled,
+                   name=f"stage_{stage}")(x, cell_mixing)
     x = nn.relu(ops_lib.batch_norm(train, affine=True, name="last_bn")(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=ops_lib.torch_default_init,
@@ -228,9 +233,13 @@ class NB201Space(SearchSpace):
     return {"cell": (NUM_EDGES, len(self.ops))}
 
   def supernet_sizes(self, space_config: Any) -> dict[str, Any]:
-    """``config.space``: ``channels``, ``cells_per_stage``, ``node_batchnorm``."""
-    return {"channels": space_config.channels, "cells_per_stage": space_config.cells_per_stage,
-            "node_batchnorm": space_config.node_batchnorm}
+    """``config.space``: ``channels``, ``cells_per_stage``, ``node_batchnorm``,
+    ``sampled_forward`` (GDAS)."""
+    sizes = {"channels": space_config.channels, "cells_per_stage": space_config.cells_per_stage,
+             "node_batchnorm": space_config.node_batchnorm}
+    if space_config.get("sampled_forward", False):
+      sizes["sampled"] = True
+    return sizes
 
   def token_space(self, config: Any, num_classes: int) -> Any:
     """The space as NAO-V2 searches it (``jaxnas.nao.nb201.NB201TokenSpace``, 6 tokens), sized by
@@ -251,7 +260,7 @@ class NB201Space(SearchSpace):
 
   def supernet(self, *, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
                unroll: bool = True, node_batchnorm: bool = False, remat: bool = False,
-               remat_scope: str = "cell", kernels: str = "xla",
+               remat_scope: str = "cell", kernels: str = "xla", sampled: bool = False,
                **unused: Any) -> NB201Supernet:
     """The TinyNetworkDarts supernet (C=16, N=5 in NB201; GAEA uses C=24).
 
@@ -260,11 +269,14 @@ class NB201Space(SearchSpace):
     ``remat=True``: recompute activations in the backward pass (the same variables), with
     ``nn.remat`` on every cell (``remat_scope='cell'``) or on every edge's MixedOp (``'edge'``).
     ``kernels``: ``'xla'`` or ``'shifted'`` (``spaces.ops``; ``jaxnas.backends`` picks it).
+    ``sampled=True``: GDAS' sampled-op forward (``ops.SampledMixedOp``: the mixing rows are hard
+    straight-through samples and only the sampled op of each edge runs in training).
     """
     self._reject_unused(unused)
     return NB201Supernet(self.ops, channels, cells_per_stage, num_classes, unroll,
                          bool(node_batchnorm), bool(remat),
-                         ops_lib.check_remat_scope(remat_scope), ops_lib.check_kernels(kernels))
+                         ops_lib.check_remat_scope(remat_scope), ops_lib.check_kernels(kernels),
+                         bool(sampled))
 
   def network(self, genotype: NB201Genotype | str, **sizes: Any) -> nn.Module:
     """The discrete NAS-Bench-201 network of ``genotype`` (``nb201_network.network``: C=16, N=5)."""

@@ -377,6 +377,84 @@ class MixedOp(nn.Module):
     return channel_shuffle(jnp.concatenate([out, rest], axis=-1), k)
 
 
+SAMPLED_FORWARDS = ("nb201", "nasnet")
+
+
+class SampledMixedOp(nn.Module):
+  """GDAS' edge (the supernets' ``sampled=True``): in training forwards only the sampled op runs.
+
+  ``mixing`` is GDAS' straight-through sample ``h`` (``parametrize.gumbel_hard``: one-hot in
+  value); the sampled op is ``j = argmax(h)``, and the edge computes, as AutoDL-Projects:
+
+  * ``form='nb201'`` (``xautodl/models/cell_searchs/search_cells.py:72-86``,
+    ``NAS201SearchCell.forward_gdas``)::
+
+        out = h_j * op_j(x) + sum_{k != j} h_k      (the h_k, k != j, are exactly 0 in value)
+
+    so ``dL/dh_j = <dL/dout, op_j(x)>`` and ``dL/dh_k = sum(dL/dout)`` for the ops not run;
+  * ``form='nasnet'`` (``search_cells.py:180-181``, ``MixedOp.forward_gdas``, which GDAS' DARTS-
+    space cell ``NASNetSearchCell.forward_gdas`` l. 236-251 calls): ``out = h_j * op_j(x)``, so only
+    ``h_j`` gets a gradient.
+
+  Both differ from the all-ops straight-through estimator ``dL/dh_k = <dL/dout, op_k(x)>`` (which
+  needs every op's output: the plain ``MixedOp`` fed ``h``). ``op_j`` runs under ``nn.switch``
+  (``lax.switch``): the other ops are not computed and their BatchNorm statistics do not move.
+  Under ``vmap`` over seeds the index is batched and ``lax.switch`` becomes a select of every
+  branch (the same values, no saving).
+
+  Evaluation forwards (``train=False``) mix every op, as ``MixedOp`` (jaxnas evaluates the
+  supernet at the deterministic mixing). Variables: the same names as ``MixedOp``'s (one module
+  per op, named by the op); initialisation runs every op to create them.
+  """
+  ops: tuple[str, ...]
+  channels: int
+  stride: int = 1
+  affine: bool = False
+  pool_bn: bool = False
+  partial_channels: int = 1
+  kernels: str = "xla"
+  form: str = "nb201"
+
+  def setup(self):
+    if self.form not in SAMPLED_FORWARDS:
+      raise ValueError(f"SampledMixedOp form={self.form!r}; choose one of {SAMPLED_FORWARDS}.")
+    if self.partial_channels != 1:
+      raise ValueError("The sampled-op forward (space.sampled_forward) does not combine with "
+                       "partial channels (PC-DARTS); set one of them off.")
+    # Constructed in setup with their op names (the names MixedOp gives them); kept in a plain
+    # dict so that nn.switch's branches reach them through the lifted module.
+    object.__setattr__(self, "_candidates", {
+        name: make_op(name, self.channels, self.stride, affine=self.affine,
+                      pool_bn=self.pool_bn, kernels=self.kernels)
+        for name in self.ops if name != "none"})
+
+  def _branch(self, name: str, train: bool):
+    if name == "none":
+      stride = self.stride
+      return lambda mdl, x: jnp.zeros(
+          x[:, ::stride, ::stride, :].shape[:-1] + (self.channels,), x.dtype)
+    return lambda mdl, x: mdl._candidates[name](x, train=train)
+
+  def __call__(self, x: jax.Array, mixing: jax.Array, *, train: bool) -> jax.Array:
+    branches = [self._branch(name, train) for name in self.ops]
+    if not train or self.is_initializing():
+      outs = [b(self, x) for b in branches]
+      if not train:
+        return sum(mixing[i].astype(y.dtype) * y for i, (name, y) in
+                   enumerate(zip(self.ops, outs)) if name != "none")
+      index = jnp.argmax(jax.lax.stop_gradient(mixing))
+      y = jnp.stack(outs)[index]
+    else:
+      index = jnp.argmax(jax.lax.stop_gradient(mixing))
+      y = nn.switch(index, branches, self, x)
+    chosen = jnp.arange(len(self.ops)) == index
+    h = mixing.astype(y.dtype)
+    out = jnp.sum(jnp.where(chosen, h, 0)) * y
+    if self.form == "nb201":
+      out = out + jnp.sum(jnp.where(chosen, 0, h))
+    return out
+
+
 # What ``remat=True`` rematerializes in the spaces whose cells scan their edges (DARTS, NB201):
 # 'cell' = nn.remat per cell (the backward keeps each cell's inputs, and its recomputation stacks
 # every edge's activations), 'edge' = nn.remat per MixedOp inside the edge scan (the backward keeps
@@ -423,13 +501,19 @@ class _ScanEdge(nn.Module):
   partial_channels: int = 1
   remat: bool = False
   kernels: str = "xla"
+  sampled: str = ""  # GDAS: SampledMixedOp of this form (only the sampled op runs in training)
 
   @nn.compact
   def __call__(self, nodes: jax.Array, xs: tuple[jax.Array, ...]):
     src, dst, mixing_row = xs[:3]
     h = jax.lax.dynamic_index_in_dim(nodes, src, axis=0, keepdims=False)
-    op = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
-                 partial_channels=self.partial_channels, kernels=self.kernels, name="mixed")
+    if self.sampled:
+      op = SampledMixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
+                          partial_channels=self.partial_channels, kernels=self.kernels,
+                          form=self.sampled, name="mixed")
+    else:
+      op = MixedOp(self.ops, self.channels, self.stride, pool_bn=self.pool_bn,
+                   partial_channels=self.partial_channels, kernels=self.kernels, name="mixed")
     y = (_apply_mixed_remat if self.remat else _apply_mixed)(op, h, mixing_row, self.train)
     if len(xs) == 4:  # PC-DARTS edge normalization: beta scales the whole edge output
       y = xs[3].astype(y.dtype) * y
@@ -443,7 +527,7 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
                mixing_rows: jax.Array, *, ops: tuple[str, ...], channels: int, stride: int,
                pool_bn: bool, train: bool, name: str, partial_channels: int = 1,
                edge_scales: jax.Array | None = None, unroll: bool = False, remat: bool = False,
-               kernels: str = "xla"):
+               kernels: str = "xla", sampled: str = ""):
   """Runs a list of same-shaped edges as ONE compiled MixedOp body under ``nn.scan``.
 
   XLA compiles a loop body once, so a cell costs the compile time of one or two MixedOps instead
@@ -464,6 +548,10 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
   backward pass and recomputes the MixedOp's activations inside the backward loop, instead of
   stacking them in the forward loop (those stacks are most of a rolled DARTS step's memory).
   Same variables, same values.
+
+  ``sampled='nb201'`` or ``'nasnet'`` runs GDAS' ``SampledMixedOp`` of that form on every edge
+  (the rows of ``mixing_rows`` are straight-through one-hot samples; only the sampled op of each
+  edge is computed in training); ``''`` the ``MixedOp``.
   """
   accumulate = targets is not None
   body = nn.scan(_ScanEdge, variable_axes={"params": 0, "batch_stats": 0},
@@ -475,5 +563,5 @@ def scan_edges(nodes: jax.Array, sources: list[int], targets: list[int] | None,
     xs = xs + (edge_scales,)
   nodes, outputs = body(ops, channels, stride, pool_bn, train, accumulate,
                         partial_channels=partial_channels, remat=remat, kernels=kernels,
-                        name=name)(nodes, xs)
+                        sampled=sampled, name=name)(nodes, xs)
   return nodes if accumulate else outputs
