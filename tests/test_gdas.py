@@ -218,9 +218,9 @@ def test_sampled_search_step_draws_differ_and_eval_is_deterministic():
                              jax.nn.softmax(new_state.arch["cell"]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", [
-    "gdas_nb201.py",
-    *[pytest.param(n, marks=pytest.mark.slow) for n in NEW_CONFIGS if n != "gdas_nb201.py"]])
+# Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NEW_CONFIGS)
 def test_new_config_runs_with_vmapped_seeds(name, tmp_path):
   config = load_config(config_path(name), num_seeds=2)
   report = driver.train_and_evaluate(config, str(tmp_path))
