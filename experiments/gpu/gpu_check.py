@@ -195,32 +195,26 @@ def batches_of(search, count: int) -> list:
   return [search_lib.step_batches(search, step) for step in range(count)]
 
 
+def benchmark_module():
+  """``experiments/benchmark.py``, whose weight-only and alpha-only programs are timed here too."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  path = os.path.join(ROOT, "experiments", "benchmark.py")
+  spec = importlib.util.spec_from_file_location("experiments_benchmark", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def step_program(search, name: str):
   """The jitted program ``name`` (``(state, batches) -> (state, metrics)``, state donated):
   'search' is the method's search step as the loop compiles it; 'weights' the augmentation and
   weight step; 'arch' the augmentation and alpha step with the config's hypergradient."""
   import functools  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
-  from jaxnas import steps  # pylint: disable=import-outside-toplevel
   if name == "search":
     return search_module().jit_search_step(search)
-
-  def weights(state, batches, *, components):
-    key, key_train = jax.random.split(jax.random.wrap_key_data(state.key))
-    images, labels = batches["train"]
-    state, metrics = steps.weights_update(components, state,
-                                          steps.augment(components, key_train, images), labels)
-    return state.replace(step=state.step + 1, key=jax.random.key_data(key)), metrics
-
-  def arch(state, batches, *, components):
-    key, key_train, key_val = jax.random.split(jax.random.wrap_key_data(state.key), 3)
-    train = (steps.augment(components, key_train, batches["train"][0]), batches["train"][1])
-    val = (steps.augment(components, key_val, batches["val"][0]), batches["val"][1])
-    state, metrics = steps.arch_update(components, state, train, val,
-                                       components.weights_lr(state.step))
-    return state.replace(step=state.step + 1, key=jax.random.key_data(key)), metrics
-
-  fn = {"weights": weights, "arch": arch}[name]
+  bench = benchmark_module()
+  fn = {"weights": bench.weights_program, "arch": bench.arch_program}[name]
   return jax.jit(functools.partial(fn, components=search.components), donate_argnums=0,
                  out_shardings=search.parallel.replicated,
                  compiler_options=search.backend.compiler_options())
