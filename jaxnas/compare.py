@@ -413,10 +413,9 @@ def execute(run: Run) -> dict[str, Any]:
   The same calls as ``driver.train_and_evaluate`` (checks, identity, ``build_program``, ``run``)
   with the program's step wrapped in a ``StepClock``.
   """
-  from jaxnas import config_checks
   from jaxnas import driver
   from jaxnas import workdir as workdir_lib
-  config_checks.validate_before_compute(run.config, run.workdir)
+  driver.validate_before_compute(run.config, run.workdir)
   workdir_lib.check_identity(run.config, run.workdir)
   program = driver.build_program(run.config)
   clock = StepClock(program.step)
@@ -654,10 +653,10 @@ def compare(specs: Sequence[Spec], seeds: Sequence[int], scale: str, workdir: st
   configs = {spec.name: load_config(spec, scale, sets) for spec in specs}
   # The CPU split first: it must come before JAX starts, and the checks below start it.
   print(f"[compare] {configure_devices(list(configs.values()))}", flush=True)
-  from jaxnas import config_checks
+  from jaxnas import driver
   for name, config in configs.items():  # every config checked before anything runs
     try:
-      config_checks.validate_before_compute(config, None)
+      driver.validate_before_compute(config, None)
     except (ValueError, FileNotFoundError) as e:
       raise CompareError(f"{name}: {e}") from None
   import jax

@@ -130,13 +130,11 @@ FILE_DATASETS = {
     "fashion_mnist": "the four *-ubyte.gz files"}
 
 
-def validate_before_compute(config: ml_collections.ConfigDict, workdir: str | None = None) -> None:
-  """Every check that needs neither data nor compilation, for any mode; raises a one-line error.
-
-  Runs the mode's own validation (``validate`` for searches and vmapped seeds,
-  ``jaxnas.evaluate.validate`` for ``mode='eval'``, ``jaxnas.nao.search.validate`` for NAO-V2) and
-  the checks all modes share: the workdir, numbers (no NaN; learning rates finite and > 0), the
-  benchmark table and dataset, the data and split files, the genotype to train.
+def check_shared(config: ml_collections.ConfigDict, workdir: str | None = None) -> None:
+  """The checks every mode shares, needing neither data nor compilation: the workdir, numbers (no
+  NaN; learning rates finite and > 0), the benchmark table and dataset, the data and split files,
+  and ``config.mode``. Each program adds its own (``Program.validate``); the driver runs both
+  (``jaxnas.driver.validate_before_compute``).
 
   Raises:
     ValueError: a field's value is not valid (the message names the field and the fix).
@@ -149,17 +147,8 @@ def validate_before_compute(config: ml_collections.ConfigDict, workdir: str | No
   check_benchmark(config)
   check_data_paths(config)
   mode = config.get("mode", "search")
-  if mode == "eval":
-    check_genotype(config)
-    from jaxnas import evaluate  # local: evaluate imports the search modules' dependencies
-    evaluate.validate(config)
-  elif mode != "search":
+  if mode not in ("search", "eval"):
     raise ValueError(f"config.mode={mode!r} is not valid; choose one of: search, eval.")
-  elif config.get("method") == "nao_v2":
-    from jaxnas.nao import search as nao_search
-    nao_search.validate(config)
-  else:
-    validate(config)
 
 
 def check_workdir(workdir: str) -> None:

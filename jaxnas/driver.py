@@ -190,26 +190,40 @@ def loop(program: Program, state: Any, position: int,
   return state
 
 
-def build_program(config: ml_collections.ConfigDict) -> Program:
+def program_class(config: ml_collections.ConfigDict) -> type[Program]:
   """The program ``config`` asks for: training from scratch (``mode='eval'``), NAO-V2
   (``method='nao_v2'``), vmapped seeds (``num_seeds > 1``) or a gradient search."""
   if config.get("mode", "search") == "eval":
     from jaxnas import evaluate  # local imports: a run needs only its own program's modules
-    return evaluate.TrainingProgram.from_config(config)
+    return evaluate.TrainingProgram
   if config.get("method") == "nao_v2":
     from jaxnas.nao import search as nao_search
-    return nao_search.NAOProgram.from_config(config)
+    return nao_search.NAOProgram
   if config.get("num_seeds", 1) > 1:
     from jaxnas import seeds
-    return seeds.SeedsProgram.from_config(config)
+    return seeds.SeedsProgram
   from jaxnas import search
-  return search.SearchProgram.from_config(config)
+  return search.SearchProgram
+
+
+def validate_before_compute(config: ml_collections.ConfigDict, workdir: str | None = None
+                            ) -> None:
+  """Every check that needs neither data nor compilation, for any mode: the shared ones
+  (``config_checks.check_shared``) and the program's own (``Program.validate``)."""
+  config_checks.check_shared(config, workdir)
+  program_class(config).validate(config)
+
+
+def build_program(config: ml_collections.ConfigDict) -> Program:
+  """The program ``config`` asks for (``program_class``), built: validated, data loaded, nothing
+  compiled."""
+  return program_class(config).from_config(config)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Checks the workdir's identity (before any data is loaded), builds the program ``config`` asks
-  for (validating it, loading its data; no compilation) and runs (or resumes) it in ``workdir``;
-  returns its result. Every field is checked first (``config_checks.validate_before_compute``)."""
-  config_checks.validate_before_compute(config, workdir)
+  """Checks every field (``validate_before_compute``) and the workdir's identity (before any data
+  is loaded), builds the program ``config`` asks for (loading its data; no compilation) and runs
+  (or resumes) it in ``workdir``; returns its result."""
+  validate_before_compute(config, workdir)
   workdir_lib.check_identity(config, workdir)
   return run(build_program(config), workdir)

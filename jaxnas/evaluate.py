@@ -58,6 +58,7 @@ import numpy as np
 import optax
 
 from jaxnas import backends
+from jaxnas import config_checks
 from jaxnas import data as data_lib
 from jaxnas import genotypes as genotypes_lib
 from jaxnas import metrics as metrics_lib
@@ -384,6 +385,11 @@ class TrainingProgram(program.Program):
     self.image_shape = tuple(self.train_split.images.shape[1:])
     self.cadence = metrics_lib.Cadence.of(config, self.steps_per_epoch, self.total)
     self.batches = None
+
+  @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> None:
+    config_checks.check_genotype(config)
+    validate(config)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "TrainingProgram":

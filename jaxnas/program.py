@@ -45,6 +45,11 @@ class Program(abc.ABC):
   retired_keys: tuple[str, ...] = ()
 
   # ------------------------------------------------------------------ start
+  @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> None:
+    """Checks the program's own config fields before anything is loaded or compiled (one-line
+    errors naming the field and the fix; default: nothing beyond the shared checks)."""
+
   @abc.abstractmethod
   def open(self, workdir: str, position: int) -> None:
     """Opens the program's logs in ``workdir``, cut back to ``position`` (the restored

@@ -383,6 +383,10 @@ class SearchProgram(program.Program):
     self.table = load_benchmark(search.config)
 
   @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> None:
+    config_checks.validate(config)
+
+  @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "SearchProgram":
     return cls(build_search(config))
 

@@ -123,6 +123,11 @@ class SeedsProgram(search_lib.SearchProgram):
   """``config.num_seeds`` searches as one vmapped program, run by the one driver: the search's
   hooks with the step vmapped over the seed axis and one logger per seed."""
 
+  @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> None:
+    super().validate(config)
+    check_supported(config)
+
   def __init__(self, search: search_lib.Search):
     check_supported(search.config)
     super().__init__(search)

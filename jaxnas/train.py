@@ -14,7 +14,7 @@ and the batch is split over them; it then logs the resolved backend. Multi-host 
 
 ``--help`` (or ``--config_help``) lists every config field with its value and meaning (those of
 ``--config``'s file when given). The config is checked before any data is loaded or anything is
-compiled (``jaxnas.config_checks.validate_before_compute``); a user error (a bad value, a missing
+compiled (``jaxnas.driver.validate_before_compute``); a user error (a bad value, a missing
 file, an unknown field, a workdir that is a file) prints one line ``error: <what is wrong and the
 fix>`` to stderr and exits with status 2; ``--traceback`` shows the full traceback instead.
 """
@@ -157,7 +157,6 @@ def run(config, workdir: str) -> None:
   sharding.initialize_distributed(config)  # multi-host: before any other JAX call
   cpu_devices = backends.configure_cpu_devices(config)  # before the backend starts
   backend = backends.resolve(config)  # starts JAX's backend: after the CPU split
-  config_checks.validate_before_compute(config, workdir)  # before data, compile and the workdir
   if jax.process_index() == 0:
     print(cpu_devices, flush=True)
     print(backend.describe(), flush=True)

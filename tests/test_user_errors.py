@@ -16,6 +16,7 @@ import ml_collections
 import pytest
 
 from jaxnas import config_checks
+from jaxnas import driver
 from jaxnas import config_help
 import repo_files
 
@@ -136,7 +137,7 @@ def test_every_shipped_config_passes(tmp_path):
       if config.data.name in config_checks.FILE_DATASETS and not config.data.data_dir:
         with config.unlocked():
           config.data.data_dir = str(tmp_path)
-      config_checks.validate_before_compute(config, str(tmp_path / "run"))
+      driver.validate_before_compute(config, str(tmp_path / "run"))
       checked += 1
   assert checked > 40
 
@@ -158,7 +159,7 @@ def test_bad_numbers_are_refused(field, value, message):
     node = node[part]
   node[leaf] = value
   with pytest.raises(ValueError, match=f"config.{field}.*{message}"):
-    config_checks.validate_before_compute(config)
+    driver.validate_before_compute(config)
 
 
 def test_infinite_rarts_beta_stays_allowed():
@@ -172,7 +173,7 @@ def test_eval_learning_rates_are_checked():
   config = smoke_config("eval_cifar10")
   config.optimizer.min_learning_rate = -1.0
   with pytest.raises(ValueError, match="config.optimizer.min_learning_rate=-1.0 must be"):
-    config_checks.validate_before_compute(config)
+    driver.validate_before_compute(config)
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagenet16_120", "ImageNet16-120"])
@@ -230,7 +231,7 @@ def test_unknown_mode_is_refused():
   config = smoke_config()
   config.mode = "evaluate"
   with pytest.raises(ValueError, match="config.mode='evaluate' is not valid; choose one of"):
-    config_checks.validate_before_compute(config)
+    driver.validate_before_compute(config)
 
 
 def test_config_help_has_a_meaning_for_every_default_field():

@@ -739,6 +739,10 @@ class NAOProgram(program.Program):
     self.table = search_lib.load_benchmark(search.config)
 
   @classmethod
+  def validate(cls, config: ml_collections.ConfigDict) -> None:
+    validate(config)
+
+  @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "NAOProgram":
     return cls(build(config))
 
