@@ -46,6 +46,8 @@ def test_gaea_with_admm_stays_on_the_simplex_and_reports_admm():
   assert np.asarray(admm_state.u["cell"]).any()  # U moved: the dual variable is live
 
 
+# Slow (the implicit hypergradient's compile, ~25 s): runs in .ci/run after the README's command.
+@pytest.mark.slow
 def test_idarts_with_the_dynamic_schedule_takes_fewer_alpha_steps_than_weight_steps():
   search, state, history = run("compose_idarts_dynamic")
   assert isinstance(search.components.schedule, parts.DynamicFisher)

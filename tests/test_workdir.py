@@ -87,6 +87,8 @@ def test_resume_with_a_changed_learning_rate_is_refused_then_allowed_and_recorde
   assert len(workdir_lib.read_history(workdir)) == 1
 
 
+# Slow (two searches, six steps): runs in .ci/run after the README's test command.
+@pytest.mark.slow
 def test_a_crash_after_a_fallback_leaves_one_uninterrupted_log(tmp_path):
   workdir = str(tmp_path)
   driver.train_and_evaluate(tiny(max_steps=6, keep_checkpoints=10), workdir)
@@ -141,6 +143,8 @@ def test_a_checkpoint_without_its_commit_marker_is_moved_aside_and_the_run_goes_
   assert checkpoints(workdir) == [1, 2] and summary["step"] == 2
 
 
+# Slow (two searches): runs in .ci/run after the README's test command.
+@pytest.mark.slow
 def test_a_kill_during_pruning_leaves_no_partial_step(tmp_path, monkeypatch):
   workdir = str(tmp_path)
   calls = []
