@@ -67,10 +67,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"genotypes; the {config.space.name!r} space has none. Turn them off.")
   for field in ("batch_size", "eval_batch_size", "space.channels", "log_every_steps",
                 "eval_every_epochs", "checkpoint_every_steps", "keep_checkpoints", "num_seeds"):
-    _positive(_get(config, field), field)
+    _positive(backends.config_field(config, field), field)
   for field in ("arch_batch_size", "max_steps", "data.max_examples", "eval_max_batches",
                 "data.crop_padding", "data.cutout", "diagnostics.every_steps", "mesh.data"):
-    _positive(_get(config, field), field, allow_zero=True)
+    _positive(backends.config_field(config, field), field, allow_zero=True)
   simplex_opt = config.arch_optimizer.name in SIMPLEX_OPTIMIZERS
   if simplex_opt != (config.parametrization == "simplex"):
     raise ValueError(
@@ -99,13 +99,6 @@ def check_batch_sizes(config: ml_collections.ConfigDict, weights_size: int, arch
   if arch_batch > arch_size:
     raise ValueError(f"The alpha batch ({arch_batch}) is larger than the alpha split "
                      f"({arch_size} examples); lower --config.arch_batch_size or batch_size.")
-
-
-def _get(config: ml_collections.ConfigDict, dotted: str):
-  value = config
-  for part in dotted.split("."):
-    value = value[part]
-  return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -172,12 +165,12 @@ def check_numbers(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{field} is NaN; set a number, e.g. --config.{field}="
                        f"{_default_hint(field)}.")
   for field in POSITIVE_RATES:
-    value = _get_or_none(config, field)
+    value = backends.config_field(config, field)
     if value is not None and not (math.isfinite(value) and value > 0):
       raise ValueError(f"config.{field}={value} must be a finite number > 0 (a learning rate); "
                        f"set e.g. --config.{field}={_default_hint(field)}.")
   for field in NON_NEGATIVE:
-    value = _get_or_none(config, field)
+    value = backends.config_field(config, field)
     if value is not None and not (math.isfinite(value) and value >= 0):
       raise ValueError(f"config.{field}={value} must be a finite number >= 0; set e.g. "
                        f"--config.{field}={_default_hint(field)}.")
@@ -253,22 +246,12 @@ def leaves(config: ml_collections.ConfigDict, prefix: str = ""):
       yield f"{prefix}{key}", value
 
 
-def _get_or_none(config: ml_collections.ConfigDict, dotted: str):
-  """The value of ``dotted``, or None where the config has no such field."""
-  value = config
-  for part in dotted.split("."):
-    if not isinstance(value, ml_collections.ConfigDict) or part not in value:
-      return None
-    value = value[part]
-  return value
-
-
 def _default_hint(field: str) -> str:
   """A sensible value to suggest for ``field``: the default config's where it has one."""
   import importlib
   for name in ("configs.default", "configs.eval_cifar10"):  # search fields, then eval fields
     try:
-      value = _get_or_none(importlib.import_module(name).get_config(), field)
+      value = backends.config_field(importlib.import_module(name).get_config(), field)
     except ImportError:  # outside the repository: no configs package
       return "VALUE"
     if value is not None:

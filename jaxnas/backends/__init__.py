@@ -97,7 +97,8 @@ class Backend:
             f"remat_scope={self.remat_scope}).")
 
 
-def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+def config_field(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  """The value of the dotted field ``'a.b.c'`` of ``config``, or None where it has no such field."""
   node = config
   for key in dotted.split("."):
     if not isinstance(node, ml_collections.ConfigDict) or key not in node:
@@ -109,7 +110,7 @@ def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
 def check_moved_fields(config: ml_collections.ConfigDict) -> None:
   """Raises if a run sets a field under its name from before ``config.backend``."""
   for old, new in MOVED.items():
-    value = _get(config, old)
+    value = config_field(config, old)
     if value is not None:
       raise ValueError(f"config.{old} moved to config.{new}: set --config.{new}={value!r} "
                        f"instead of config.{old}.")
