@@ -87,15 +87,14 @@ def resume_step(config: ml_collections.ConfigDict) -> int | None:
   return None if step is None or step < 0 else int(step)
 
 
-def first_step(program: Program, state: Any, position: int) -> tuple[Any, Any, float]:
+def first_step(program: Program, state: Any, position: int) -> tuple[Any, Any]:
   """The first step of this process, which compiles the step: announced, synchronised, timed."""
   program.info("compiling the step (its first call; nothing prints until it is done) ...")
   start = time.perf_counter()
   state, metrics = program.step(state, position)
   jax.block_until_ready(metrics)
-  seconds = time.perf_counter() - start
-  program.info(f"compiled and ran the first step in {seconds:.1f} s")
-  return state, metrics, seconds
+  program.info(f"compiled and ran the first step in {time.perf_counter() - start:.1f} s")
+  return state, metrics
 
 
 class Health:
@@ -171,7 +170,7 @@ def loop(program: Program, state: Any, position: int,
   timer, health = None, Health(program)
   while not program.finished(position):
     if timer is None:
-      state, metrics, _ = first_step(program, state, position)
+      state, metrics = first_step(program, state, position)
       timer = metrics_lib.StepTimer(position + 1, program.total)  # speeds without the compile
     else:
       state, metrics = program.step(state, position)
