@@ -52,7 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.hypergrad_options.cg_damping = 0.0           # implicit_cg: solve (H + damping I) x = v
   config.hypergrad_options.cg_tol = 1e-6              # implicit_cg tolerance
   config.arch_every = 1                  # an alpha step every k steps (iDARTS: T weight steps per alpha step)
-  config.parametrization = "softmax"     # alpha -> mixing weights: 'softmax' | 'simplex' | 'clamp'
+  config.parametrization = "softmax"     # alpha -> mixing weights: 'softmax' | 'simplex' | 'clamp' | 'sigmoid' (Fair-DARTS) | 'dirichlet' (DrNAS)
+  config.joint_step = False              # SNAS: one loss on the training batch, one backward for w and alpha (single level)
   config.prune_arch = False              # permanent pruning mask: alpha <= 0 after a step is masked forever (clamp only; DARTS-PRIME)
   config.arch_schedule = ml_collections.ConfigDict()  # when an alpha step is taken (jaxnas/parts.py)
   config.arch_schedule.name = "every_k"  # 'every_k' (k = arch_every) | 'dynamic_fisher' (DARTS-PRIME's Fisher-trace threshold)
@@ -64,10 +65,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch_schedule.init_threshold = 1.0  # dynamic_fisher: initial threshold on the Fisher-trace EWMA
   config.arch_schedule.threshold_multiplier = 1.05  # dynamic_fisher: threshold *= m when no alpha step
   config.arch_sampler = ml_collections.ConfigDict()  # GDAS: the training forwards see a sampled architecture (jaxnas/parts.py)
-  config.arch_sampler.name = "none"       # 'none' | 'gumbel_hard' (GDAS' straight-through Gumbel-max; parametrization 'softmax' or 'simplex')
+  config.arch_sampler.name = "none"       # 'none' | 'gumbel_hard' (GDAS' straight-through Gumbel-max) | 'gumbel_soft' (SNAS' relaxed sample):
+                                          # parametrization 'softmax' or 'simplex' | 'dirichlet' (DrNAS; parametrization 'dirichlet')
   config.arch_sampler.tau_max = 10.0      # temperature of epoch 0, linear per epoch to ...
   config.arch_sampler.tau_min = 0.1       # ... the temperature of the last epoch
   config.arch_sampler.warmup_epochs = 0   # GAEA's EGDAS: tau stays at tau_max for these epochs
+  config.arch_sampler.tau_epochs = 0      # the epochs tau anneals over (0 = config.epochs; SNAS' code: 150)
   config.arch_regularizer = ml_collections.ConfigDict()  # alpha-objective terms, summed (jaxnas/parts.py)
   config.arch_regularizer.names = ""     # comma-separated: 'prox' (pull to the derived cell, ramped) | 'admm' ('' = none;
                                          # GAEA's entropy term: arch_optimizer.entropy_reg)
@@ -75,6 +78,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.arch_regularizer.prox_epochs = 0  # prox ramp t/T: T in epochs (0 = config.epochs)
   config.arch_regularizer.admm_freq = 10  # ADMM: Z, U updated every admm_freq alpha steps
   config.arch_regularizer.admm_dual_decay = 1.0  # ADMM: U <- decay * U + residual
+  config.arch_regularizer.zero_one_weight = 10.0  # Fair-DARTS 'zero_one': w * -mean((sigmoid(alpha) - 0.5)^2)
+  config.arch_regularizer.beta_decay_weight = 50.0  # beta-DARTS 'beta_decay': lambda(e) = weight * e / beta_decay_epochs
+  config.arch_regularizer.beta_decay_epochs = 0  # ... (0 = config.epochs; the NB201 reference: 100)
+  config.arch_regularizer.kl_weight = 1e-3  # DrNAS 'dirichlet_kl': weight * sum_edges KL(Dir(elu(alpha) + 1) || Dir(1))
+  config.arch_regularizer.resource_weight = 1e-5  # SNAS 'resource': weight * E_p[cost(architecture)]
+  config.arch_regularizer.resource_cost = "params"  # SNAS 'resource': the cost of each op
+  config.arch_perturbation = ml_collections.ConfigDict()  # SDARTS: the weight step sees a perturbed mixing (jaxnas/methods/sdarts.py)
+  config.arch_perturbation.name = "none"  # 'none' | 'random' (SDARTS-RS) | 'adversarial' (SDARTS-ADV, PGD)
+  config.arch_perturbation.epsilon_min = 0.03  # epsilon of epoch 0, linear per epoch toward ...
+  config.arch_perturbation.epsilon_max = 0.3   # ... this one (reached after config.epochs)
+  config.arch_perturbation.attack_steps = 7    # adversarial: PGD steps (step size 2 epsilon / steps)
+  config.auxiliary_skip = ml_collections.ConfigDict()  # DARTS-: beta * skip(x) added to every edge (jaxnas/methods/darts_minus.py)
+  config.auxiliary_skip.beta = 0.0       # beta of epoch 0 (0 = off; DARTS-: 1), linear per epoch to 0 ...
+  config.auxiliary_skip.decay_epochs = 0  # ... over these epochs (0 = config.epochs)
   config.step_order = "arch_first"       # 'arch_first' (quark0/darts) | 'weights_first' (AutoDL)
 
   config.data = ml_collections.ConfigDict()

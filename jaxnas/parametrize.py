@@ -7,6 +7,7 @@ a whole arch pytree). Adding one is a one-file change: a class here and a line i
 * ``softmax`` (DARTS, MiLeNAS, iDARTS, RARTS): alpha ~ 1e-3 N(0, 1), mixing = softmax(alpha) per edge.
 * ``simplex`` (GAEA): alpha lives on the product of simplices (uniform init 1/n per edge) and is
   used directly as mixing weights; exponentiated gradient keeps it there.
+* ``sigmoid`` (Fair-DARTS): mixing = sigmoid(alpha) elementwise, no competition within an edge.
 * ``clamp`` (Maile et al., "On Constrained Optimization in Differentiable NAS", arXiv 2106.11655,
   the "CRB" activation of k8lion/DARTS-PRIME ``model_admm_hard_statebn.py``): alpha ~ 1/n +
   1e-4 N(0, 1), mixing = clip(alpha, 0, 1) elementwise (no normalisation within an edge, so edges
@@ -109,6 +110,22 @@ class Clamp(Parametrization):
     return jnp.clip(alpha, 0.0, 1.0)
 
 
+@dataclasses.dataclass(frozen=True)
+class Sigmoid(Parametrization):
+  """Fair-DARTS (Chu et al., ECCV 2020; xiaomi-automl/FairDARTS ``model_search.py``):
+  ``mixing = sigmoid(alpha)`` elementwise, no normalisation within an edge (the ops of an edge do
+  not compete: each weight moves on its own); alpha starts at ``init_scale * N(0, 1)`` (the
+  reference: zeros, ``init_scale = 0``; the zero-one loss' gradient vanishes there)."""
+  name: str = "sigmoid"
+  init_scale: float = 0.0
+
+  def init_leaf(self, key, shape, dtype):
+    return self.init_scale * jax.random.normal(key, shape, dtype)
+
+  def activate_leaf(self, alpha):
+    return jax.nn.sigmoid(alpha)
+
+
 def gumbel_hard(log_probs: jax.Array, key: jax.Array, tau: jax.Array | float) -> jax.Array:
   r"""GDAS' hard Gumbel-max sample with the straight-through gradient, per row (last axis).
 
@@ -132,11 +149,30 @@ def gumbel_hard(log_probs: jax.Array, key: jax.Array, tau: jax.Array | float) ->
   return one_hot - jax.lax.stop_gradient(probs) + probs
 
 
+def gumbel_soft(log_probs: jax.Array, key: jax.Array, tau: jax.Array | float) -> jax.Array:
+  r"""SNAS' relaxed Gumbel-softmax sample, per row (last axis).
+
+  .. math:: z = \mathrm{softmax}((\log p + g) / \tau),\quad g \sim \mathrm{Gumbel}(0, 1)
+
+  SNAS-Series ``Analysis/snas/model_search.py`` (``--snas``): ``softmax((log_alpha + G) / T)``
+  with ``G = -log(-log U)``, no hard sample; its value and gradient are the relaxed sample's.
+  """
+  g = jax.random.gumbel(key, log_probs.shape, log_probs.dtype)
+  return jax.nn.softmax((log_probs + g) / jnp.asarray(tau, log_probs.dtype), axis=-1)
+
+
 PARAMETRIZATIONS: dict[str, Parametrization] = {
     "softmax": Softmax(),
     "simplex": Simplex(),
     "clamp": Clamp(),
+    "sigmoid": Sigmoid(),
 }
+
+
+def register(parametrization: Parametrization) -> None:
+  """Makes ``config.parametrization=parametrization.name`` valid (a method module registers its
+  own: DrNAS' ``dirichlet``)."""
+  PARAMETRIZATIONS[parametrization.name] = parametrization
 
 
 def get(name: str) -> Parametrization:

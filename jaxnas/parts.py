@@ -8,10 +8,13 @@ and the optimizers (``jaxnas.optim``):
 * **alpha regularizers** -- terms added to the alpha objective, each with its own typed state and
   metric: ``Entropy`` (GAEA), ``Prox`` and ``Admm`` (DARTS-PRIME / constrained DARTS); a tuple of
   them composes (the sum of their terms);
-* **architecture samplers** -- ``GumbelHard`` (GDAS): the training forwards see a hard Gumbel-max
-  sample of the architecture distribution with the straight-through gradient, at a temperature
-  annealed per epoch (``jaxnas.steps.sampled``); derivation and evaluation keep the deterministic
-  mixing;
+* **forward transforms** -- what the training forwards of a step see instead of the deterministic
+  mixing (``jaxnas.steps.transformed``; derivation, evaluation and the regularizers keep the
+  deterministic mixing): the samplers ``Gumbel`` (GDAS' hard straight-through Gumbel-max sample,
+  SNAS' relaxed one) at a temperature annealed per epoch, and the others below. A transform is a
+  frozen object with ``name``, ``forwards`` (which training forwards it applies to: ``'weights'``,
+  ``'arch'``), ``wrap(mix, ctx) -> mix`` (``mix``: ``arch -> mixing``; ``ctx``:
+  ``ForwardContext``) and ``metrics(step)``;
 * **cell projections** -- Z(A), the one-hot matrices of the cell derived from mixing weights, which
   prox and ADMM pull toward (``CellProjection``: the space's own ``discretize`` on the leaves it
   names in ``cell_keys()``).
@@ -198,14 +201,50 @@ SCHEDULES = ("every_k", "dynamic_fisher")
 Schedule = EveryK | DynamicFisher
 
 
-# ============================================================================ architecture samplers
+# ============================================================================ forward transforms
 @dataclasses.dataclass(frozen=True)
-class GumbelHard:
-  r"""GDAS' sampler (Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU Hours",
-  CVPR 2019): every training forward (weight step and alpha step, each its own Gumbel draw) uses
-  ``h = parametrize.gumbel_hard(log p(alpha), key, tau(step))`` as the mixing weights, one sample
-  per edge; ``log p`` is the parametrization's ``log_activate`` (``softmax``: GDAS;
-  ``simplex``: GAEA-GDAS).
+class ForwardContext:
+  """What a forward transform sees when it wraps one training forward of a step (traced values).
+
+  Attributes:
+    parametrization: the deterministic parametrization (``log_activate``: the Gumbel samplers;
+      ``concentration``: DrNAS' Dirichlet sampler).
+    key: the transform's own key for this forward.
+    step: steps done before this one.
+    loss: ``loss(mix) -> scalar``: the training loss of the forward's batch at the current weights
+      with the mixing function ``mix`` (SDARTS-ADV's attack), or None.
+  """
+  parametrization: Any
+  key: Any
+  step: Any
+  loss: Callable[[Callable[[Any], Any]], jax.Array] | None = None
+
+
+def linear_anneal(step: jax.Array, start: float, end: float, epochs: int, steps_per_epoch: int,
+                  warmup_epochs: int = 0) -> jax.Array:
+  """A value constant within an epoch e (0-based) and linear over epochs::
+
+      v(e) = start - (start - end) * max(e - warmup_epochs, 0) / (epochs - 1)
+
+  held at ``end`` past ``epochs`` (``epochs = 1`` keeps ``start``)."""
+  epoch = jnp.asarray(step) // steps_per_epoch
+  progress = jnp.minimum(jnp.maximum(epoch - warmup_epochs, 0) / max(epochs - 1, 1), 1.0)
+  return (start - (start - end) * progress).astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gumbel:
+  r"""The Gumbel samplers: every training forward (weight step and alpha step, each its own
+  draw) mixes with a sample of each edge's op distribution ``p = activate(alpha)`` (its log from
+  the parametrization's ``log_activate``: ``softmax``, GDAS / SNAS; ``simplex``, GAEA-GDAS), one
+  sample per edge:
+
+  * ``hard=True``, **GDAS** (Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU
+    Hours", CVPR 2019): ``h = parametrize.gumbel_hard(log p, key, tau)``, the one-hot of the
+    Gumbel-max sample with the straight-through gradient of the relaxed sample;
+  * ``hard=False``, **SNAS** (Xie et al., "SNAS: Stochastic Neural Architecture Search", ICLR
+    2019): the relaxed sample itself, ``z = softmax((log p + g) / tau)``, ``g ~ Gumbel(0, 1)``
+    (``parametrize.gumbel_soft``).
 
   Temperature, constant within an epoch e (0-based, ``e = step // steps_per_epoch``)::
 
@@ -215,15 +254,17 @@ class GumbelHard:
   epoch / (total_epoch - 1))`` at each epoch start; tau_max = 10, tau_min = 0.1 in
   ``scripts-search/NAS-Bench-201-algos/GDAS.sh``); ``warmup_epochs`` is GAEA's EGDAS variant
   (methods.md §6, 0 in GDAS). Past ``epochs`` (a longer ``max_steps``) tau stays at ``tau_min``;
-  ``epochs = 1`` keeps ``tau_max``. Stateless: tau is a function of the step.
+  ``epochs = 1`` keeps ``tau_max``. Stateless: tau is a function of the step. A sampler replaces
+  the mixing: it comes first among the forward transforms.
   """
   tau_max: float = 10.0
   tau_min: float = 0.1
   epochs: int = 1
   steps_per_epoch: int = 1
   warmup_epochs: int = 0
+  hard: bool = True
   prefix: str = "arch_sampler"
-  name: str = "gumbel_hard"
+  forwards: tuple[str, ...] = ("weights", "arch")
 
   def __post_init__(self):
     if not 0 < self.tau_min <= self.tau_max:
@@ -233,27 +274,40 @@ class GumbelHard:
     _int_at_least("steps_per_epoch", self.steps_per_epoch, 1)
     _int_at_least(f"{self.prefix}.warmup_epochs", self.warmup_epochs, 0)
 
+  @property
+  def name(self) -> str:
+    return "gumbel_hard" if self.hard else "gumbel_soft"
+
   def tau(self, step: jax.Array) -> jax.Array:
     """The temperature of step ``step`` (steps done before it)."""
-    epoch = jnp.asarray(step) // self.steps_per_epoch
-    progress = jnp.maximum(epoch - self.warmup_epochs, 0) / max(self.epochs - 1, 1)
-    tau = self.tau_max - (self.tau_max - self.tau_min) * progress
-    return jnp.maximum(tau, self.tau_min).astype(jnp.float32)
+    return jnp.maximum(linear_anneal(step, self.tau_max, self.tau_min, self.epochs,
+                                     self.steps_per_epoch, self.warmup_epochs), self.tau_min)
 
   def sample(self, log_probs: Any, key: jax.Array, step: jax.Array) -> Any:
-    """Hard straight-through samples of every leaf (its own key per leaf, in leaf order)."""
-    from jaxnas.parametrize import gumbel_hard  # local import: parametrize imports no parts
+    """Samples of every leaf (its own key per leaf, in leaf order)."""
+    from jaxnas.parametrize import gumbel_hard, gumbel_soft  # parametrize imports no parts
+    draw = gumbel_hard if self.hard else gumbel_soft
     leaves, treedef = jax.tree.flatten(log_probs)
     keys = jax.random.split(key, len(leaves))
     tau = self.tau(step)
-    return jax.tree.unflatten(treedef, [gumbel_hard(leaf, k, tau.astype(leaf.dtype))
+    return jax.tree.unflatten(treedef, [draw(leaf, k, tau.astype(leaf.dtype))
                                         for leaf, k in zip(leaves, keys)])
+
+  def wrap(self, mix: Callable[[Any], Any], ctx: ForwardContext) -> Callable[[Any], Any]:
+    """The sample of the distribution ``ctx.parametrization`` defines (``mix`` is replaced)."""
+    del mix
+    return lambda arch: self.sample(ctx.parametrization.log_activate(arch), ctx.key, ctx.step)
 
   def metrics(self, step: jax.Array) -> dict[str, jax.Array]:
     return {"sampler/tau": self.tau(step)}
 
 
-SAMPLERS = ("none", "gumbel_hard")
+def GumbelHard(**options) -> Gumbel:  # noqa: N802 (the GDAS sampler by its config name)
+  """GDAS' sampler: ``Gumbel(hard=True, ...)``."""
+  return Gumbel(hard=True, **options)
+
+
+SAMPLERS = ("none", "gumbel_hard", "gumbel_soft")
 
 
 # ============================================================================ cell projections
@@ -511,7 +565,6 @@ class Admm:
     return new, {"reg/admm_update": fire.astype(jnp.float32)}
 
 
-REGULARIZERS = ("prox", "admm")  # by name in config.arch_regularizer.names (entropy: its weight)
 Regularizer = Entropy | Prox | Admm
 
 

@@ -21,10 +21,12 @@ default ``SingleNetwork`` is the step above (and hands the alpha step the config
 term, and fix the order (w -> y -> alpha). The rest of the alpha step (regularizers, alpha
 optimizer, pruning mask) and the parts' bookkeeping are the same for both.
 
-With an architecture sampler (``SearchComponents.sampler``: GDAS' ``parts.GumbelHard``) the weight
-phase and the alpha step each see their own hard sample of the architecture (``sampled``: the
-parametrization wrapped as ``SampledParametrization`` with a key split off the state's key and the
-step); the regularizers, the evaluation and the derivation keep the deterministic mixing.
+With forward transforms (``SearchComponents.transforms``, ``jaxnas.parts``: GDAS' and SNAS' Gumbel
+samplers, DrNAS' Dirichlet sampler, SDARTS' perturbations, DARTS-' auxiliary skip) the weight phase
+and the alpha step each see their own transformed mixing (``transformed``: the parametrization
+wrapped as ``TrainingParametrization`` with a key split off the state's key and the step; a
+transform names the forwards it applies to); the regularizers, the evaluation and the derivation
+keep the deterministic mixing.
 """
 from __future__ import annotations
 
@@ -131,8 +133,9 @@ class SearchComponents:
   prune: bool = False        # DARTS-PRIME's permanent pruning mask (clamp parametrization)
   weight_phase: WeightPhase = SingleNetwork()  # weight step(s) + the alpha gradient's data term
   steps_per_epoch: int = 0   # for parts that count epochs
-  # GDAS' architecture sampler (parts.GumbelHard) or None: the training forwards see its samples.
-  sampler: Any = None
+  # The forward transforms (jaxnas.parts): what the training forwards see instead of the
+  # deterministic mixing (a sampler's draw, SDARTS' perturbation, DARTS-' auxiliary skip), in order.
+  transforms: tuple[Any, ...] = ()
   # The supernet forward's dtype: 'float32' | 'bfloat16' (float32 master weights, BN statistics and
   # logits; see jaxnas.supernet). Used by supernet_loss (every gradient) and eval_step.
   compute_dtype: str = "float32"
@@ -154,38 +157,72 @@ class MaskedParametrization(Parametrization):
 
 
 @dataclasses.dataclass(frozen=True)
-class SampledParametrization(Parametrization):
-  """``activate(arch) = sampler.sample(base.log_activate(arch), key, step)``: the mixing weights of
-  the training forwards of one step under an architecture sampler (GDAS); ``key`` and ``step``
-  are traced. ``deterministic`` is ``base`` (what derivation, evaluation and regularizers use)."""
-  name: str = "sampled"
+class TrainingParametrization(Parametrization):
+  """The mixing weights of one training forward of a step: ``activate(arch) = mix(arch)``, where
+  ``mix`` is what the step's forward transforms (``SearchComponents.transforms``: samplers,
+  perturbations, the auxiliary skip) made of ``base.activate`` (their keys and the step traced in
+  it). ``deterministic`` is ``base`` (what derivation, evaluation and regularizers use)."""
+  name: str = "training"
   base: Parametrization = None
-  sampler: Any = None
-  key: Any = None
-  step: Any = None
+  mix: Callable[[Any], Any] = None
 
   def init_leaf(self, key, shape, dtype):
     return self.base.init_leaf(key, shape, dtype)
 
   def activate(self, arch: Any) -> Any:
-    return self.sampler.sample(self.base.log_activate(arch), self.key, self.step)
+    return self.mix(arch)
 
 
 def deterministic(parametrization: Parametrization) -> Parametrization:
-  """The parametrization without the step's sampler (``SampledParametrization.base``)."""
-  while isinstance(parametrization, SampledParametrization):
+  """The parametrization without the step's forward transforms (``TrainingParametrization.base``).
+  """
+  while isinstance(parametrization, TrainingParametrization):
     parametrization = parametrization.base
   return parametrization
 
 
-def sampled(components: "SearchComponents", key: jax.Array, step) -> "SearchComponents":
-  """The components whose training forwards see the sampler's draw from ``key`` at ``step``
-  (unchanged without a sampler)."""
-  if components.sampler is None:
+FORWARDS = ("weights", "arch")  # the training forwards of a step a transform may apply to
+
+
+def transformed(components: "SearchComponents", key: jax.Array, step, forward: str,
+                loss: Callable[[Callable[[Any], Any]], jax.Array] | None = None
+                ) -> "SearchComponents":
+  """The components whose ``forward`` (``'weights'`` or ``'arch'``) sees the forward transforms
+  that apply to it, in order (``parts`` "forward transforms"): each ``t.wrap(mix, ctx)`` maps the
+  mixing function so far (``arch -> mixing``) to the next one, ``ctx`` a ``parts.ForwardContext``
+  (the deterministic parametrization, the transform's key, the step, and ``loss(mix)``: the
+  training loss of that forward's batch at the current weights with mixing ``mix``, which
+  SDARTS-ADV's attack reads). One transform gets ``key`` itself, several a split of it each. Unchanged
+  without a transform for ``forward``."""
+  chosen = [t for t in components.transforms if forward in t.forwards]
+  if not chosen:
     return components
-  return dataclasses.replace(components, parametrization=SampledParametrization(
-      base=deterministic(components.parametrization), sampler=components.sampler, key=key,
-      step=step))
+  base = deterministic(components.parametrization)
+  keys = [key] if len(chosen) == 1 else list(jax.random.split(key, len(chosen)))
+  mix = base.activate
+  for t, k in zip(chosen, keys):
+    mix = t.wrap(mix, parts.ForwardContext(base, k, step, loss))
+  return dataclasses.replace(components, parametrization=TrainingParametrization(base=base,
+                                                                                 mix=mix))
+
+
+def forward_loss(components: "SearchComponents", state: SearchState, batch):
+  """``loss(mix)``: the training-mode loss of ``batch`` at the state's weights with the mixing
+  function ``mix`` (``arch -> mixing``), for the transforms that read it."""
+  base = deterministic(components.parametrization)
+
+  def loss(mix):
+    comps = dataclasses.replace(components, parametrization=TrainingParametrization(base=base,
+                                                                                  mix=mix))
+    return supernet_loss(comps, state.weights, state.arch, state.model_state, *batch)[0]
+  return loss
+
+
+def sampled(components: "SearchComponents", key: jax.Array, step,
+            forward: str = "weights") -> "SearchComponents":
+  """``transformed`` without a loss (the transforms that need none: samplers, the auxiliary
+  skip)."""
+  return transformed(components, key, step, forward)
 
 
 def init_method_state(components: SearchComponents, arch: Any) -> dict[str, Any]:
@@ -409,11 +446,14 @@ def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Arra
   due = None if schedule.always else schedule.due(state.step,
                                                    state.method_state["schedule"])
   comps_w = comps_a = comps
-  sampler_metrics = {}
-  if components.sampler is not None:  # GDAS: a fresh architecture sample per forward pass
+  transform_metrics = {}
+  if components.transforms:  # a fresh draw per forward pass (GDAS, SNAS, DrNAS, SDARTS, DARTS-)
     key, key_w, key_a = jax.random.split(key, 3)
-    comps_w, comps_a = sampled(comps, key_w, state.step), sampled(comps, key_a, state.step)
-    sampler_metrics = components.sampler.metrics(state.step)
+    comps_w = transformed(comps, key_w, state.step, "weights",
+                          forward_loss(comps, state, train_batch))
+    comps_a = transformed(comps, key_a, state.step, "arch", forward_loss(comps, state, val_batch))
+    for t in components.transforms:
+      transform_metrics.update(t.metrics(state.step))
   if step_order(components) == "arch_first":
     state, arch_metrics = maybe_arch_update(comps_a, state, train_batch, val_batch, lr, due)
     state, weight_metrics, _ = phase.update(comps_w, state, train_batch, val_batch)
@@ -423,7 +463,7 @@ def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Arra
     state, arch_metrics = maybe_arch_update(comps_a, state, train_batch, val_batch,
                                             comps.weights_lr(state.step + 1), due, carry)
   state, part_metrics = advance_parts(components, state, due, weight_metrics)
-  part_metrics = {**part_metrics, **sampler_metrics}
+  part_metrics = {**part_metrics, **transform_metrics}
   state = state.replace(step=state.step + 1, key=jax.random.key_data(key))
   return state, {**arch_metrics, **weight_metrics, "lr/weights": lr, **part_metrics}
 

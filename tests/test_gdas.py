@@ -184,7 +184,7 @@ def test_skeleton_samples_for_training_and_keeps_the_deterministic_mixing_elsewh
   sampler = parts.GumbelHard(epochs=3, steps_per_epoch=2)
   comps = steps.SearchComponents(module=None, parametrization=parametrize.get("softmax"),
                                  weights_tx=None, arch_tx=None, weights_lr=None, mean=(), std=(),
-                                 sampler=sampler)
+                                 transforms=(sampler,))
   arch = {"cell": jnp.stack([ALPHA, -ALPHA])}
   key = jax.random.key(11)
   drawn = steps.sampled(comps, key, 2).parametrization.activate(arch)["cell"]
@@ -206,7 +206,7 @@ def test_sampled_search_step_draws_differ_and_eval_is_deterministic():
   mixing is softmax(alpha)."""
   config = load_config(config_path("gdas_nb201.py"))
   search = search_lib.build_search(config)
-  assert search.components.sampler is not None
+  assert search.components.transforms
   state = search_lib.start_state(search)
   arch0 = np.asarray(state.arch["cell"])
   step_fn = search_lib.jit_search_step(search)

@@ -84,27 +84,48 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   block = config.arch_regularizer
   names = [n.strip() for n in block.names.split(",") if n.strip()]
   for name in names:
-    if name not in parts.REGULARIZERS or names.count(name) > 1:
+    if name not in _REGULARIZERS or names.count(name) > 1:
       raise ValueError(f"config.arch_regularizer.names={block.names!r} is not valid: use a "
                        f"comma-separated list of distinct names among "
-                       f"{', '.join(parts.REGULARIZERS)} ('' = none; GAEA's entropy term is "
+                       f"{', '.join(_REGULARIZERS)} ('' = none; GAEA's entropy term is "
                        "config.arch_optimizer.entropy_reg).")
-    if name == "prox":
-      regularizers.append(parts.Prox(
-          rho=float(block.rho), horizon=int(block.prox_epochs or config.epochs) * steps_per_epoch,
-          project=cell_projection(config, space)))
-    else:
-      regularizers.append(parts.Admm(rho=float(block.rho), freq=block.admm_freq,
-                                     dual_decay=float(block.admm_dual_decay),
-                                     project=cell_projection(config, space)))
+    regularizers.append(_REGULARIZERS[name](config, space, steps_per_epoch))
   check_prune(config, bool(config.prune_arch), "prune_arch")
   check_clamp_ops(config, space)
   return {"schedule": schedule, "regularizers": tuple(regularizers),
-          "prune": bool(config.prune_arch), "sampler": read_sampler(config, steps_per_epoch)}
+          "prune": bool(config.prune_arch),
+          "transforms": read_transforms(config, space, steps_per_epoch)}
+
+
+def read_prox(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
+              steps_per_epoch: int) -> parts.Prox:
+  block = config.arch_regularizer
+  return parts.Prox(rho=float(block.rho),
+                    horizon=int(block.prox_epochs or config.epochs) * steps_per_epoch,
+                    project=cell_projection(config, space))
+
+
+def read_admm(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
+              steps_per_epoch: int) -> parts.Admm:
+  del steps_per_epoch
+  block = config.arch_regularizer
+  return parts.Admm(rho=float(block.rho), freq=block.admm_freq,
+                    dual_decay=float(block.admm_dual_decay),
+                    project=cell_projection(config, space))
+
+
+PartReader = Callable[[ml_collections.ConfigDict, spaces.SearchSpace, int], Any]
+_REGULARIZERS: dict[str, PartReader] = {"prox": read_prox, "admm": read_admm}
+
+
+def register_regularizer(name: str, reader: PartReader) -> None:
+  """Makes ``name`` valid in ``config.arch_regularizer.names``: ``reader(config, space, steps per
+  epoch)`` builds the regularizer (its options: fields of ``config.arch_regularizer``)."""
+  _REGULARIZERS[name] = reader
 
 
 def read_sampler(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Any:
-  """``parts.GumbelHard`` from ``config.arch_sampler`` (None for ``'none'``)."""
+  """The sampler of ``config.arch_sampler`` (``parts.Gumbel``), or None for ``'none'``."""
   block = config.arch_sampler
   if block.name == "none":
     if config.space.get("sampled_forward", False):
@@ -112,16 +133,58 @@ def read_sampler(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Any
                        "edge, which needs an architecture sampler: set "
                        "config.arch_sampler.name='gumbel_hard' or sampled_forward=False.")
     return None
-  if block.name != "gumbel_hard":
+  reader = _SAMPLERS.get(block.name)
+  if reader is None:
     raise ValueError(f"config.arch_sampler.name={block.name!r} is not valid; choose one of: "
-                     f"{', '.join(parts.SAMPLERS)}.")
+                     f"{', '.join(('none', *_SAMPLERS))}.")
+  if block.name != "gumbel_hard" and config.space.get("sampled_forward", False):
+    raise ValueError(f"config.space.sampled_forward=True runs only the argmax op of each edge, "
+                     f"which needs one-hot samples (arch_sampler.name='gumbel_hard'), not "
+                     f"{block.name!r}; set config.space.sampled_forward=False.")
+  return reader(config, max(int(steps_per_epoch), 1))
+
+
+def read_gumbel(config: ml_collections.ConfigDict, steps_per_epoch: int) -> parts.Gumbel:
+  """GDAS' (``gumbel_hard``) or SNAS' (``gumbel_soft``) sampler from ``config.arch_sampler``."""
+  block = config.arch_sampler
   if config.parametrization not in ("softmax", "simplex"):
-    raise ValueError(f"config.arch_sampler.name='gumbel_hard' samples from each edge's op "
+    raise ValueError(f"config.arch_sampler.name={block.name!r} samples from each edge's op "
                      f"distribution, which parametrization={config.parametrization!r} does not "
-                     "define; use 'softmax' (GDAS) or 'simplex' (GAEA-GDAS).")
-  return parts.GumbelHard(tau_max=float(block.tau_max), tau_min=float(block.tau_min),
-                          epochs=int(config.epochs), steps_per_epoch=max(int(steps_per_epoch), 1),
-                          warmup_epochs=int(block.warmup_epochs))
+                     "define; use 'softmax' (GDAS, SNAS) or 'simplex' (GAEA-GDAS).")
+  return parts.Gumbel(tau_max=float(block.tau_max), tau_min=float(block.tau_min),
+                      epochs=int(block.get("tau_epochs", 0) or config.epochs),
+                      steps_per_epoch=steps_per_epoch, warmup_epochs=int(block.warmup_epochs),
+                      hard=block.name == "gumbel_hard")
+
+
+_SAMPLERS: dict[str, Callable[[ml_collections.ConfigDict, int], Any]] = {
+    "gumbel_hard": read_gumbel, "gumbel_soft": read_gumbel}
+
+
+def register_sampler(name: str, reader: Callable[[ml_collections.ConfigDict, int], Any]) -> None:
+  """Makes ``config.arch_sampler.name=name`` build its sampler with ``reader(config, steps per
+  epoch)``."""
+  _SAMPLERS[name] = reader
+
+
+_TRANSFORMS: list[Callable[[ml_collections.ConfigDict, spaces.SearchSpace, int], Any]] = []
+
+
+def register_transform(reader: Callable[[ml_collections.ConfigDict, spaces.SearchSpace, int],
+                                        Any]) -> None:
+  """Adds a forward transform read from the config (``reader(config, space, steps per epoch)``
+  returns it, or None when its block leaves it off); transforms apply in registration order,
+  after the sampler."""
+  _TRANSFORMS.append(reader)
+
+
+def read_transforms(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
+                    steps_per_epoch: int) -> tuple[Any, ...]:
+  """The forward transforms: the sampler first (it replaces the mixing), then the registered
+  ones that the config turns on."""
+  found = [read_sampler(config, steps_per_epoch)]
+  found += [reader(config, space, steps_per_epoch) for reader in _TRANSFORMS]
+  return tuple(t for t in found if t is not None)
 
 
 Reader = Callable[[ml_collections.ConfigDict, spaces.SearchSpace, int], dict[str, Any]]
