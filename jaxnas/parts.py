@@ -211,8 +211,9 @@ class ForwardContext:
       ``concentration``: DrNAS' Dirichlet sampler).
     key: the transform's own key for this forward.
     step: steps done before this one.
-    loss: ``loss(mix) -> scalar``: the training loss of the forward's batch at the current weights
-      with the mixing function ``mix`` (SDARTS-ADV's attack), or None.
+    loss: ``loss(mix, train=True) -> scalar``: the loss of the forward's batch at the current
+      weights with the mixing function ``mix`` (BatchNorm in training mode, or with
+      ``train=False`` on its running statistics; no statistics updated): SDARTS-ADV's attack.
   """
   parametrization: Any
   key: Any

@@ -207,14 +207,15 @@ def transformed(components: "SearchComponents", key: jax.Array, step, forward: s
 
 
 def forward_loss(components: "SearchComponents", state: SearchState, batch):
-  """``loss(mix)``: the training-mode loss of ``batch`` at the state's weights with the mixing
-  function ``mix`` (``arch -> mixing``), for the transforms that read it."""
-  base = deterministic(components.parametrization)
-
-  def loss(mix):
-    comps = dataclasses.replace(components, parametrization=TrainingParametrization(base=base,
-                                                                                  mix=mix))
-    return supernet_loss(comps, state.weights, state.arch, state.model_state, *batch)[0]
+  """``loss(mix, train=True)``: the loss of ``batch`` at the state's weights with the mixing
+  function ``mix`` (``arch -> mixing``), BatchNorm in training mode (batch statistics) or, with
+  ``train=False``, in evaluation mode (running statistics; SDARTS-ADV's attack); the BatchNorm
+  statistics are not updated. For the transforms that read it."""
+  def loss(mix, train: bool = True):
+    logits, _ = supernet.apply(components.module, state.weights, state.model_state, batch[0],
+                               mix(state.arch), train=train,
+                               compute_dtype=components.compute_dtype)
+    return cross_entropy(logits, batch[1])
   return loss
 
 

@@ -143,7 +143,8 @@ def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                                prefix="darts_prime"),)
   compose.check_clamp_ops(config, space)
   return {"schedule": schedule, "regularizers": regularizers,
-          "prune": config.parametrization == "clamp"}
+          "prune": config.parametrization == "clamp",
+          "transforms": compose.read_transforms(config, space, steps_per_epoch)}
 
 
 def build(config: ml_collections.ConfigDict) -> base.SearchMethod:
