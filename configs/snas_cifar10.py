@@ -62,7 +62,7 @@ def get_config(arg=None):
   config.arch_optimizer.clip_norm = 10.0
   config.arch_regularizer.names = ""
   config.arch_regularizer.resource_cost = "params"
-  return default.maybe_smoke(config, arg, {"resource": resource})
+  return default.maybe_smoke(config, arg, VARIANTS)
 
 
 def resource(config):
@@ -70,3 +70,6 @@ def resource(config):
   config.arch_regularizer.names = "resource"
   config.arch_regularizer.resource_weight = 1e-4
   return config
+
+
+VARIANTS = {"resource": resource}

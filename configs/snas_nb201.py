@@ -59,4 +59,7 @@ def get_config(arg=None):
   config.arch_optimizer.clip_norm = 10.0
   config.arch_regularizer.names = ""
   config.arch_regularizer.resource_cost = "params"
-  return default.maybe_smoke(config, arg, {"resource": snas_cifar10.resource})
+  return default.maybe_smoke(config, arg, VARIANTS)
+
+
+VARIANTS = {"resource": snas_cifar10.resource}

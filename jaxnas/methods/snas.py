@@ -48,6 +48,9 @@ the only public SNAS search code, the AISTATS'21 analysis variant):
   DARTS space here has its reductions at layers//3 and 2 layers//3, as the paper;
 * genotype: the DARTS rule on softmax(alpha) (``none`` excluded); the reference does not exclude
   ``none`` (model_search.py:997) and logs all edges;
+* alpha init: the softmax parametrization's ``1e-3 N(0, 1)``; the reference draws ``N(1, 0.01)``
+  (model_search.py:172-177; the mean shift leaves softmax unchanged, but Adam's L2 term acts on it);
+* the skeleton still draws and augments the step's alpha batch, which the joint step does not read;
 * metrics: there is no validation forward; ``val/loss`` and ``val/accuracy`` are those of the loss
   the alpha gradient is of (the training batch), so the step's two losses coincide.
 """
