@@ -11,3 +11,4 @@ from jaxnas.methods import rarts as rarts  # registers 'rarts'
 from jaxnas.methods import darts_prime as darts_prime  # registers 'darts_prime'
 from jaxnas.methods import darts_minus as darts_minus  # registers the auxiliary skip (DARTS-)
 from jaxnas.methods import sdarts as sdarts  # registers the weight-step perturbation (SDARTS)
+from jaxnas.methods import snas as snas  # registers the joint step and 'resource'

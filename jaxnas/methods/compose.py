@@ -15,7 +15,8 @@ Config fields (``configs/default.py``):
 * architecture sampler: ``config.arch_sampler.name`` = ``'none'`` or ``'gumbel_hard'`` (GDAS:
   ``tau_max``, ``tau_min``, ``warmup_epochs``, over ``config.epochs``; needs a parametrization with
   probability rows: ``'softmax'`` or ``'simplex'``);
-* pruning: ``config.prune_arch`` (DARTS-PRIME's permanent mask; needs ``parametrization='clamp'``).
+* pruning: ``config.prune_arch`` (DARTS-PRIME's permanent mask; needs ``parametrization='clamp'``);
+* weight phase: ``config.joint_step`` (SNAS' single-level joint step, ``jaxnas.methods.snas``).
 
 A method whose config block predates these fields maps it in its own reader, registered with
 ``register_reader``: ``config.method='darts_prime'`` reads ``config.darts_prime.*``
@@ -61,7 +62,9 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                  steps_per_epoch: int, step_order: str | None = None) -> dict[str, Any]:
   """The parts from ``config.arch_schedule``, ``config.arch_regularizer``, ``config.prune_arch``
   and ``config.arch_optimizer.entropy_reg``; ``step_order``: the order a weight phase fixes
-  (RARTS'), which the schedule's automatic phase follows (None: ``config.step_order``)."""
+  (RARTS'), which the schedule's automatic phase follows (None: ``config.step_order``). With
+  ``config.joint_step``: also ``'weight_phase'``, SNAS' ``JointStep`` (``jaxnas.methods.snas``).
+  """
   sched = config.arch_schedule
   if sched.name == "every_k":
     k = config.arch_every
@@ -92,9 +95,13 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
     regularizers.append(_REGULARIZERS[name](config, space, steps_per_epoch))
   check_prune(config, bool(config.prune_arch), "prune_arch")
   check_clamp_ops(config, space)
-  return {"schedule": schedule, "regularizers": tuple(regularizers),
-          "prune": bool(config.prune_arch),
-          "transforms": read_transforms(config, space, steps_per_epoch)}
+  found = {"schedule": schedule, "regularizers": tuple(regularizers),
+           "prune": bool(config.prune_arch),
+           "transforms": read_transforms(config, space, steps_per_epoch)}
+  if config.get("joint_step", False):  # SNAS' single-level joint step (jaxnas.methods.snas)
+    from jaxnas.methods import snas  # local import: snas registers its parts with this module
+    found["weight_phase"] = snas.read_joint_step(config, schedule, step_order)
+  return found
 
 
 def read_prox(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
