@@ -12,9 +12,12 @@ Config fields (``configs/default.py``):
 * regularizers, summed in this order: GAEA's entropy (``config.arch_optimizer.entropy_reg`` > 0),
   then ``config.arch_regularizer.names`` (comma-separated ``prox``, ``admm``; options ``rho``,
   ``prox_epochs``, ``admm_freq``, ``admm_dual_decay``);
-* architecture sampler: ``config.arch_sampler.name`` = ``'none'`` or ``'gumbel_hard'`` (GDAS:
-  ``tau_max``, ``tau_min``, ``warmup_epochs``, over ``config.epochs``; needs a parametrization with
-  probability rows: ``'softmax'`` or ``'simplex'``);
+* forward transforms: the sampler ``config.arch_sampler.name`` = ``'none'``, ``'gumbel_hard'``
+  (GDAS: ``tau_max``, ``tau_min``, ``warmup_epochs``, ``tau_epochs``; a parametrization with
+  probability rows: ``'softmax'`` or ``'simplex'``), ``'gumbel_soft'`` (SNAS) or one a method
+  registers (``register_sampler``: DrNAS' ``'dirichlet'``), then the transforms methods register
+  (``register_transform``: DARTS-' ``config.auxiliary_skip``, SDARTS' ``config.arch_perturbation``);
+* regularizers by name (``register_regularizer``: ``prox``, ``admm`` here; the methods' own);
 * pruning: ``config.prune_arch`` (DARTS-PRIME's permanent mask; needs ``parametrization='clamp'``);
 * weight phase: ``config.joint_step`` (SNAS' single-level joint step, ``jaxnas.methods.snas``).
 
@@ -62,8 +65,8 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                  steps_per_epoch: int, step_order: str | None = None) -> dict[str, Any]:
   """The parts from ``config.arch_schedule``, ``config.arch_regularizer``, ``config.prune_arch``
   and ``config.arch_optimizer.entropy_reg``; ``step_order``: the order a weight phase fixes
-  (RARTS'), which the schedule's automatic phase follows (None: ``config.step_order``). With
-  ``config.joint_step``: also ``'weight_phase'``, SNAS' ``JointStep`` (``jaxnas.methods.snas``).
+  (RARTS'), which the schedule's automatic phase follows (None: ``config.step_order``); also
+  ``'weight_phase'`` where a registered reader sets one (SNAS' ``config.joint_step``).
   """
   sched = config.arch_schedule
   if sched.name == "every_k":
@@ -98,10 +101,28 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   found = {"schedule": schedule, "regularizers": tuple(regularizers),
            "prune": bool(config.prune_arch),
            "transforms": read_transforms(config, space, steps_per_epoch)}
-  if config.get("joint_step", False):  # SNAS' single-level joint step (jaxnas.methods.snas)
-    from jaxnas.methods import snas  # local import: snas registers its parts with this module
-    found["weight_phase"] = snas.read_joint_step(config, schedule, step_order)
-  return found
+  return {**found, **read_weight_phase(config, schedule, step_order)}
+
+
+def read_weight_phase(config: ml_collections.ConfigDict, schedule: Any,
+                      method_order: str | None = None) -> dict[str, Any]:
+  """``{'weight_phase': phase}`` if a registered reader builds one from the config, else ``{}``."""
+  for reader in _WEIGHT_PHASES:
+    phase = reader(config, schedule, method_order)
+    if phase is not None:
+      return {"weight_phase": phase}
+  return {}
+
+
+WeightPhaseReader = Callable[[ml_collections.ConfigDict, Any, "str | None"], Any]
+_WEIGHT_PHASES: list[WeightPhaseReader] = []
+
+
+def register_weight_phase(reader: WeightPhaseReader) -> None:
+  """Adds a weight phase read from the config: ``reader(config, schedule, method_order)`` returns
+  it, or None when the config leaves it off (``method_order``: the order of a method's own weight
+  phase, e.g. RARTS', which it must refuse to replace); SNAS' ``config.joint_step``."""
+  _WEIGHT_PHASES.append(reader)
 
 
 def read_prox(config: ml_collections.ConfigDict, space: spaces.SearchSpace,

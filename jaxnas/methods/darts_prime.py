@@ -144,7 +144,8 @@ def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   compose.check_clamp_ops(config, space)
   return {"schedule": schedule, "regularizers": regularizers,
           "prune": config.parametrization == "clamp",
-          "transforms": compose.read_transforms(config, space, steps_per_epoch)}
+          "transforms": compose.read_transforms(config, space, steps_per_epoch),
+          **compose.read_weight_phase(config, schedule)}
 
 
 def build(config: ml_collections.ConfigDict) -> base.SearchMethod:

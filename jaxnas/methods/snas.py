@@ -118,9 +118,12 @@ class JointStep:
 
 
 def read_joint_step(config: ml_collections.ConfigDict, schedule: Any,
-                    method_order: str | None) -> JointStep:
-  """``JointStep`` for ``config.joint_step=True``; a one-line ValueError for what it cannot
-  combine with (``method_order``: the order of a method's own weight phase, e.g. RARTS')."""
+                    method_order: str | None) -> JointStep | None:
+  """``JointStep`` for ``config.joint_step=True`` (None otherwise); a one-line ValueError for what
+  it cannot combine with (``method_order``: the order of a method's own weight phase, e.g.
+  RARTS')."""
+  if not config.get("joint_step", False):
+    return None
   if method_order is not None:
     raise ValueError(f"config.joint_step=True replaces the weight phase, which "
                      f"config.method={config.method!r} sets itself; set joint_step=False.")
@@ -270,3 +273,4 @@ def read_resource(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
 
 
 compose.register_regularizer("resource", read_resource)
+compose.register_weight_phase(read_joint_step)
