@@ -12,6 +12,7 @@ import jaxnas.spaces
 from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import parts
+from jaxnas import search as search_lib
 from jaxnas.methods import beta_darts
 from jaxnas.methods import compose
 from test_loop import ROOT, load_config
@@ -24,6 +25,18 @@ EDGES = 5  # 2 + 3 rows
 
 def config_path(name):
   return os.path.join(ROOT, "configs", name)
+
+
+def alpha_trajectory(config, steps):
+  """alpha after each of ``steps`` compiled search steps, and the step metrics."""
+  search = search_lib.build_search(config)
+  step_fn = search_lib.jit_search_step(search)
+  state, arches, metrics = search_lib.start_state(search), [], []
+  for step in range(steps):
+    state, m = step_fn(state, search_lib.step_batches(search, step))
+    arches.append(np.asarray(state.arch["cell"]))
+    metrics.append(m)
+  return search, arches, metrics
 
 
 def ctx(step):
@@ -92,6 +105,28 @@ def test_configs_are_the_reference_settings():
   c = load_config(config_path("betadarts_cifar10.py"), arg=None)
   assert "none" not in c.space.ops.split(",") and len(c.space.ops.split(",")) == 7
   assert (c.epochs, c.arch_regularizer.beta_decay_epochs) == (50, 0)
+
+
+# Slow (two compiles of the NB201 smoke search step).
+@pytest.mark.slow
+def test_beta_decay_enters_the_alpha_step_from_epoch_1():
+  """In the compiled step: lambda = 0 through epoch 0, so those alpha steps equal the ones
+  without the term; the first step of epoch 1 (lambda = 50 / 100) differs, and the reported
+  ``reg/beta_decay`` is lambda * mean logsumexp of the alpha it started from."""
+  config = load_config(config_path("betadarts_nb201.py"), max_steps=8)
+  search, on, metrics = alpha_trajectory(config, 8)
+  per_epoch = search.steps_per_epoch
+  assert 1 <= per_epoch < 8
+  config.arch_regularizer.beta_decay_weight = 0.0
+  _, off, _ = alpha_trajectory(config, per_epoch + 1)
+  for step in range(per_epoch):
+    np.testing.assert_array_equal(on[step], off[step])
+    np.testing.assert_allclose(metrics[step]["reg/beta_decay"], 0.0)
+  assert not np.allclose(on[per_epoch], off[per_epoch], rtol=0, atol=1e-9)
+  before = np.asarray(on[per_epoch - 1], np.float64)
+  want = 0.5 * np.mean(np.log(np.sum(np.exp(before), axis=-1)))
+  np.testing.assert_allclose(metrics[per_epoch]["reg/beta_decay"], want, rtol=1e-4)
+  np.testing.assert_allclose(metrics[per_epoch]["reg/beta_decay_lambda"], 0.5)
 
 
 # Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.

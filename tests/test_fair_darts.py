@@ -12,6 +12,7 @@ import jaxnas.spaces
 from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import parts
+from jaxnas import search as search_lib
 from jaxnas.methods import compose
 from jaxnas.methods import fair_darts
 from test_loop import ROOT, load_config
@@ -24,6 +25,18 @@ ARCH = {"normal": jnp.array([[0.3, -1.2, 2.0], [0.0, 0.7, -0.4]]),
 
 def config_path(name):
   return os.path.join(ROOT, "configs", name)
+
+
+def alpha_trajectory(config, steps):
+  """alpha after each of ``steps`` compiled search steps, and the step metrics."""
+  search = search_lib.build_search(config)
+  step_fn = search_lib.jit_search_step(search)
+  state, arches, metrics = search_lib.start_state(search), [], []
+  for step in range(steps):
+    state, m = step_fn(state, search_lib.step_batches(search, step))
+    arches.append(np.asarray(state.arch["cell"]))
+    metrics.append(m)
+  return search, arches, metrics
 
 
 def ctx(step=0):
@@ -122,6 +135,26 @@ def test_configs_are_the_reference_settings():
   assert (c.weights_optimizer.learning_rate, c.batch_size, c.epochs, c.step_order) == (
       0.005, 128, 50, "arch_first")
   assert parametrize.get("sigmoid").init_scale == 0.0  # alpha starts at 0
+
+
+# Slow (two compiles of the NB201 smoke search step).
+@pytest.mark.slow
+def test_zero_one_enters_the_alpha_step_after_the_stationary_start():
+  """In the compiled step: at alpha = 0 (step 0) the zero-one term has value and gradient 0, so
+  the first alpha step equals the one without it; from step 1 on the trajectories differ."""
+  config = load_config(config_path("fairdarts_nb201.py"), max_steps=3)
+  _, on, metrics = alpha_trajectory(config, 3)
+  config.arch_regularizer.zero_one_weight = 0.0
+  _, off, _ = alpha_trajectory(config, 3)
+  np.testing.assert_array_equal(on[0], off[0])
+  assert not np.allclose(on[1], off[1], rtol=0, atol=1e-9)
+  np.testing.assert_allclose(metrics[0]["reg/zero_one"], 0.0)
+  np.testing.assert_allclose(metrics[1]["reg/zero_one"], by_hand_cell(on[0], 10.0), rtol=1e-4)
+
+
+def by_hand_cell(alpha, weight):
+  s = 1 / (1 + np.exp(-np.asarray(alpha, np.float64)))
+  return -weight * np.mean((s - 0.5) ** 2)
 
 
 # Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
