@@ -81,11 +81,13 @@ class BetaDecay:
 
   def __post_init__(self):
     if not self.weight >= 0:
-      parts._fail("arch_regularizer.beta_decay_weight", self.weight,  # pylint: disable=protected-access
-                  "use a weight >= 0 (the reference: 50).")
-    parts._int_at_least("arch_regularizer.beta_decay_epochs (0 = config.epochs)",  # pylint: disable=protected-access
-                        self.epochs, 1)
-    parts._int_at_least("steps per epoch", self.steps_per_epoch, 1)  # pylint: disable=protected-access
+      raise ValueError(f"config.arch_regularizer.beta_decay_weight={self.weight!r} is not valid: "
+                       "use a weight >= 0 (the reference: 50).")
+    if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+      raise ValueError(f"config.arch_regularizer.beta_decay_epochs gives {self.epochs!r} epochs for "
+                       "lambda's ramp: use an integer >= 1 (0 = config.epochs).")
+    if not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1:
+      raise ValueError(f"steps_per_epoch={self.steps_per_epoch!r}: use an integer >= 1.")
     if not self.keys:
       raise ValueError("The beta-decay regularizer needs at least one cell leaf "
                        "(space.cell_keys()).")

@@ -88,8 +88,8 @@ class ZeroOne:
 
   def __post_init__(self):
     if not self.weight >= 0:
-      parts._fail("arch_regularizer.zero_one_weight", self.weight,  # pylint: disable=protected-access
-                  "use a weight >= 0 (the reference: 10).")
+      raise ValueError(f"config.arch_regularizer.zero_one_weight={self.weight!r} is not valid: "
+                       "use a weight >= 0 (the reference: 10).")
     if not self.keys:
       raise ValueError("The zero-one regularizer needs at least one cell leaf (space.cell_keys()).")
 
