@@ -110,6 +110,9 @@ def test_threshold_sparse_keeps_top2_edges_above_the_threshold():
   # with no threshold it is the DARTS rule (the genotype jaxnas derives), node indices aside
   darts = jaxnas.spaces.darts.derive_cell(w, ops, 2)
   assert [(op, j) for op, _, j in fair_darts.threshold_sparse(w, ops, 2, 0.0)] == darts
+  space = jaxnas.spaces.get("darts", ops=ops, nodes=2)
+  both = fair_darts.threshold_genotype({"normal": w, "reduce": np.zeros_like(w) + 0.9}, space)
+  assert both["normal"] == genes and len(both["reduce"]) == 4  # every top-2 edge: 0.9 >= 0.85
 
 
 def test_config_errors_name_the_fix():

@@ -42,9 +42,9 @@ Where jaxnas differs:
 * **derivation**: the search loop derives (and evaluates, and looks up) the DARTS genotype of
   ``space.derive`` -- top-2 edges per node and their best op, *without* the 0.85 threshold: a
   DARTS genotype (and the evaluation network built from it) has exactly two inputs per node. The
-  reference's rule is :func:`threshold_sparse` here (a reporting helper, not wired into the
-  driver); on the sigmoid weights its kept edges are a subset of the derived genotype's (the same
-  ranking, ties aside).
+  reference's rule is :func:`threshold_sparse` / :func:`threshold_genotype` here (helpers to
+  apply to a restored state's sigmoid(alpha); not wired into the driver's genotype log); its
+  kept edges are a subset of the derived genotype's (the same ranking, ties aside).
 * only the ``'l2'`` separation loss (the default); the ``'l1'`` variant (``TriSeparateLoss``:
   ``-mean|sigmoid(alpha) - 0.5|``) and ``--single_level`` are not built.
 * the regularizer is on the raw alpha (``sigmoid(alpha)``), as the reference; with a pruning mask
@@ -144,6 +144,15 @@ def threshold_sparse(weights: np.ndarray, ops: Sequence[str], nodes: int = 4,
       if row[best] >= threshold:
         genes.append((ops[best], node + 2, j))
   return genes
+
+
+def threshold_genotype(mixing: dict[str, Any], space: Any, threshold: float = 0.85
+                       ) -> dict[str, list[tuple[str, int, int]]]:
+  """:func:`threshold_sparse` on each cell of a DARTS-space mixing (``sigmoid(alpha)``, e.g.
+  ``jaxnas.steps.mixing(components, state)`` of a restored search state): ``{'normal': [...],
+  'reduce': [...]}``, the reference's genotype."""
+  return {cell: threshold_sparse(np.asarray(mixing[cell]), space.ops, space.nodes, threshold)
+          for cell in ("normal", "reduce")}
 
 
 compose.register_regularizer("zero_one", read_zero_one)
