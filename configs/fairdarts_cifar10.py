@@ -21,8 +21,8 @@ set; 196 steps per epoch (ceil(25000 / 128), the last partial batch kept).
 Where jaxnas differs: the logged and evaluated genotype is the DARTS rule on sigmoid(alpha) (top-2
 edges per node, their best op) WITHOUT the reference's 0.85 threshold (``parse_method=
 'threshold_sparse'``: an edge kept only if its best sigmoid >= 0.85, so 0-2 inputs per node); the
-reference rule is ``jaxnas.methods.fair_darts.threshold_sparse`` (a helper on the final
-sigmoid(alpha), not wired into the driver). As in the reference, the search cell's pooling ops
+reference rule is ``jaxnas.methods.fair_darts.threshold_genotype`` (a helper to apply to a
+restored state's sigmoid(alpha), not wired into the driver). As in the reference, the search cell's pooling ops
 are followed by BatchNorm without affine (``spaces.ops``, ``pool_bn``).
 """
 from configs import default
