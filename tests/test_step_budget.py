@@ -156,6 +156,26 @@ def idarts_nb201(n_valid_split=25_000, batch=64, epochs=30, inner=4, lr0=0.01, e
                 per_epoch_lrs(epochs, inner * alpha_per_epoch, lr0, eta_min, epochs, offset=0))
 
 
+def fair_darts(n_train=CIFAR10_TRAIN, batch=128, epochs=50, portion=0.5):
+  """xiaomi-automl/FairDARTS fairdarts/train_search.py @ 270cfc9: batch 128, lr 0.005, 50 epochs
+  (l. 23-31); split = floor(0.5 n) (l. 104), train_queue over the first split (l. 106-109);
+  CosineAnnealingLR(T_max = epochs, eta_min 0.001) (l. 132), ``scheduler.step()`` at the start
+  of each epoch (l. 137-138: T = e + 1); per step of ``enumerate(train_queue)`` (l. 185) one
+  ``architect.step`` on ``next(iter(valid_queue))`` (l. 194-200) and one weight step."""
+  per_epoch = loader_len(math.floor(portion * n_train), batch)
+  return Budget(epochs * per_epoch, epochs * per_epoch,
+                per_epoch_lrs(epochs, per_epoch, 0.005, 0.001, epochs, offset=1))
+
+
+def beta_darts_nb201(n_train=CIFAR10_TRAIN, batch=64, epochs=100):
+  """Sunshine-Ye/Beta-DARTS nasbench201/train_search.py @ f307704: split_train = floor(0.5 n)
+  (l. 138), train_queue over the first half (l. 145-148), batch 64, 100 epochs, 0.025 -> 0.001;
+  ``scheduler.step()`` at the start of each epoch (l. 160-161: T = e + 1); per step of
+  ``enumerate(train_queue)`` (l. 217) one ``architect.step`` (l. 229) and one weight step: the
+  quark0/darts loop over 100 epochs."""
+  return quark0_darts(n_train=n_train, batch=batch, epochs=epochs)
+
+
 # Config file (full size) -> the reference budget. No reference code: quickstart.py (scikit-learn
 # digits, jaxnas' own demo) and the RARTS configs (the paper's code is not public; rarts_cifar10
 # uses quark0/darts' setup and is checked against it below, rarts_nb201 AutoDL's).
@@ -176,6 +196,11 @@ REFERENCES = {
     # MiLeNAS' train_gdas.py loop taken as train_milenas.py's, at batch 128, 300 epochs
     # (run_milenas_and_gdas.sh, methods.md §3(b)).
     "milenas_gdas_cifar10.py": lambda: milenas(batch=128, epochs=300),
+    "fairdarts_cifar10.py": fair_darts,
+    "fairdarts_nb201.py": autodl_darts,  # ours: AutoDL's DARTS-V1 setup (no Fair-DARTS NB201 code)
+    "betadarts_nb201.py": beta_darts_nb201,
+    # The released DARTS-space script (sota/cnn/train_search.py) is quark0/darts' loop, 50 epochs.
+    "betadarts_cifar10.py": quark0_darts,
 }
 VARIANTS = {"darts_nb201.py:second_order": autodl_darts}  # DARTS-V2: same loop, alpha first
 

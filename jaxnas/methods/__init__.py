@@ -12,3 +12,5 @@ from jaxnas.methods import darts_prime as darts_prime  # registers 'darts_prime'
 from jaxnas.methods import darts_minus as darts_minus  # registers the auxiliary skip (DARTS-)
 from jaxnas.methods import sdarts as sdarts  # registers the weight-step perturbation (SDARTS)
 from jaxnas.methods import snas as snas  # registers the joint step and 'resource'
+from jaxnas.methods import fair_darts as fair_darts  # registers the 'zero_one' regularizer
+from jaxnas.methods import beta_darts as beta_darts  # registers the 'beta_decay' regularizer
