@@ -9,3 +9,4 @@ from jaxnas.methods.milenas import conv_counts as conv_counts
 from jaxnas.methods.milenas import should_stop_early as should_stop_early
 from jaxnas.methods import rarts as rarts  # registers 'rarts'
 from jaxnas.methods import darts_prime as darts_prime  # registers 'darts_prime'
+from jaxnas.methods import drnas as drnas  # registers 'drnas', the 'dirichlet' parametrization, sampler, KL
