@@ -64,7 +64,7 @@ def get_config(arg=None):
   config.arch_optimizer.b1 = 0.5
   config.arch_optimizer.b2 = 0.999
   config.arch_optimizer.weight_decay = 1e-3
-  return default.maybe_smoke(config, arg, {"smoke": drnas_smoke, "kl": drnas_nb201.kl})
+  return default.maybe_smoke(config, arg, VARIANTS)
 
 
 def drnas_smoke(config):
@@ -79,3 +79,6 @@ def drnas_smoke(config):
   config.drnas.stage_warmup_epochs = 0
   config.max_steps = 3
   return config
+
+
+VARIANTS = {"smoke": drnas_smoke, "kl": drnas_nb201.kl}

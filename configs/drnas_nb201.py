@@ -54,7 +54,7 @@ def get_config(arg=None):
   config.arch_optimizer.b1 = 0.5
   config.arch_optimizer.b2 = 0.999
   config.arch_optimizer.weight_decay = 1e-3
-  return default.maybe_smoke(config, arg, {"kl": kl})
+  return default.maybe_smoke(config, arg, VARIANTS)
 
 
 def kl(config):
@@ -63,3 +63,6 @@ def kl(config):
   config.arch_regularizer.kl_weight = 1e-3
   config.arch_optimizer.weight_decay = 0.0
   return config
+
+
+VARIANTS = {"kl": kl}
