@@ -9,7 +9,8 @@ Each training forward mixes with ``theta_e ~ Dir(elu(alpha_e) + 1)`` over the ed
 their own). First order, alpha step first:
 
   alpha <- Adam(alpha, grad_alpha L_val(w, theta))   (lr 6e-4, betas (0.5, 0.999), L2 1e-3)
-  w     <- SGD(w, grad_w L_train(w, theta'))          (0.1 -> 0 cosine over 50 epochs, momentum 0.9, wd 3e-4, clip 5)
+  w     <- SGD(w, grad_w L_train(w, theta'))          (0.1 -> 0 cosine over 50 epochs, momentum 0.9,
+                                                       wd 3e-4, clip 5)
 
 Progressive learning (``config.method='drnas'``, ``jaxnas.methods.drnas``): stage 1 = 25 epochs
 with all 7 ops; then each edge keeps its 4 ops of largest alpha (pruned alpha set to 0, the

@@ -15,11 +15,12 @@ training batch, each its own draw; one draw per edge shared by all cells) mixes 
 ``jax.random.dirichlet``). First order, alpha step first:
 
   alpha <- Adam(alpha, grad_alpha L_val(w, theta))   (lr 3e-4, betas (0.5, 0.999), L2 1e-3)
-  w     <- SGD(w, grad_w L_train(w, theta'))          (0.025 -> 0.001 cosine, momentum 0.9, wd 3e-4, clip 5)
+  w     <- SGD(w, grad_w L_train(w, theta'))          (0.025 -> 0.001 cosine, momentum 0.9, wd 3e-4,
+                                                       clip 5)
 
-Reference settings: C=16, N=5, the 5 NB201 ops including ``none``, batch 64, 100 epochs, the CIFAR-10
-training set split 50/50 (first half w, second half alpha, a random alpha batch every step), cosine
-stepped at epoch end, ``reg_type='l2'`` (the Adam weight decay 1e-3 pulls alpha -> 0, i.e. the
+Reference settings: C=16, N=5, the 5 NB201 ops including ``none``, batch 64, 100 epochs, the
+CIFAR-10 training set split 50/50 (first half w, second half alpha, a random alpha batch every
+step), cosine stepped at epoch end, ``reg_type='l2'`` (the Adam weight decay 1e-3 pulls alpha -> 0, i.e. the
 concentration toward the anchor Dir(1)). The genotype is the per-edge argmax of softmax(alpha)
 (= of alpha), ``none`` included.
 
