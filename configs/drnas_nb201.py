@@ -20,9 +20,9 @@ training batch, each its own draw; one draw per edge shared by all cells) mixes 
 
 Reference settings: C=16, N=5, the 5 NB201 ops including ``none``, batch 64, 100 epochs, the
 CIFAR-10 training set split 50/50 (first half w, second half alpha, a random alpha batch every
-step), cosine stepped at epoch end, ``reg_type='l2'`` (the Adam weight decay 1e-3 pulls alpha
--> 0, i.e. the concentration toward the anchor Dir(1)). The genotype is the per-edge argmax of softmax(alpha)
-(= of alpha), ``none`` included.
+step), cosine stepped at epoch end, ``reg_type='l2'`` (the Adam weight decay 1e-3 pulls alpha -> 0,
+i.e. the concentration toward the anchor Dir(1)). The genotype is the per-edge argmax of
+softmax(alpha) (= of alpha), ``none`` included.
 
 Variant ``:kl``: the reference's ``--reg_type kl``: ``arch_regularizer.names='dirichlet_kl'``
 (``kl_weight * sum_e KL(Dir(elu(alpha_e) + 1) || Dir(1))``, ``kl_weight`` = the reference's
