@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.space.node_batchnorm = False    # DARTS / NB201: BatchNorm (no affine) on every intermediate node (DARTS-PRIME clamp)
 
   config.method = "darts"                # search method: 'darts' (DARTS family: the hypergrad, parametrization and
-                                         # arch optimizer below pick DARTS/MiLeNAS/iDARTS/GAEA) | 'darts_prime' | 'rarts'
+                                         # arch optimizer below pick DARTS/MiLeNAS/iDARTS/GAEA) | 'darts_prime' | 'rarts' | 'drnas'
                                          # | 'nao_v2' (its own driver, config.nao)
   config.hypergrad = "first_order"       # first_order | mixed_level | finite_difference | unrolled | implicit_neumann | implicit_cg
   config.hypergrad_options = ml_collections.ConfigDict()
@@ -199,6 +199,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.rarts.alpha_gradient_at = "updated"  # 'updated': at the new w, y (Gauss-Seidel, 4 fwd+bwd per step) | 'current': from the w/y steps' own passes (2 fwd+bwd)
   config.rarts.val_lr_scale = 1.0          # y's learning rate = this x the weight schedule (y uses w's optimizer chain, its own state)
   config.rarts.eval_network = "train"      # network of the per-epoch supernet evaluation: 'train' (w) | 'val' (y)
+
+  config.drnas = ml_collections.ConfigDict()        # DrNAS' progressive learning (config.method='drnas'; jaxnas/methods/drnas.py)
+  config.drnas.stage_epochs = 0            # >0: stage 1 length; after it each edge keeps its num_keep ops of largest alpha (0 = no pruning)
+  config.drnas.num_keep = 4                # ops kept per edge in stage 2 (the DARTS-space reference: 7 -> 4)
+  config.drnas.stage_warmup_epochs = 0     # no alpha step in the first epochs of each stage (the DARTS-space reference: 10)
 
   config.nao = ml_collections.ConfigDict()          # NAO-V2 (config.method = 'nao_v2'; jaxnas/nao/search.py)
   config.nao.op_set = "small"              # 'nao' space op set when config.space.ops is '': 'small' (5 ops) | 'middle' (10)

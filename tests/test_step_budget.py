@@ -22,6 +22,8 @@ import pytest
 from jaxnas import data as data_lib
 from jaxnas import search as search_lib
 from jaxnas import parts
+from jaxnas import spaces
+from jaxnas.methods import compose
 from test_loop import ROOT, load_config
 
 CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000
@@ -176,6 +178,27 @@ def beta_darts_nb201(n_train=CIFAR10_TRAIN, batch=64, epochs=100):
   return quark0_darts(n_train=n_train, batch=batch, epochs=epochs)
 
 
+def drnas_nb201(n_train=CIFAR10_TRAIN, batch=64, epochs=100):
+  """xiangning-chen/DrNAS 201-space/train_search.py: split = floor(0.5 n), train_queue over the
+  first half, batch 64, 100 epochs; ``lr = scheduler.get_lr()`` at the start of epoch e and
+  ``scheduler.step()`` at its end (T = e, T_max = 100, 0.025 -> 0.001); per step of
+  ``enumerate(train_queue)`` one ``architect.step`` (its ``if epoch >= 15`` commented out), then
+  one weight step."""
+  per_epoch = loader_len(math.floor(0.5 * n_train), batch)
+  return Budget(epochs * per_epoch, epochs * per_epoch,
+                per_epoch_lrs(epochs, per_epoch, 0.025, 0.001, epochs, offset=0))
+
+
+def drnas_darts(n_train=CIFAR10_TRAIN, batch=64, stages=(25, 25), warmup=10):
+  """DrNAS DARTS-space/train_search.py: train_epochs [25, 25]; one CosineAnnealingLR(T_max = 50,
+  0.1 -> 0) carried across the stages (configure_scheduler), stepped at epoch end (T = e); per
+  step an ``architect.step`` only ``if epoch >= 10`` with the stage-local epoch ``e``."""
+  per_epoch = loader_len(math.floor(0.5 * n_train), batch)
+  epochs = sum(stages)
+  return Budget(epochs * per_epoch, sum(n - warmup for n in stages) * per_epoch,
+                per_epoch_lrs(epochs, per_epoch, 0.1, 0.0, epochs, offset=0))
+
+
 # Config file (full size) -> the reference budget. No reference code: quickstart.py (scikit-learn
 # digits, jaxnas' own demo) and the RARTS configs (the paper's code is not public; rarts_cifar10
 # uses quark0/darts' setup and is checked against it below, rarts_nb201 AutoDL's).
@@ -201,6 +224,8 @@ REFERENCES = {
     "betadarts_nb201.py": beta_darts_nb201,
     # The released DARTS-space script (sota/cnn/train_search.py) is quark0/darts' loop, 50 epochs.
     "betadarts_cifar10.py": quark0_darts,
+    "drnas_nb201.py": drnas_nb201,
+    "drnas_cifar10.py": drnas_darts,
 }
 VARIANTS = {"darts_nb201.py:second_order": autodl_darts}  # DARTS-V2: same loop, alpha first
 
@@ -226,6 +251,9 @@ def jaxnas_budget(config) -> Budget:
                k=config.arch_every,
                phase=parts.EveryK.auto_phase(config.arch_every, config.step_order),
                start=config.arch_schedule.start_epoch * per_epoch).due(step, None))))
+  if config.method == "drnas":  # its stage-local warm-up (jaxnas.methods.drnas.StageWarmup)
+    schedule = compose.read_parts(config, spaces.from_config(config), per_epoch)["schedule"]
+    alpha = int(np.sum(schedule.due(step, None)))
   lr = np.asarray(search_lib.weights_schedule(config, per_epoch)(jnp.arange(total)), np.float64)
   return Budget(total, alpha, lr)   # a jaxnas step = one weight step for these methods
 

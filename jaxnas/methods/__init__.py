@@ -14,3 +14,4 @@ from jaxnas.methods import sdarts as sdarts  # registers the weight-step perturb
 from jaxnas.methods import snas as snas  # registers the joint step and 'resource'
 from jaxnas.methods import fair_darts as fair_darts  # registers the 'zero_one' regularizer
 from jaxnas.methods import beta_darts as beta_darts  # registers the 'beta_decay' regularizer
+from jaxnas.methods import drnas as drnas  # registers 'drnas', the 'dirichlet' parametrization, sampler, KL
