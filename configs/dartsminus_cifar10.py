@@ -5,8 +5,9 @@ ICLR 2021) on the DARTS CNN space (CIFAR-10), as Meituan-AutoML/DARTS- ``src/sea
   python -m jaxnas.train --config=configs/dartsminus_cifar10.py --workdir=runs/dartsminus_cifar10 \
       --config.data.data_dir=/path/with/cifar-10-binary.tar.gz
 
-First-order DARTS (alpha step first on the validation half, then the weight step; weights SGD 0.025
-cosine -> 0.001, momentum 0.9, wd 3e-4, clip 5; alpha Adam 3e-4, betas (0.5, 0.999), L2 1e-3;
+First-order DARTS (alpha step first on the next batch of a cycling pass over the validation half,
+then the weight step; weights SGD 0.025 cosine -> 0.001 with ``scheduler.step(epoch)`` at each epoch
+start (epoch e at T = e), momentum 0.9, wd 3e-4, clip 5; alpha Adam 3e-4, betas (0.5, 0.999), L2 1e-3;
 C = 16, 8 cells, batch 64, 50 epochs), every training forward with the auxiliary skip
 (``jaxnas/methods/darts_minus.py``)::
 
@@ -26,6 +27,8 @@ def get_config(arg=None):
   config.data.name = "cifar10"
   config.data.split = "darts"
   config.data.partial_batch = "fill"  # len(train_queue) = ceil(25000 / 64) = 391 steps per epoch
+  config.data.arch_with_replacement = False  # next(valid_gen): a cycling pass over the valid half
+  config.weights_optimizer.epoch_offset = 0  # scheduler.step(epoch) at the start of epoch e: T = e
   config.auxiliary_skip.beta = 1.0
   config.auxiliary_skip.decay_epochs = 50
   return default.maybe_smoke(config, arg)

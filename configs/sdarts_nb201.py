@@ -29,6 +29,7 @@ def get_config(arg=None):
   config.space.cells_per_stage = 5
   config.data.name = "cifar10"
   config.data.split = "darts"
+  config.data.partial_batch = "fill"  # len(train_queue) = ceil(25000 / 64) = 391 steps per epoch
   config.epochs = 100
   config.step_order = "arch_first"
   config.arch_perturbation.name = "random"

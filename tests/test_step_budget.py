@@ -178,6 +178,36 @@ def beta_darts_nb201(n_train=CIFAR10_TRAIN, batch=64, epochs=100):
   return quark0_darts(n_train=n_train, batch=batch, epochs=epochs)
 
 
+def sdarts_nb201(n_train=CIFAR10_TRAIN, batch=64, epochs=100):
+  """xiangning-chen/SmoothDARTS nasbench201/train_search.py: split = floor(0.5 n), train_queue
+  over the first half (SubsetRandomSampler, drop_last False), batch 64, 100 epochs;
+  ``scheduler.step()`` at the start of each epoch (T = e + 1); per step of
+  ``enumerate(train_queue)`` one ``architect.step`` on ``next(iter(valid_queue))`` and one
+  (perturbed) weight step: the quark0/darts loop over 100 epochs."""
+  return quark0_darts(n_train=n_train, batch=batch, epochs=epochs)
+
+
+def darts_minus(n_train=CIFAR10_TRAIN, batch=64, epochs=50, portion=0.5):
+  """Meituan-AutoML/DARTS- src/search/train_search.py @ 66ec8a5: ``scheduler.step(epoch)`` at the
+  start of epoch e (T = e), then per step of ``enumerate(train_queue)`` one ``architect.step`` on
+  ``next(valid_gen)`` (a cycling pass over the valid queue) and one weight step; the loaders come
+  from its ``helper.get_train_val_loaders`` (train_portion 0.5, batch 64; drop_last False assumed,
+  not read)."""
+  per_epoch = loader_len(math.floor(portion * n_train), batch)
+  return Budget(epochs * per_epoch, epochs * per_epoch,
+                per_epoch_lrs(epochs, per_epoch, 0.025, 0.001, epochs, offset=0))
+
+
+def snas(n_train=CIFAR10_TRAIN, batch=96, epochs=150):
+  """SNAS-Series/SNAS-Series Analysis/snas/train_search.py @ 9a43adb (``--snas``): one loader over
+  the whole training set (single level), batch 96, 150 epochs, ``scheduler.step()`` at the start
+  of each epoch (T = e + 1, 0.025 -> 0.001); per step one joint backward and both optimizers'
+  steps (an alpha step with every weight step)."""
+  per_epoch = loader_len(n_train, batch)
+  return Budget(epochs * per_epoch, epochs * per_epoch,
+                per_epoch_lrs(epochs, per_epoch, 0.025, 0.001, epochs, offset=1))
+
+
 def drnas_nb201(n_train=CIFAR10_TRAIN, batch=64, epochs=100):
   """xiangning-chen/DrNAS 201-space/train_search.py: split = floor(0.5 n), train_queue over the
   first half, batch 64, 100 epochs; ``lr = scheduler.get_lr()`` at the start of epoch e and
@@ -224,6 +254,12 @@ REFERENCES = {
     "betadarts_nb201.py": beta_darts_nb201,
     # The released DARTS-space script (sota/cnn/train_search.py) is quark0/darts' loop, 50 epochs.
     "betadarts_cifar10.py": quark0_darts,
+    "sdarts_nb201.py": sdarts_nb201,
+    "sdarts_cifar10.py": quark0_darts,  # SmoothDARTS sota/cnn/train_search.py: quark0/darts' loop
+    "dartsminus_cifar10.py": darts_minus,
+    "dartsminus_nb201.py": autodl_darts,  # ours: AutoDL's DARTS-V1 setup (no DARTS- NB201 code)
+    "snas_nb201.py": snas,  # ours on NB201: SNAS' own loop (its code searches the DARTS space)
+    "snas_cifar10.py": snas,
     "drnas_nb201.py": drnas_nb201,
     "drnas_cifar10.py": drnas_darts,
 }
