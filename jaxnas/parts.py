@@ -15,6 +15,10 @@ and the optimizers (``jaxnas.optim``):
   frozen object with ``name``, ``forwards`` (which training forwards it applies to: ``'weights'``,
   ``'arch'``), ``wrap(mix, ctx) -> mix`` (``mix``: ``arch -> mixing``; ``ctx``:
   ``ForwardContext``) and ``metrics(step)``;
+* **pruning** -- a mask over the ops, kept in ``method_state['mask']`` and folded into the
+  parametrization (its own ``with_mask`` where it renormalizes over the kept ops, else
+  ``mixing * mask``): ``SignPrune`` (DARTS-PRIME: off forever once alpha <= 0) and ``TopKPrune``
+  (DrNAS: each edge keeps its k best ops after a stage); alpha of pruned ops is held at 0;
 * **cell projections** -- Z(A), the one-hot matrices of the cell derived from mixing weights, which
   prox and ADMM pull toward (``CellProjection``: the space's own ``discretize`` on the leaves it
   names in ``cell_keys()``).
@@ -569,7 +573,7 @@ class Admm:
 Regularizer = Entropy | Prox | Admm
 
 
-# ============================================================================ pruning mask
+# ============================================================================ pruning
 def prune_update(arch: dict[str, jax.Array], mask: dict[str, jax.Array]) -> tuple[dict, dict]:
   """Permanent pruning after a weight step (reference ``mask_alphas``): ``M <- M * [alpha > 0]``,
   ``alpha <- alpha * M`` (so pruned alpha are exactly 0 and stay masked forever)."""
@@ -581,3 +585,66 @@ def prune_update(arch: dict[str, jax.Array], mask: dict[str, jax.Array]) -> tupl
 def init_mask(arch: Any) -> Any:
   """The pruning mask at step 0: ``[alpha > 0]``."""
   return jax.tree.map(lambda a: (a > 0).astype(a.dtype), arch)
+
+
+def prune_top_k(alpha: jax.Array, mask: jax.Array, num_keep: int) -> tuple[jax.Array, jax.Array]:
+  """Per row, the ``num_keep`` largest alpha among the kept ops stay (their values), every other
+  alpha becomes 0; the new mask marks the kept ones (DrNAS ``utils.py`` ``prune``)."""
+  scores = jnp.where(mask > 0, alpha, alpha - 1e6)
+  _, idx = jax.lax.top_k(scores, num_keep)
+  new_mask = jnp.sum(jax.nn.one_hot(idx, alpha.shape[-1], dtype=alpha.dtype), axis=-2)
+  return jnp.where(new_mask > 0, alpha, jnp.zeros_like(alpha)), new_mask.astype(mask.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignPrune:
+  """DARTS-PRIME's permanent pruning (Maile et al.; reference ``mask_alphas``, clamp
+  parametrization): the mask starts as ``[alpha > 0]`` and after every weight step
+  ``M <- M [alpha > 0]``, ``alpha <- alpha M``. Metric ``mask/pruned_fraction``."""
+  name: str = "sign"
+
+  def init(self, arch: Any) -> Any:
+    return init_mask(arch)
+
+  def update(self, arch: Any, mask: Any, steps_done: jax.Array) -> tuple[Any, Any]:
+    del steps_done
+    return prune_update(arch, mask)
+
+  def metrics(self, mask: Any) -> dict[str, jax.Array]:
+    leaves = jax.tree.leaves(mask)
+    return {"mask/pruned_fraction": 1.0 - (sum(jnp.sum(m) for m in leaves)
+                                           / sum(m.size for m in leaves))}
+
+
+@dataclasses.dataclass(frozen=True)
+class TopKPrune:
+  """DrNAS' progressive pruning (Chen et al., ICLR 2021; ``DARTS-space/train_search.py``, between
+  its stages): every op starts kept; after step ``at_step`` (steps done) each edge keeps its
+  ``num_keep`` ops of largest alpha (``prune_top_k``; the others' alpha become 0). Metric
+  ``mask/kept_ops`` (mean kept ops per edge)."""
+  at_step: int
+  num_keep: int
+  name: str = "top_k"
+
+  def __post_init__(self):
+    _int_at_least("drnas.stage_epochs (times steps per epoch)", self.at_step, 1)
+    _int_at_least("drnas.num_keep", self.num_keep, 1)
+
+  def init(self, arch: Any) -> Any:
+    return jax.tree.map(jnp.ones_like, arch)
+
+  def update(self, arch: Any, mask: Any, steps_done: jax.Array) -> tuple[Any, Any]:
+    fire = jnp.asarray(steps_done) == self.at_step
+    pruned = jax.tree.map(lambda a, m: prune_top_k(a, m, self.num_keep), arch, mask)
+    is_pair = lambda x: isinstance(x, tuple)
+    pick = lambda i, old: jax.tree.map(lambda p, o: jnp.where(fire, p[i], o), pruned, old,
+                                       is_leaf=is_pair)
+    return pick(0, arch), pick(1, mask)
+
+  def metrics(self, mask: Any) -> dict[str, jax.Array]:
+    leaves = jax.tree.leaves(mask)
+    return {"mask/kept_ops": sum(jnp.sum(m) for m in leaves)
+            / sum(m.size // m.shape[-1] for m in leaves)}
+
+
+Pruning = SignPrune | TopKPrune

@@ -109,7 +109,7 @@ class SingleNetwork:
 class SearchComponents:
   """The static parts a step closes over (built once from the config, never traced).
 
-  The method's parts: ``parametrization`` (raw alpha -> mixing weights; ``prune``: DARTS-PRIME's
+  The method's parts: ``parametrization`` (raw alpha -> mixing weights; ``pruning``: DARTS-PRIME's
   permanent mask on top), ``arch_gradient`` (the hypergradient estimator, its inner optimizer a
   field), ``arch_tx`` (the alpha optimizer), ``schedule`` (when an alpha step is taken),
   ``regularizers`` (terms of the alpha objective, summed), ``step_order``; the weight phase
@@ -130,7 +130,7 @@ class SearchComponents:
   arch_gradient: Any = None  # a methods.estimators.ArchGradient; None = first order
   schedule: parts.Schedule = parts.EveryK()  # when to take an alpha step (default: every step)
   regularizers: tuple[parts.Regularizer, ...] = ()  # alpha-objective terms (entropy, prox, ADMM)
-  prune: bool = False        # DARTS-PRIME's permanent pruning mask (clamp parametrization)
+  pruning: Any = None        # a mask over the ops (parts.SignPrune: DARTS-PRIME; TopKPrune: DrNAS)
   weight_phase: WeightPhase = SingleNetwork()  # weight step(s) + the alpha gradient's data term
   steps_per_epoch: int = 0   # for parts that count epochs
   # The forward transforms (jaxnas.parts): what the training forwards see instead of the
@@ -230,8 +230,8 @@ def init_method_state(components: SearchComponents, arch: Any) -> dict[str, Any]
   """The parts' states at step 0: ``{'schedule', 'regularizers' (one per regularizer), 'mask'
   (with pruning)}`` (the weight phase's own entries: ``init_state_of_parts``)."""
   ms: dict[str, Any] = {"schedule": components.schedule.init()}
-  if components.prune:
-    ms["mask"] = parts.init_mask(arch)
+  if components.pruning is not None:
+    ms["mask"] = components.pruning.init(arch)
   ctx = context(components, ms, jnp.zeros((), jnp.int32))
   ms["regularizers"] = tuple(r.init(arch, ctx) for r in components.regularizers)
   return ms
@@ -244,21 +244,27 @@ def init_state_of_parts(components: SearchComponents, state: SearchState) -> dic
 
 
 def with_mask(components: SearchComponents, method_state: Any) -> SearchComponents:
-  """The components with the pruning mask of ``method_state`` folded into the parametrization."""
-  if not components.prune:
+  """The components with the pruning mask of ``method_state`` folded into the parametrization:
+  its own ``with_mask(mask)`` where it has one (DrNAS' Dirichlet renormalizes over the kept ops),
+  else ``MaskedParametrization`` (``mixing * mask``)."""
+  if components.pruning is None:
     return components
   base = components.parametrization
   if isinstance(base, MaskedParametrization):  # already masked: replace the mask
     base = base.base
-  return dataclasses.replace(components, parametrization=MaskedParametrization(
-      base=base, mask=method_state["mask"]))
+  mask = method_state["mask"]
+  if hasattr(base, "with_mask"):
+    return dataclasses.replace(components, parametrization=base.with_mask(mask))
+  return dataclasses.replace(components, parametrization=MaskedParametrization(base=base,
+                                                                               mask=mask))
 
 
 def context(components: SearchComponents, method_state: Any, step) -> parts.Context:
   """What the regularizers see: the (masked) activation, the step, the mask."""
   param = deterministic(with_mask(components, method_state).parametrization)
   return parts.Context(activate=param.activate,
-                       step=step, mask=method_state.get("mask") if components.prune else None)
+                       step=step,
+                       mask=method_state.get("mask") if components.pruning is not None else None)
 
 
 def mixing(components: SearchComponents, state: SearchState) -> Any:
@@ -348,7 +354,7 @@ def arch_update(components: SearchComponents, state: SearchState, train_batch, v
   metrics = {**metrics, **regularizer_metrics(components, values)}
   updates, arch_opt_state = components.arch_tx.update(g_arch, state.arch_opt_state, state.arch)
   arch = optax.apply_updates(state.arch, updates)
-  if components.prune:
+  if components.pruning is not None:
     arch = jax.tree.map(lambda a, m: a * m, arch, state.method_state["mask"])
   return state.replace(arch=arch, arch_opt_state=arch_opt_state), metrics
 
@@ -392,19 +398,18 @@ def augment(components: SearchComponents, key: jax.Array, images: jax.Array) -> 
 
 def advance_parts(components: SearchComponents, state: SearchState, due,
                   weight_metrics) -> tuple[SearchState, dict[str, jax.Array]]:
-  """After the weight step: the pruning mask (``M <- M [alpha > 0]``), then the regularizers'
+  """After the weight step: the pruning mask (``pruning.update``: DARTS-PRIME's
+  ``M <- M [alpha > 0]``, DrNAS' top-k at its stage boundary), then the regularizers'
   states (ADMM's Z, U: with the new mask), then the schedule's (fed the Fisher trace
   ``FI = ||grad_w L_train||^2``, before clipping)."""
   ms = state.method_state
   new_ms = dict(ms)
   metrics: dict[str, jax.Array] = {}
   took = jnp.asarray(True) if due is None else due
-  if components.prune:
-    arch, new_ms["mask"] = parts.prune_update(state.arch, ms["mask"])
+  if components.pruning is not None:
+    arch, new_ms["mask"] = components.pruning.update(state.arch, ms["mask"], state.step + 1)
     state = state.replace(arch=arch)
-    leaves = jax.tree.leaves(new_ms["mask"])
-    metrics["mask/pruned_fraction"] = 1.0 - (sum(jnp.sum(m) for m in leaves)
-                                             / sum(m.size for m in leaves))
+    metrics.update(components.pruning.metrics(new_ms["mask"]))
   ctx = context(components, new_ms, state.step)
   new_states = []
   for reg, reg_state in zip(components.regularizers, ms["regularizers"]):

@@ -2,6 +2,7 @@
 gradient, the KL anchor, the progressive op pruning and derivation, against independent
 computations (closed forms, finite differences, scipy, rules written out here); each new config with
 vmapped seeds (slow)."""
+import dataclasses
 import math
 import os
 import types
@@ -81,9 +82,10 @@ def test_darts_genotype_over_kept_ops_matches_the_reference_rule():
   mask = {k: drnas.prune_top_k(arch[k], jnp.ones_like(arch[k]), 4)[1] for k in arch}
   # make a pruned op the largest alpha of its row: derivation must still ignore it
   arch = {k: jnp.where(mask[k] > 0, arch[k], 5.0) for k in arch}
-  method = drnas.DrNAS(stage_epochs=1, num_keep=4)
-  state = types.SimpleNamespace(arch=arch, method_state={"op_mask": mask})
-  mixing = method.mixing(components(parametrize.get("dirichlet")), state)
+  comps = dataclasses.replace(components(parametrize.get("dirichlet")),
+                              pruning=parts.TopKPrune(at_step=1, num_keep=4))
+  state = types.SimpleNamespace(arch=arch, method_state={"mask": mask})
+  mixing = steps.mixing(comps, state)
   genotype = space.derive(mixing)
   for cell in ("normal", "reduce"):
     assert getattr(genotype, cell) == reference_genotype_cell(

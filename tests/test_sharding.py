@@ -38,14 +38,24 @@ METHOD_CONFIGS = {
     "gdas_darts_space": ("gdas_cifar10.py", "smoke"),
     "milenas_gdas": ("milenas_gdas_cifar10.py", "smoke"),
     "gaea_gdas": ("gaea_gdas_nb201.py", "smoke"),
+    "snas": ("snas_nb201.py", "resource,smoke"),
+    "drnas": ("drnas_nb201.py", "kl,smoke"),
+    "drnas_pruning": ("drnas_cifar10.py", "smoke"),
+    "fair_darts": ("fairdarts_nb201.py", "smoke"),
+    "sdarts_adv": ("sdarts_nb201.py", "adversarial,smoke"),
+    "beta_darts": ("betadarts_nb201.py", "smoke"),
+    "darts_minus": ("dartsminus_nb201.py", "smoke"),
 }
 SMALL_OPS = {"nb201": "none,skip_connect", "darts": "none,skip_connect,max_pool_3x3"}
+# For the methods whose op set has no 'none' (Fair-DARTS' sigmoid, DrNAS' DARTS space).
+SMALL_OPS_WITHOUT_NONE = {"nb201": "skip_connect,avg_pool_3x3", "darts": "skip_connect,max_pool_3x3"}
 
 
 def method_config(method: str):
   name, variant = METHOD_CONFIGS[method]
   config = load_config(os.path.join(ROOT, "configs", name), variant)
-  config.space.ops = SMALL_OPS[config.space.name]
+  with_none = "none" in (config.space.ops or "none")  # '' = the space's default ops (with none)
+  config.space.ops = (SMALL_OPS if with_none else SMALL_OPS_WITHOUT_NONE)[config.space.name]
   config.arch_every = min(config.arch_every, STEPS)  # iDARTS (T=5): an alpha step within STEPS
   return config
 
@@ -76,7 +86,8 @@ def assert_states_close(sharded, single):
 # default run keeps first- and second-order DARTS, GAEA and DARTS-PRIME: the partitioned loss,
 # BatchNorm, gradient, hypergradient and proximal steps.
 SLOW_METHODS = {"milenas", "idarts", "rarts", "gdas", "gdas_darts_space", "milenas_gdas",
-                "gaea_gdas"}
+                "gaea_gdas", "snas", "drnas", "drnas_pruning", "fair_darts", "sdarts_adv",
+                "beta_darts", "darts_minus"}
 
 
 @pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_METHODS

@@ -99,7 +99,7 @@ def read_generic(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   check_prune(config, bool(config.prune_arch), "prune_arch")
   check_clamp_ops(config, space)
   found = {"schedule": schedule, "regularizers": tuple(regularizers),
-           "prune": bool(config.prune_arch),
+           "pruning": parts.SignPrune() if config.prune_arch else None,
            "transforms": read_transforms(config, space, steps_per_epoch)}
   return {**found, **read_weight_phase(config, schedule, step_order)}
 
@@ -226,6 +226,6 @@ def register_reader(method: str, reader: Reader) -> None:
 
 def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                steps_per_epoch: int) -> dict[str, Any]:
-  """``{'schedule', 'regularizers', 'prune'}`` (and ``'weight_phase'`` where a method's reader
+  """``{'schedule', 'regularizers', 'pruning', 'transforms'}`` (and ``'weight_phase'`` where a reader
   sets one: RARTS) for ``steps.SearchComponents``."""
   return _READERS.get(config.method, read_generic)(config, space, steps_per_epoch)

@@ -143,7 +143,7 @@ def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
                                prefix="darts_prime"),)
   compose.check_clamp_ops(config, space)
   return {"schedule": schedule, "regularizers": regularizers,
-          "prune": config.parametrization == "clamp",
+          "pruning": parts.SignPrune() if config.parametrization == "clamp" else None,
           "transforms": compose.read_transforms(config, space, steps_per_epoch),
           **compose.read_weight_phase(config, schedule)}
 

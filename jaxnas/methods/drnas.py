@@ -37,8 +37,10 @@ The parts (each registered with ``jaxnas.parametrize`` / ``jaxnas.methods.compos
   (``config.arch_optimizer.weight_decay = 1e-3``); the KL is the ``:kl`` variant of the configs
   (then the Adam weight decay is 0, D:architect.py L17-22);
 * progressive op pruning (``config.method = 'drnas'``, ``config.drnas.*``; the DARTS space):
-  after ``stage_epochs`` epochs each edge keeps its ``num_keep`` ops of largest raw alpha
-  (D:utils.py L197-207: pruned alpha set to 0, a boolean mask kept); afterwards the sample is
+  the pruning part ``parts.TopKPrune`` (the skeleton's one op mask, as DARTS-PRIME's
+  ``SignPrune``): after ``stage_epochs`` epochs each edge keeps its ``num_keep`` ops of largest raw
+  alpha (D:utils.py L197-207: pruned alpha set to 0, a boolean mask kept; here they are held at 0
+  after every alpha step, as every pruned alpha in jaxnas); afterwards the sample is
   ``theta = g m / sum(g m)`` with ``g`` the gamma draws (D:utils.py L176-183; a renormalised
   Dirichlet sub-vector is Dir(beta_kept)) and the deterministic mixing the softmax over the kept
   ops (the reference's masked ``process_step_matrix``), so the derived genotype never picks a
@@ -70,10 +72,8 @@ from jax.scipy.special import digamma, gammaln
 
 from jaxnas import parametrize
 from jaxnas import parts
-from jaxnas import steps
 from jaxnas.methods import base
 from jaxnas.methods import compose
-from jaxnas.state import SearchState
 
 
 # ============================================================================ parametrization
@@ -118,6 +118,11 @@ class Dirichlet(parametrize.Parametrization):
   def concentration(self, arch: Any) -> Any:
     """The Dirichlet concentration of every edge row, ``elu(alpha) + 1``."""
     return jax.tree.map(concentration_leaf, arch)
+
+  def with_mask(self, mask: Any) -> "Dirichlet":
+    """This parametrization over the kept ops of ``mask`` (``steps.with_mask`` folds the pruning
+    mask in this way: softmax and samples renormalized over the kept ops)."""
+    return dataclasses.replace(self, mask=mask)
 
   def op_mask(self, arch: Any) -> Any:
     """The kept ops (1) of every leaf; all ones without pruning."""
@@ -247,13 +252,7 @@ compose.register_regularizer("dirichlet_kl", read_kl)
 
 
 # ============================================================================ progressive pruning
-def prune_top_k(alpha: jax.Array, mask: jax.Array, num_keep: int) -> tuple[jax.Array, jax.Array]:
-  """D:utils.py ``prune``: per row, the ``num_keep`` largest alpha among the kept ops stay (their
-  values), every other alpha becomes 0; the new mask marks the kept ones."""
-  scores = jnp.where(mask > 0, alpha, alpha - 1e6)
-  _, idx = jax.lax.top_k(scores, num_keep)
-  new_mask = jnp.sum(jax.nn.one_hot(idx, alpha.shape[-1], dtype=alpha.dtype), axis=-2)
-  return jnp.where(new_mask > 0, alpha, jnp.zeros_like(alpha)), new_mask.astype(mask.dtype)
+prune_top_k = parts.prune_top_k  # D:utils.py ``prune`` (the pruning part ``parts.TopKPrune``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,59 +327,17 @@ def read_parts(config: ml_collections.ConfigDict, space: Any, steps_per_epoch: i
                      f"the space; use at most {len(space.ops)}.")
   found["schedule"] = StageWarmup(warmup=block.stage_warmup_epochs * steps_per_epoch,
                                   stage=block.stage_epochs * steps_per_epoch)
+  if block.stage_epochs:
+    found["pruning"] = parts.TopKPrune(at_step=block.stage_epochs * steps_per_epoch,
+                                       num_keep=block.num_keep)
   return found
 
 
-@dataclasses.dataclass(frozen=True)
-class DrNAS(base.SearchMethod):
-  """The skeleton with DrNAS' op mask in ``method_state['op_mask']`` folded into the Dirichlet
-  parametrization (sampler, derivation, evaluation): after the step that completes stage 1
-  (``stage_epochs`` epochs), ``prune_top_k`` on every arch leaf. ``stage_epochs = 0``: no
-  pruning (the mask stays all ones)."""
-  name: str = "drnas"
-  stage_epochs: int = 0
-  num_keep: int = 4
-
-  @staticmethod
-  def masked(components: steps.SearchComponents, method_state: Any) -> steps.SearchComponents:
-    param = dataclasses.replace(components.parametrization, mask=method_state["op_mask"])
-    return dataclasses.replace(components, parametrization=param)
-
-  def init_method_state(self, components, state: SearchState) -> Any:
-    mask = jax.tree.map(jnp.ones_like, state.arch)
-    comps = self.masked(components, {"op_mask": mask})
-    return {**steps.init_state_of_parts(comps, state), "op_mask": mask}
-
-  def search_step(self, state: SearchState, batches, *, components):
-    mask = state.method_state["op_mask"]
-    state, metrics = steps.search_step(state, batches,
-                                       components=self.masked(components, state.method_state))
-    if self.stage_epochs:
-      fire = state.step == self.stage_epochs * components.steps_per_epoch
-      pruned = jax.tree.map(lambda a, m: prune_top_k(a, m, self.num_keep), state.arch, mask)
-      is_pair = lambda x: isinstance(x, tuple)
-      new_arch = jax.tree.map(lambda p: p[0], pruned, is_leaf=is_pair)
-      new_mask = jax.tree.map(lambda p: p[1], pruned, is_leaf=is_pair)
-      pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(fire, n, o), new, old)
-      mask = pick(new_mask, mask)
-      state = state.replace(arch=pick(new_arch, state.arch),
-                            method_state={**state.method_state, "op_mask": mask})
-      leaves = jax.tree.leaves(mask)
-      metrics = {**metrics, "mask/kept_ops": sum(jnp.sum(m) for m in leaves)
-                 / sum(m.size // m.shape[-1] for m in leaves)}
-    return state, metrics
-
-  def mixing(self, components, state: SearchState) -> Any:
-    return steps.mixing(self.masked(components, state.method_state), state)
-
-  def eval_step(self, state: SearchState, images, labels, *, components):
-    return steps.eval_step(state, images, labels,
-                           components=self.masked(components, state.method_state))
-
-
-def build(config: ml_collections.ConfigDict) -> DrNAS:
+def build(config: ml_collections.ConfigDict) -> base.SearchMethod:
+  """The skeleton's method named 'drnas' (its parts, the pruning included, come with the
+  components, ``read_parts``); checks ``config.drnas`` first."""
   check_options(config)
-  return DrNAS(stage_epochs=config.drnas.stage_epochs, num_keep=config.drnas.num_keep)
+  return base.SearchMethod(name="drnas")
 
 
 base.register("drnas", build)
