@@ -54,7 +54,9 @@ Usage (from the repository root; recorded figures and their commands: experiment
   edge's MixedOp; --compute_dtype: config.compute_dtype,
   the forward in bfloat16 on float32 master weights; not for --method=nao_v2)
   --method picks a method by name (METHOD_PRESETS: darts, darts_2nd, darts_2nd_fd, milenas, idarts,
-  gaea, darts_prime, rarts, nao_v2); --suite=all (or e.g. --suite=nb201,width) runs every (space,
+  gaea, darts_prime, rarts, nao_v2, and issue #33's gdas, gdas_all_ops, snas, drnas, fair_darts,
+  sdarts_rs, sdarts_adv, beta_darts, darts_minus); GDAS' sampled-op edge against the all-ops
+  straight-through forward is ``--method=gdas`` vs ``--method=gdas_all_ops``; --suite=all (or e.g. --suite=nb201,width) runs every (space,
   method) of SUITE, one process each, and prints one table:
   .venv/bin/python experiments/benchmark.py --suite=all --channels=8 --layers=5 \
       --cells_per_stage=1 --batch_size=32 --steps=3 --warmup=1 --json=suite.json
@@ -106,11 +108,28 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
     "darts_prime": {"method": "darts_prime"},
     "rarts": {"method": "rarts"},
     "nao_v2": {"method": "nao_v2"},
+    # Issue #33's methods (their parts; the configs' other hyperparameters do not change the step):
+    "gdas": {"arch_sampler.name": "gumbel_hard", "space.sampled_forward": True},
+    "gdas_all_ops": {"arch_sampler.name": "gumbel_hard"},  # GDAS' sample through every op
+    "snas": {"arch_sampler.name": "gumbel_soft", "joint_step": True},
+    "drnas": {"parametrization": "dirichlet", "arch_sampler.name": "dirichlet"},
+    "fair_darts": {"parametrization": "sigmoid", "arch_regularizer.names": "zero_one",
+                   "space.ops": {"nb201": "skip_connect,nor_conv_1x1,nor_conv_3x3,avg_pool_3x3",
+                                 "darts": "max_pool_3x3,avg_pool_3x3,skip_connect,sep_conv_3x3,"
+                                          "sep_conv_5x5,dil_conv_3x3,dil_conv_5x5"}},
+    "sdarts_rs": {"arch_perturbation.name": "random"},
+    "sdarts_adv": {"arch_perturbation.name": "adversarial"},
+    "beta_darts": {"arch_regularizer.names": "beta_decay"},
+    "darts_minus": {"auxiliary_skip.beta": 1.0},
 }
+BASELINES = ("gdas", "gdas_all_ops", "snas", "drnas", "fair_darts", "sdarts_rs", "sdarts_adv",
+             "beta_darts", "darts_minus")
 # The suite (--suite): every space with every method it supports.
 SUITE = {
-    "nb201": ("darts", "darts_2nd", "milenas", "idarts", "gaea", "darts_prime", "rarts", "nao_v2"),
-    "darts": ("darts", "darts_2nd", "milenas", "idarts", "gaea", "darts_prime", "rarts"),
+    "nb201": ("darts", "darts_2nd", "milenas", "idarts", "gaea", "darts_prime", "rarts", "nao_v2",
+              *BASELINES),
+    "darts": ("darts", "darts_2nd", "milenas", "idarts", "gaea", "darts_prime", "rarts",
+              *BASELINES),
     "width": ("darts", "rarts"),
     "nao": ("nao_v2",),
 }
@@ -232,6 +251,8 @@ def make_config(args: argparse.Namespace):
   for key, value in args.hypergrad_options.items():
     config.hypergrad_options[key] = value
   for dotted, value in METHOD_PRESETS[args.method].items():
+    if isinstance(value, dict):  # a value per space
+      value = value[args.space]
     *parents, leaf = dotted.split(".")
     target = config
     for parent in parents:

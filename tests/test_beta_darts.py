@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import jaxnas.spaces
-from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import parts
 from jaxnas import search as search_lib
@@ -17,7 +16,6 @@ from jaxnas.methods import beta_darts
 from jaxnas.methods import compose
 from test_loop import ROOT, load_config
 
-NEW_CONFIGS = ("betadarts_nb201.py", "betadarts_cifar10.py")
 ARCH = {"normal": jnp.array([[0.3, -1.2, 2.0], [0.0, 0.7, -0.4]]),
         "reduce": jnp.array([[-0.5, 1.5, 0.1], [0.9, -2.0, 0.25], [1.0, 1.0, 1.0]])}
 EDGES = 5  # 2 + 3 rows
@@ -127,13 +125,3 @@ def test_beta_decay_enters_the_alpha_step_from_epoch_1():
   want = 0.5 * np.mean(np.log(np.sum(np.exp(before), axis=-1)))
   np.testing.assert_allclose(metrics[per_epoch]["reg/beta_decay"], want, rtol=1e-4)
   np.testing.assert_allclose(metrics[per_epoch]["reg/beta_decay_lambda"], 0.5)
-
-
-# Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NEW_CONFIGS)
-def test_new_config_runs_with_vmapped_seeds(name, tmp_path):
-  config = load_config(config_path(name), num_seeds=2)
-  report = driver.train_and_evaluate(config, str(tmp_path))
-  assert report["seeds"] == [config.seed, config.seed + 1]
-  assert report["step"] == config.max_steps

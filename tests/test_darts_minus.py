@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import steps
 from jaxnas.methods import darts_minus
@@ -17,7 +16,6 @@ from test_loop import ROOT, load_config
 OPS = ("none", "skip_connect", "nor_conv_1x1")
 CHANNELS = 4
 X = jax.random.normal(jax.random.key(0), (2, 5, 5, CHANNELS))
-CONFIGS = ("dartsminus_nb201.py", "dartsminus_cifar10.py")
 
 
 def test_beta_decays_linearly_per_epoch_as_the_reference():
@@ -56,13 +54,3 @@ def test_config_errors_name_the_fix():
     darts_minus.read_auxiliary_skip(config, space, 1)
   with pytest.raises(ValueError, match="auxiliary_skip.beta"):
     darts_minus.AuxiliarySkip(cell_keys=("cell",), skip_index=0, beta0=-1.0)
-
-
-# Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CONFIGS)
-def test_config_runs_with_vmapped_seeds(name, tmp_path):
-  config = load_config(os.path.join(ROOT, "configs", name), num_seeds=2)
-  report = driver.train_and_evaluate(config, str(tmp_path))
-  assert report["seeds"] == [config.seed, config.seed + 1]
-  assert report["step"] == config.max_steps

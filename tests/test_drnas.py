@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import parts
 from jaxnas import spaces
@@ -22,7 +21,6 @@ from jaxnas.methods import drnas
 from jaxnas.spaces import nb201
 from test_loop import ROOT, load_config
 
-NEW_CONFIGS = ("drnas_nb201.py", "drnas_cifar10.py")
 BETA = jnp.array([0.7, 1.0, 1.8, 3.1])
 
 
@@ -269,13 +267,3 @@ def test_cifar10_config_is_the_reference_setting():
           config.epochs) == (25, 4, 10, 50)
   assert (config.weights_optimizer.learning_rate, config.weights_optimizer.min_learning_rate,
           config.arch_optimizer.learning_rate) == (0.1, 0.0, 6e-4)
-
-
-# Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NEW_CONFIGS)
-def test_new_config_runs_with_vmapped_seeds(name, tmp_path):
-  config = load_config(config_path(name), num_seeds=2)
-  report = driver.train_and_evaluate(config, str(tmp_path))
-  assert report["seeds"] == [config.seed, config.seed + 1]
-  assert report["step"] == config.max_steps

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import jaxnas.spaces
-from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import parts
 from jaxnas import search as search_lib
@@ -17,7 +16,6 @@ from jaxnas.methods import compose
 from jaxnas.methods import fair_darts
 from test_loop import ROOT, load_config
 
-NEW_CONFIGS = ("fairdarts_cifar10.py", "fairdarts_nb201.py")
 ARCH = {"normal": jnp.array([[0.3, -1.2, 2.0], [0.0, 0.7, -0.4]]),
         "reduce": jnp.array([[-0.5, 1.5, 0.1], [0.9, -2.0, 0.25]]),
         "normal_edges": {"0": jnp.array([5.0, -5.0])}}  # not a cell: excluded
@@ -158,13 +156,3 @@ def test_zero_one_enters_the_alpha_step_after_the_stationary_start():
 def by_hand_cell(alpha, weight):
   s = 1 / (1 + np.exp(-np.asarray(alpha, np.float64)))
   return -weight * np.mean((s - 0.5) ** 2)
-
-
-# Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NEW_CONFIGS)
-def test_new_config_runs_with_vmapped_seeds(name, tmp_path):
-  config = load_config(config_path(name), num_seeds=2)
-  report = driver.train_and_evaluate(config, str(tmp_path))
-  assert report["seeds"] == [config.seed, config.seed + 1]
-  assert report["step"] == config.max_steps

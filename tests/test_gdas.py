@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import parts
 from jaxnas import search as search_lib
@@ -20,8 +19,6 @@ CHANNELS = 4
 X = jax.random.normal(jax.random.key(0), (2, 5, 5, CHANNELS))
 TARGET = jax.random.normal(jax.random.key(1), (2, 5, 5, CHANNELS))
 ALPHA = jnp.array([0.3, -0.2, 1.1, 0.4])
-NEW_CONFIGS = ("gdas_nb201.py", "gdas_cifar10.py", "milenas_gdas_cifar10.py",
-               "gaea_gdas_nb201.py")
 
 
 def config_path(name):
@@ -216,13 +213,3 @@ def test_sampled_search_step_draws_differ_and_eval_is_deterministic():
   from jaxnas import steps
   np.testing.assert_allclose(steps.mixing(search.components, new_state)["cell"],
                              jax.nn.softmax(new_state.arch["cell"]), rtol=1e-6)
-
-
-# Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NEW_CONFIGS)
-def test_new_config_runs_with_vmapped_seeds(name, tmp_path):
-  config = load_config(config_path(name), num_seeds=2)
-  report = driver.train_and_evaluate(config, str(tmp_path))
-  assert report["seeds"] == [config.seed, config.seed + 1]
-  assert report["step"] == config.max_steps

@@ -7,16 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnas import driver
 from jaxnas import parametrize
 from jaxnas import steps
 from jaxnas.methods import sdarts
 from test_loop import ROOT, load_config
 
-# RS on the DARTS space is the same code path as ADV there without the attack (and its golden smoke
-# run is in test_loop): the vmapped-seeds runs take NB201's RS and ADV and DARTS' ADV.
-CONFIGS = (("sdarts_nb201.py", "smoke"), ("sdarts_nb201.py", "adversarial,smoke"),
-           ("sdarts_cifar10.py", "adversarial,smoke"))
 
 
 def reference_clip(a):
@@ -109,13 +104,3 @@ def test_config_errors_name_the_fix():
     sdarts.read_perturbation(config, None, 1)
   with pytest.raises(ValueError, match="epsilon_min"):
     sdarts.Perturbation(cell_keys=("cell",), eps_min=0.5, eps_max=0.3)
-
-
-# Slow (a vmapped 2-seed search per config): runs in .ci/run after the README's test command.
-@pytest.mark.slow
-@pytest.mark.parametrize("name,variant", CONFIGS)
-def test_config_runs_with_vmapped_seeds(name, variant, tmp_path):
-  config = load_config(os.path.join(ROOT, "configs", name), variant, num_seeds=2)
-  report = driver.train_and_evaluate(config, str(tmp_path))
-  assert report["seeds"] == [config.seed, config.seed + 1]
-  assert report["step"] == config.max_steps

@@ -82,3 +82,27 @@ def test_unsupported_multi_seed_settings_fail_fast(field, value, match, tmp_path
   with pytest.raises(ValueError, match=match):
     driver.train_and_evaluate(config, str(tmp_path))
   assert not os.listdir(tmp_path)
+
+
+# Every method issue #33 added, as vmapped seeds (slow: a vmapped 2-seed search per config; runs
+# in .ci/run after the README's test command). The SDARTS-RS path on the DARTS space is that of
+# SDARTS-ADV there without the attack (its golden smoke run is in test_loop).
+BASELINE_CONFIGS = (
+    ("gdas_nb201.py", "smoke"), ("gdas_cifar10.py", "smoke"), ("milenas_gdas_cifar10.py", "smoke"),
+    ("gaea_gdas_nb201.py", "smoke"), ("snas_nb201.py", "smoke"), ("snas_cifar10.py", "smoke"),
+    ("drnas_nb201.py", "smoke"), ("drnas_cifar10.py", "smoke"), ("fairdarts_nb201.py", "smoke"),
+    ("fairdarts_cifar10.py", "smoke"), ("sdarts_nb201.py", "smoke"),
+    ("sdarts_nb201.py", "adversarial,smoke"), ("sdarts_cifar10.py", "adversarial,smoke"),
+    ("betadarts_nb201.py", "smoke"), ("betadarts_cifar10.py", "smoke"),
+    ("dartsminus_nb201.py", "smoke"), ("dartsminus_cifar10.py", "smoke"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,variant", BASELINE_CONFIGS, ids=lambda v: v.replace(",", "+"))
+def test_baseline_config_runs_with_vmapped_seeds(name, variant, tmp_path):
+  config = load_config(os.path.join(ROOT, "configs", name), variant, num_seeds=2)
+  report = driver.train_and_evaluate(config, str(tmp_path))
+  assert report["seeds"] == [config.seed, config.seed + 1]
+  assert report["step"] == config.max_steps
+  for seed in report["seeds"]:  # each seed's own record
+    assert os.path.exists(tmp_path / f"seed_{seed}" / "result.json")

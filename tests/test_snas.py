@@ -10,7 +10,6 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnas import driver
 from jaxnas import optim
 from jaxnas import parametrize
 from jaxnas import parts
@@ -264,13 +263,3 @@ def test_joint_step_refuses_a_methods_own_weight_phase_and_rarts_is_unchanged():
   config.joint_step = True
   with pytest.raises(ValueError, match="joint_step=True replaces the weight phase"):
     rarts.read_parts(config, space, 10)
-
-
-# Slow (a vmapped 2-seed search per config).
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NEW_CONFIGS)
-def test_new_config_runs_with_vmapped_seeds(name, tmp_path):
-  config = load_config(config_path(name), num_seeds=2)
-  report = driver.train_and_evaluate(config, str(tmp_path))
-  assert report["seeds"] == [config.seed, config.seed + 1]
-  assert report["step"] == config.max_steps
