@@ -17,7 +17,7 @@ a whole arch pytree). Adding one is a one-file change: a class here and a line i
 GDAS' sampling (``gumbel_hard``) is not a parametrization of its own: it samples from the
 distribution a normalised parametrization defines, whose log-probabilities ``log_activate(arch)``
 give (``softmax``: ``log_softmax(alpha)``, GDAS; ``simplex``: ``log(alpha)``, GAEA-GDAS). The
-sampler part with its temperature schedule is ``jaxnas.parts.GumbelHard``; the deterministic
+sampler part with its temperature schedule is ``jaxnas.parts.Gumbel``; the deterministic
 mixing (derivation, supernet evaluation, regularizers) stays ``activate(arch)``.
 """
 from __future__ import annotations

@@ -307,14 +307,6 @@ class Gumbel:
     return {"sampler/tau": self.tau(step)}
 
 
-def GumbelHard(**options) -> Gumbel:  # noqa: N802 (the GDAS sampler by its config name)
-  """GDAS' sampler: ``Gumbel(hard=True, ...)``."""
-  return Gumbel(hard=True, **options)
-
-
-SAMPLERS = ("none", "gumbel_hard", "gumbel_soft")
-
-
 # ============================================================================ cell projections
 def darts_cell_one_hot(weights: jax.Array, ops: tuple[str, ...], nodes: int,
                        include_none: bool = False) -> jax.Array:

@@ -181,9 +181,6 @@ def deterministic(parametrization: Parametrization) -> Parametrization:
   return parametrization
 
 
-FORWARDS = ("weights", "arch")  # the training forwards of a step a transform may apply to
-
-
 def transformed(components: "SearchComponents", key: jax.Array, step, forward: str,
                 loss: Callable[[Callable[[Any], Any]], jax.Array] | None = None
                 ) -> "SearchComponents":
@@ -192,8 +189,8 @@ def transformed(components: "SearchComponents", key: jax.Array, step, forward: s
   mixing function so far (``arch -> mixing``) to the next one, ``ctx`` a ``parts.ForwardContext``
   (the deterministic parametrization, the transform's key, the step, and ``loss(mix)``: the
   training loss of that forward's batch at the current weights with mixing ``mix``, which
-  SDARTS-ADV's attack reads). One transform gets ``key`` itself, several a split of it each. Unchanged
-  without a transform for ``forward``."""
+  SDARTS-ADV's attack reads). One transform gets ``key`` itself, several a split of it each.
+  Unchanged without a transform for ``forward``."""
   chosen = [t for t in components.transforms if forward in t.forwards]
   if not chosen:
     return components
@@ -217,13 +214,6 @@ def forward_loss(components: "SearchComponents", state: SearchState, batch):
                                compute_dtype=components.compute_dtype)
     return cross_entropy(logits, batch[1])
   return loss
-
-
-def sampled(components: "SearchComponents", key: jax.Array, step,
-            forward: str = "weights") -> "SearchComponents":
-  """``transformed`` without a loss (the transforms that need none: samplers, the auxiliary
-  skip)."""
-  return transformed(components, key, step, forward)
 
 
 def init_method_state(components: SearchComponents, arch: Any) -> dict[str, Any]:
@@ -451,23 +441,31 @@ def search_step(state: SearchState, batches: dict[str, tuple[jax.Array, jax.Arra
   schedule = components.schedule
   due = None if schedule.always else schedule.due(state.step,
                                                    state.method_state["schedule"])
-  comps_w = comps_a = comps
   transform_metrics = {}
+  forward_keys = {}
   if components.transforms:  # a fresh draw per forward pass (GDAS, SNAS, DrNAS, SDARTS, DARTS-)
-    key, key_w, key_a = jax.random.split(key, 3)
-    comps_w = transformed(comps, key_w, state.step, "weights",
-                          forward_loss(comps, state, train_batch))
-    comps_a = transformed(comps, key_a, state.step, "arch", forward_loss(comps, state, val_batch))
+    key, forward_keys["weights"], forward_keys["arch"] = jax.random.split(key, 3)
     for t in components.transforms:
       transform_metrics.update(t.metrics(state.step))
+
+  def seen_by(forward, state, batch):
+    """The components of ``forward`` at ``state`` (its transforms read that state's weights)."""
+    if not forward_keys:
+      return comps
+    return transformed(comps, forward_keys[forward], state.step, forward,
+                       forward_loss(comps, state, batch))
   if step_order(components) == "arch_first":
-    state, arch_metrics = maybe_arch_update(comps_a, state, train_batch, val_batch, lr, due)
-    state, weight_metrics, _ = phase.update(comps_w, state, train_batch, val_batch)
+    state, arch_metrics = maybe_arch_update(seen_by("arch", state, val_batch), state, train_batch,
+                                            val_batch, lr, due)
+    state, weight_metrics, _ = phase.update(seen_by("weights", state, train_batch), state,
+                                            train_batch, val_batch)
   else:
-    state, weight_metrics, carry = phase.update(comps_w, state, train_batch, val_batch)
+    state, weight_metrics, carry = phase.update(seen_by("weights", state, train_batch), state,
+                                                train_batch, val_batch)
     # The weight step moved the schedule on: the alpha step sees the next step's learning rate.
-    state, arch_metrics = maybe_arch_update(comps_a, state, train_batch, val_batch,
-                                            comps.weights_lr(state.step + 1), due, carry)
+    state, arch_metrics = maybe_arch_update(seen_by("arch", state, val_batch), state, train_batch,
+                                            val_batch, comps.weights_lr(state.step + 1), due,
+                                            carry)
   state, part_metrics = advance_parts(components, state, due, weight_metrics)
   part_metrics = {**part_metrics, **transform_metrics}
   state = state.replace(step=state.step + 1, key=jax.random.key_data(key))

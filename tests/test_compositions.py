@@ -69,7 +69,8 @@ def test_milenas_with_prox_reports_a_positive_prox_term():
 
 def test_pcdarts_with_the_clamp_activation_keeps_mixing_weights_in_the_unit_interval():
   search, state, history = run("compose_pcdarts_clamp", **{"arch_optimizer.learning_rate": 0.3})
-  assert search.components.prune and search.components.parametrization.name == "clamp"
+  assert isinstance(search.components.pruning, parts.SignPrune)
+  assert search.components.parametrization.name == "clamp"
   assert {"normal_edges", "reduce_edges"} <= set(state.arch)  # PC-DARTS' edge weights beta
   mixing = jax.device_get(search.method.mixing(search.components, state))
   for leaf in jax.tree.leaves(mixing):

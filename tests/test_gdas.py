@@ -132,19 +132,19 @@ def test_gumbel_sample_frequencies_match_the_distribution(parametrization):
 
 def test_temperature_is_linear_per_epoch_as_the_reference():
   epochs, per_epoch = 5, 3
-  sampler = parts.GumbelHard(tau_max=10.0, tau_min=0.1, epochs=epochs, steps_per_epoch=per_epoch)
+  sampler = parts.Gumbel(tau_max=10.0, tau_min=0.1, epochs=epochs, steps_per_epoch=per_epoch)
   for epoch in range(epochs):
     want = 10 - (10 - 0.1) * epoch / (epochs - 1)  # GDAS.py:237-239
     for step in (epoch * per_epoch, epoch * per_epoch + per_epoch - 1):
       np.testing.assert_allclose(sampler.tau(step), want, rtol=1e-5)
   np.testing.assert_allclose(sampler.tau(epochs * per_epoch + 4), 0.1, rtol=1e-5)  # held after
-  warm = parts.GumbelHard(tau_max=10.0, tau_min=0.1, epochs=epochs, steps_per_epoch=per_epoch,
+  warm = parts.Gumbel(tau_max=10.0, tau_min=0.1, epochs=epochs, steps_per_epoch=per_epoch,
                           warmup_epochs=2)
   for epoch in range(epochs):  # GAEA's EGDAS: max(epoch - warmup, 0) / (epochs - 1)
     np.testing.assert_allclose(warm.tau(epoch * per_epoch),
                                10 - 9.9 * max(epoch - 2, 0) / (epochs - 1), rtol=1e-5)
   with pytest.raises(ValueError, match="tau_min"):
-    parts.GumbelHard(tau_max=1.0, tau_min=2.0)
+    parts.Gumbel(tau_max=1.0, tau_min=2.0)
 
 
 def test_milenas_gdas_tau_matches_milenas_schedule():
@@ -175,25 +175,25 @@ def test_schedule_start_epoch_skips_alpha_steps():
 
 
 def test_skeleton_samples_for_training_and_keeps_the_deterministic_mixing_elsewhere():
-  """``steps.sampled``: the training forwards' mixing is the sampler's hard draw; what the
+  """``steps.transformed``: the training forwards' mixing is the sampler's hard draw; what the
   regularizers see (``steps.context``) stays softmax(alpha)."""
   from jaxnas import steps
-  sampler = parts.GumbelHard(epochs=3, steps_per_epoch=2)
+  sampler = parts.Gumbel(epochs=3, steps_per_epoch=2)
   comps = steps.SearchComponents(module=None, parametrization=parametrize.get("softmax"),
                                  weights_tx=None, arch_tx=None, weights_lr=None, mean=(), std=(),
                                  transforms=(sampler,))
   arch = {"cell": jnp.stack([ALPHA, -ALPHA])}
   key = jax.random.key(11)
-  drawn = steps.sampled(comps, key, 2).parametrization.activate(arch)["cell"]
+  drawn = steps.transformed(comps, key, 2, "weights").parametrization.activate(arch)["cell"]
   want = parametrize.gumbel_hard(jax.nn.log_softmax(arch["cell"]), jax.random.split(key, 1)[0],
                                  sampler.tau(2))
   np.testing.assert_allclose(drawn, want, rtol=1e-6)
   np.testing.assert_allclose(jnp.sum(drawn, axis=-1), 1.0, rtol=1e-6)
-  ctx = steps.context(steps.sampled(comps, key, 2), {}, 2)
+  ctx = steps.context(steps.transformed(comps, key, 2, "weights"), {}, 2)
   np.testing.assert_allclose(ctx.activate(arch)["cell"], jax.nn.softmax(arch["cell"]), rtol=1e-6)
-  assert steps.sampled(steps.SearchComponents(
+  assert steps.transformed(steps.SearchComponents(
       module=None, parametrization=parametrize.get("softmax"), weights_tx=None, arch_tx=None,
-      weights_lr=None, mean=(), std=()), key, 0).parametrization.name == "softmax"
+      weights_lr=None, mean=(), std=()), key, 0, "weights").parametrization.name == "softmax"
 
 
 # Slow (a compile of the full step, about 11 s); the vmapped-seeds test below runs the same config.
