@@ -96,7 +96,7 @@ class Dirichlet(parametrize.Parametrization):
   mixing (derivation, evaluation) ``softmax(alpha)`` over the kept ops.
 
   ``mask``: the progressive-pruning mask (a pytree like the arch, 1 = kept), or None (all kept);
-  ``DrNAS`` folds the state's mask in every step."""
+  ``steps.with_mask`` folds the state's mask in every step (``with_mask``)."""
   name: str = "dirichlet"
   init_scale: float = 1e-3
   mask: Any = None
@@ -123,13 +123,6 @@ class Dirichlet(parametrize.Parametrization):
     """This parametrization over the kept ops of ``mask`` (``steps.with_mask`` folds the pruning
     mask in this way: softmax and samples renormalized over the kept ops)."""
     return dataclasses.replace(self, mask=mask)
-
-  def op_mask(self, arch: Any) -> Any:
-    """The kept ops (1) of every leaf; all ones without pruning."""
-    if self.mask is None:
-      return jax.tree.map(jnp.ones_like, arch)
-    return self.mask
-
 
 parametrize.register(Dirichlet())
 
