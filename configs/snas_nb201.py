@@ -28,37 +28,10 @@ from configs import snas_cifar10
 
 
 def get_config(arg=None):
-  config = default.get_config()
+  config = snas_cifar10.get_config()  # SNAS' own settings (its code's), on the NB201 supernet
   config.space.name = "nb201"
   config.space.channels = 16
   config.space.cells_per_stage = 5
-  config.parametrization = "softmax"
-  config.arch_sampler.name = "gumbel_soft"
-  config.arch_sampler.tau_max = 1.0
-  config.arch_sampler.tau_min = 0.03
-  config.arch_sampler.tau_epochs = 150
-  config.joint_step = True
-  config.hypergrad = "first_order"
-  config.step_order = "weights_first"
-  config.data.name = "cifar10"
-  config.data.split = "full"
-  config.data.partial_batch = "fill"  # ceil(50000 / 96) = 521 steps per epoch
-  config.batch_size = 96
-  config.epochs = 150
-  config.weights_optimizer.learning_rate = 0.025
-  config.weights_optimizer.min_learning_rate = 0.001
-  config.weights_optimizer.momentum = 0.9
-  config.weights_optimizer.weight_decay = 3e-4
-  config.weights_optimizer.clip_norm = 5.0
-  config.weights_optimizer.epoch_offset = 1
-  config.arch_optimizer.name = "adam"
-  config.arch_optimizer.learning_rate = 3e-4
-  config.arch_optimizer.b1 = 0.5
-  config.arch_optimizer.b2 = 0.999
-  config.arch_optimizer.weight_decay = 1e-3
-  config.arch_optimizer.clip_norm = 10.0
-  config.arch_regularizer.names = ""
-  config.arch_regularizer.resource_cost = "params"
   return default.maybe_smoke(config, arg, VARIANTS)
 
 
