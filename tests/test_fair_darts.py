@@ -11,10 +11,9 @@ import pytest
 import jaxnas.spaces
 from jaxnas import parametrize
 from jaxnas import parts
-from jaxnas import search as search_lib
 from jaxnas.methods import compose
 from jaxnas.methods import fair_darts
-from test_loop import ROOT, load_config
+from test_loop import ROOT, alpha_trajectory, load_config
 
 ARCH = {"normal": jnp.array([[0.3, -1.2, 2.0], [0.0, 0.7, -0.4]]),
         "reduce": jnp.array([[-0.5, 1.5, 0.1], [0.9, -2.0, 0.25]]),
@@ -23,18 +22,6 @@ ARCH = {"normal": jnp.array([[0.3, -1.2, 2.0], [0.0, 0.7, -0.4]]),
 
 def config_path(name):
   return os.path.join(ROOT, "configs", name)
-
-
-def alpha_trajectory(config, steps):
-  """alpha after each of ``steps`` compiled search steps, and the step metrics."""
-  search = search_lib.build_search(config)
-  step_fn = search_lib.jit_search_step(search)
-  state, arches, metrics = search_lib.start_state(search), [], []
-  for step in range(steps):
-    state, m = step_fn(state, search_lib.step_batches(search, step))
-    arches.append(np.asarray(state.arch["cell"]))
-    metrics.append(m)
-  return search, arches, metrics
 
 
 def ctx(step=0):

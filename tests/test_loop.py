@@ -68,6 +68,18 @@ GOLDEN_DIR = os.path.join(ROOT, "tests", "golden")
 GOLDEN_STEPS = 3
 
 
+def alpha_trajectory(config, steps):
+  """The NB201 alpha (``arch["cell"]``) after each of ``steps`` compiled search steps, and the step metrics."""
+  search = search_lib.build_search(config)
+  step_fn = search_lib.jit_search_step(search)
+  state, arches, metrics = search_lib.start_state(search), [], []
+  for step in range(steps):
+    state, m = step_fn(state, search_lib.step_batches(search, step))
+    arches.append(np.asarray(state.arch["cell"]))
+    metrics.append(m)
+  return search, arches, metrics
+
+
 def golden_record(config, workdir, train_losses):
   """What a smoke run's golden file holds: the training loss of each step, the final supernet
   evaluation loss, and every leaf of the final alpha (flattened)."""
