@@ -225,16 +225,15 @@ class ForwardContext:
   loss: Callable[[Callable[[Any], Any]], jax.Array] | None = None
 
 
-def linear_anneal(step: jax.Array, start: float, end: float, epochs: int, steps_per_epoch: int,
-                  warmup_epochs: int = 0) -> jax.Array:
-  """A value constant within an epoch e (0-based) and linear over epochs::
-
-      v(e) = start - (start - end) * max(e - warmup_epochs, 0) / (epochs - 1)
-
-  held at ``end`` past ``epochs`` (``epochs = 1`` keeps ``start``)."""
+def epoch_progress(step: jax.Array, steps_per_epoch: int, span: int, warmup_epochs: int = 0,
+                   hold: bool = True) -> jax.Array:
+  """The per-epoch progress of the parts' schedules: ``max(e - warmup_epochs, 0) / span`` for the
+  epoch ``e = step // steps_per_epoch`` (0-based; constant within an epoch), held at 1 past the
+  span with ``hold`` (float32). GDAS' tau (span = epochs - 1), SDARTS' epsilon (span = epochs),
+  DARTS-' beta (span = decay_epochs) and beta-DARTS' lambda (not held) read it."""
   epoch = jnp.asarray(step) // steps_per_epoch
-  progress = jnp.minimum(jnp.maximum(epoch - warmup_epochs, 0) / max(epochs - 1, 1), 1.0)
-  return (start - (start - end) * progress).astype(jnp.float32)
+  progress = jnp.maximum(epoch - warmup_epochs, 0).astype(jnp.float32) / max(span, 1)
+  return jnp.minimum(progress, 1.0) if hold else progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,8 +284,8 @@ class Gumbel:
 
   def tau(self, step: jax.Array) -> jax.Array:
     """The temperature of step ``step`` (steps done before it)."""
-    return jnp.maximum(linear_anneal(step, self.tau_max, self.tau_min, self.epochs,
-                                     self.steps_per_epoch, self.warmup_epochs), self.tau_min)
+    progress = epoch_progress(step, self.steps_per_epoch, self.epochs - 1, self.warmup_epochs)
+    return jnp.maximum(self.tau_max - (self.tau_max - self.tau_min) * progress, self.tau_min)
 
   def sample(self, log_probs: Any, key: jax.Array, step: jax.Array) -> Any:
     """Samples of every leaf (its own key per leaf, in leaf order)."""

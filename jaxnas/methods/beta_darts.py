@@ -94,8 +94,7 @@ class BetaDecay:
 
   def lam(self, step: jax.Array | int) -> jax.Array:
     """``lambda(e) = weight * e / epochs`` with ``e = step // steps_per_epoch``."""
-    epoch = jnp.asarray(step) // self.steps_per_epoch
-    return self.weight * epoch.astype(jnp.float32) / self.epochs
+    return self.weight * parts.epoch_progress(step, self.steps_per_epoch, self.epochs, hold=False)
 
   def init(self, arch: Any, ctx: parts.Context) -> parts.NoState:
     del arch, ctx

@@ -44,8 +44,7 @@ SKIP = "skip_connect"
 
 def beta(step: jax.Array, beta0: float, decay_epochs: int, steps_per_epoch: int) -> jax.Array:
   """``beta(e) = beta0 * max(1 - e / decay_epochs, 0)``, e = step // steps_per_epoch."""
-  epoch = jnp.asarray(step) // steps_per_epoch
-  return (beta0 * jnp.maximum(1.0 - epoch / decay_epochs, 0.0)).astype(jnp.float32)
+  return beta0 * (1.0 - parts.epoch_progress(step, steps_per_epoch, decay_epochs))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,8 +60,7 @@ def epsilon(step: jax.Array, eps_min: float, eps_max: float, epochs: int,
             steps_per_epoch: int) -> jax.Array:
   """``eps(e) = eps_min + (eps_max - eps_min) * e / epochs``, e = step // steps_per_epoch, held at
   ``eps_max`` past ``epochs``."""
-  epoch = jnp.asarray(step) // steps_per_epoch
-  return (eps_min + (eps_max - eps_min) * jnp.minimum(epoch / epochs, 1.0)).astype(jnp.float32)
+  return eps_min + (eps_max - eps_min) * parts.epoch_progress(step, steps_per_epoch, epochs)
 
 
 def random_perturbation(mixing: dict, keys: tuple[str, ...], key: jax.Array,
