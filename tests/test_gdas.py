@@ -165,6 +165,13 @@ def test_config_errors_name_the_fix():
   config.parametrization = "clamp"
   with pytest.raises(ValueError, match="softmax"):
     compose.read_sampler(config, 1)
+  # The sampled-op edge runs only the argmax op: transforms that need every op's output refuse it.
+  from jaxnas import spaces
+  for field, value in (("arch_sampler.name", "gumbel_soft"), ("auxiliary_skip.beta", 1.0),
+                       ("arch_perturbation.name", "random")):
+    config = load_config(config_path("gdas_nb201.py"), **{field: value})
+    with pytest.raises(ValueError, match="sampled_forward=False"):
+      compose.read_transforms(config, spaces.get("nb201"), 1)
 
 
 def test_schedule_start_epoch_skips_alpha_steps():

@@ -165,11 +165,19 @@ def read_sampler(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Any
   if reader is None:
     raise ValueError(f"config.arch_sampler.name={block.name!r} is not valid; choose one of: "
                      f"{', '.join(('none', *_SAMPLERS))}.")
-  if block.name != "gumbel_hard" and config.space.get("sampled_forward", False):
-    raise ValueError(f"config.space.sampled_forward=True runs only the argmax op of each edge, "
-                     f"which needs one-hot samples (arch_sampler.name='gumbel_hard'), not "
-                     f"{block.name!r}; set config.space.sampled_forward=False.")
+  if block.name != "gumbel_hard":
+    check_every_op_computed(config, f"config.arch_sampler.name={block.name!r}",
+                            "mixes every op with weights that are not one-hot")
   return reader(config, max(int(steps_per_epoch), 1))
+
+
+def check_every_op_computed(config: ml_collections.ConfigDict, part: str, needs: str) -> None:
+  """Refuses GDAS' sampled-op edge (``config.space.sampled_forward``) under a forward transform
+  whose mixing is not one-hot: ``part`` (the config field) ``needs`` every op's output."""
+  if config.space.get("sampled_forward", False):
+    raise ValueError(f"{part} {needs}, which the sampled-op forward "
+                     "(config.space.sampled_forward=True: only the argmax op of each edge) does "
+                     "not compute; set config.space.sampled_forward=False.")
 
 
 def read_gumbel(config: ml_collections.ConfigDict, steps_per_epoch: int) -> parts.Gumbel:

@@ -32,7 +32,6 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from jaxnas import parts
@@ -92,9 +91,8 @@ def read_auxiliary_skip(config: ml_collections.ConfigDict, space: spaces.SearchS
     raise ValueError(f"config.auxiliary_skip.beta={block.beta} adds beta to each edge's "
                      f"'{SKIP}' branch, which config.space.ops={','.join(space.ops)!r} lacks; add "
                      f"'{SKIP}' to the op set or set config.auxiliary_skip.beta=0.")
-  if config.space.get("sampled_forward", False):
-    raise ValueError("config.auxiliary_skip adds a branch to every edge, which the sampled-op "
-                     "forward (config.space.sampled_forward=True) does not compute; set it False.")
+  compose.check_every_op_computed(config, "config.auxiliary_skip",
+                                  "adds beta to each edge's skip_connect weight")
   return AuxiliarySkip(cell_keys=tuple(space.cell_keys()), skip_index=space.ops.index(SKIP),
                        beta0=float(block.beta),
                        decay_epochs=int(block.decay_epochs or config.epochs),

@@ -153,9 +153,7 @@ def read_perturbation(config: ml_collections.ConfigDict, space: spaces.SearchSpa
     raise ValueError(f"config.arch_perturbation.name={block.name!r} perturbs each edge's op "
                      f"weights on the simplex (SDARTS: softmax(alpha)), which "
                      f"parametrization={config.parametrization!r} does not give; use 'softmax'.")
-  if config.space.get("sampled_forward", False):
-    raise ValueError("config.arch_perturbation moves every op's weight, which the sampled-op "
-                     "forward (config.space.sampled_forward=True) does not compute; set it False.")
+  compose.check_every_op_computed(config, "config.arch_perturbation", "moves every op's weight")
   return Perturbation(cell_keys=tuple(space.cell_keys()), adversarial=block.name == "adversarial",
                       eps_min=float(block.epsilon_min), eps_max=float(block.epsilon_max),
                       epochs=int(config.epochs), steps_per_epoch=max(int(steps_per_epoch), 1),
