@@ -204,6 +204,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.drnas.stage_epochs = 0            # >0: stage 1 length; after it each edge keeps its num_keep ops of largest alpha (0 = no pruning)
   config.drnas.num_keep = 4                # ops kept per edge in stage 2 (the DARTS-space reference: 7 -> 4)
   config.drnas.stage_warmup_epochs = 0     # no alpha step in the first epochs of each stage (the DARTS-space reference: 10)
+  config.drnas.stage2_partial_channels = 0 # >0: PC-DARTS' K of stage 2, the supernet widened by Net2Wider at the boundary (the reference: 6 -> 4); 0 = keep space.partial_channels
 
   config.nao = ml_collections.ConfigDict()          # NAO-V2 (config.method = 'nao_v2'; jaxnas/nao/search.py)
   config.nao.op_set = "small"              # 'nao' space op set when config.space.ops is '': 'small' (5 ops) | 'middle' (10)

@@ -51,6 +51,7 @@ def get_config(arg=None):
   config.drnas.stage_epochs = 25
   config.drnas.num_keep = 4
   config.drnas.stage_warmup_epochs = 10
+  config.drnas.stage2_partial_channels = 4
   config.data.name = "cifar10"
   config.data.split = "darts"
   config.data.train_portion = 0.5
@@ -69,11 +70,12 @@ def get_config(arg=None):
 
 
 def drnas_smoke(config):
-  """The common smoke variant with 3 ops, channels divisible by K = 6, and a stage boundary after
-  the 2 steps of epoch 0 (16 examples per split, batch 8), one stage-2 step."""
+  """The common smoke variant with 3 ops, channels divisible by K = 6 and 4 (ops of 2 -> 3
+  channels, 4 -> 6 in the reduction cell), and a stage boundary after the 2 steps of epoch 0 (16
+  examples per split, batch 8), one stage-2 step."""
   config = default.smoke(config)
   config.space.ops = "max_pool_3x3,skip_connect,dil_conv_3x3"
-  config.space.channels = 6
+  config.space.channels = 12
   config.data.synthetic_num_train = 32
   config.drnas.stage_epochs = 1
   config.drnas.num_keep = 2

@@ -47,7 +47,7 @@ SET_ASIDE_DIR = "checkpoints.set_aside"  # incomplete or superseded steps, moved
 def restore_or_start(program: Program, workdir: str
                      ) -> tuple[Any, checkpoint_lib.CheckpointManager, bool]:
   """``(state, manager, resumed)``: a checkpoint in ``workdir/checkpoints`` (restored into
-  ``program.abstract_state()``'s structure) if there is one, else the fresh state.
+  ``program.abstract_state(step)``'s structure) if there is one, else the fresh state.
 
   Before choosing, what an interrupted save or prune left is repaired (``CheckpointManager.repair``:
   incomplete steps moved to ``checkpoints.set_aside/``, never deleted), with a message. The step is
@@ -71,13 +71,16 @@ def restore_or_start(program: Program, workdir: str
       raise checkpoint_lib.CheckpointError(
           f"config.resume.step={chosen} is not a checkpoint in {manager.directory}; available "
           f"steps: {manager.all_steps()}.")
-    state = manager.restore(program.parallel.abstract(program.abstract_state()), step=chosen)
+    state = manager.restore(program.parallel.abstract(program.abstract_state(chosen)),
+                            step=chosen)
     if jax.process_index() == 0:
       for line in manager.set_aside_after(chosen, aside):
         program.info(f"checkpoints: {line} (config.resume.step={chosen})")
     return state, manager, True
-  if manager.latest_step() is not None:
-    return manager.restore(program.parallel.abstract(program.abstract_state())), manager, True
+  latest = manager.latest_step()
+  if latest is not None:
+    abstract = program.parallel.abstract(program.abstract_state(latest))
+    return manager.restore(abstract, step=latest), manager, True
   return program.parallel.replicate(program.fresh_state()), manager, False
 
 

@@ -406,7 +406,8 @@ class TrainingProgram(program.Program):
     # init's output is replicated on the mesh, like a restored state: one compile for both.
     return self.init_fn(self.image_shape)
 
-  def abstract_state(self) -> EvalState:
+  def abstract_state(self, position: int = 0) -> EvalState:
+    del position
     return jax.eval_shape(lambda: self.init_fn(self.image_shape))  # restore: no init computed
 
   def position(self, state: EvalState) -> int:

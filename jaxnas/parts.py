@@ -19,6 +19,10 @@ and the optimizers (``jaxnas.optim``):
   parametrization (its own ``with_mask`` where it renormalizes over the kept ops, else
   ``mixing * mask``): ``SignPrune`` (DARTS-PRIME: off forever once alpha <= 0) and ``TopKPrune``
   (DrNAS: each edge keeps its k best ops after a stage); alpha of pruned ops is held at 0;
+* **supernet stages** -- from a step on, the supernet rebuilt with other ``config.space`` options
+  and the state mapped onto it (``SupernetStage``: DrNAS' partial channels K 6 -> 4, its weights
+  widened by Net2Wider, ``jaxnas.spaces.net2wider``); the search program switches its compiled
+  step there (``jaxnas.search.SearchProgram``), so each stage is one program;
 * **cell projections** -- Z(A), the one-hot matrices of the cell derived from mixing weights, which
   prox and ADMM pull toward (``CellProjection``: the space's own ``discretize`` on the leaves it
   names in ``cell_keys()``).
@@ -639,3 +643,20 @@ class TopKPrune:
 
 
 Pruning = SignPrune | TopKPrune
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetStage:
+  """From step ``start`` (steps done) on, the supernet is the one ``config.space`` builds with the
+  fields ``space`` replaced (e.g. ``(('partial_channels', 4),)``), and the state is mapped onto it
+  by Net2Wider (``jaxnas.spaces.net2wider.widen``: grown channel axes copy random channels; alpha,
+  its optimizer state and the method state are kept). DrNAS' progressive learning between its
+  stages (``model.wider(k)``, D:DARTS-space/train_search.py)."""
+  start: int
+  space: tuple[tuple[str, Any], ...]
+
+  def __post_init__(self):
+    _int_at_least("drnas.stage_epochs (times steps per epoch)", self.start, 1)
+
+  def describe(self) -> str:
+    return ", ".join(f"space.{k}={v}" for k, v in self.space)

@@ -64,8 +64,11 @@ class Program(abc.ABC):
   def fresh_state(self) -> Any:
     """The state at position 0 (not yet placed on the mesh)."""
 
-  def abstract_state(self) -> Any:
-    """A state of the right structure to restore into (default: ``fresh_state()``)."""
+  def abstract_state(self, position: int = 0) -> Any:
+    """A state of the structure a checkpoint at ``position`` holds, to restore into (default:
+    ``fresh_state()``; a program whose state changes shape on the way, like a search in supernet
+    stages, maps it)."""
+    del position
     return self.fresh_state()
 
   @abc.abstractmethod

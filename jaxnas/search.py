@@ -39,6 +39,7 @@ from jaxnas.methods import compose
 from jaxnas.methods import estimators
 from jaxnas.methods import milenas
 from jaxnas.spaces import darts as darts_space
+from jaxnas.spaces import net2wider
 from jaxnas.state import SearchState, create_search_state
 
 WEIGHTS_STREAM, ARCH_STREAM = 0, 1
@@ -57,6 +58,7 @@ class Search:
   arch_batch_size: int
   parallel: sharding.DataParallel
   backend: backends.Backend
+  num_classes: int = 10
 
 
 def build_space(config: ml_collections.ConfigDict) -> spaces.SearchSpace:
@@ -150,7 +152,46 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
       **compose.read_parts(config, space, per_epoch),
       steps_per_epoch=per_epoch, compute_dtype=config.compute_dtype)
   return Search(config, space, splits, components, method, per_epoch, total, arch_batch,
-                parallel, backend)
+                parallel, backend, dataset.num_classes)
+
+
+def stage_searches(search: Search) -> list[tuple[int, Search]]:
+  """``[(first step, Search)]`` of each supernet stage (``compose.read_stages``; one stage for most
+  methods): a later stage is ``search`` with the space and supernet that ``config.space`` builds with
+  the stage's fields replaced (``parts.SupernetStage``); data, optimizers and parts are shared."""
+  stages = [(0, search)]
+  for stage in compose.read_stages(search.config, search.steps_per_epoch):
+    config = search.config.copy_and_resolve_references()
+    config.space.update(dict(stage.space))
+    space = build_space(config)
+    module = build_supernet(config, space, search.num_classes, search.backend)
+    stages.append((stage.start, dataclasses.replace(
+        search, space=space, components=dataclasses.replace(search.components, module=module))))
+  return stages
+
+
+def stage_of_step(stages: list[tuple[int, Search]], position: int) -> int:
+  """The stage that runs step ``position`` (0-based)."""
+  return max(i for i, (start, _) in enumerate(stages) if start <= position)
+
+
+def stage_of_state(stages: list[tuple[int, Search]], position: int) -> int:
+  """The stage whose shapes a state has after ``position`` steps: a checkpoint at a stage's first
+  step still holds the previous stage's state (the mapping runs with that step)."""
+  return max(i for i, (start, _) in enumerate(stages) if start < position or i == 0)
+
+
+def stage_key(seed: int | jax.Array, start: int) -> jax.Array:
+  """The key of the Net2Wider draws entering the stage that starts at step ``start``."""
+  return jax.random.fold_in(jax.random.key(seed), start)
+
+
+def widen_state(state: SearchState, search: Search, key: jax.Array) -> SearchState:
+  """``state`` mapped onto the supernet of ``search`` (a later stage's) by Net2Wider
+  (``jaxnas.spaces.net2wider.widen``: grown channel axes copy random channels drawn from ``key``;
+  alpha, the optimizer states' other leaves and the method state are kept)."""
+  target = jax.eval_shape(lambda: init_state(search))
+  return net2wider.widen(state, target, key)
 
 
 def step_budget(config: ml_collections.ConfigDict, weights_size: int,
@@ -372,10 +413,15 @@ class SearchProgram(program.Program):
   train metrics; at epoch ends the supernet evaluated on the eval split, the genotype derived and
   logged (``genotypes.jsonl``, with the NAS-Bench-201 ground truth when ``config.benchmark.path``
   is set) and MiLeNAS' size buckets and early stopping; checkpoints of the whole state.
+
+  A run in supernet stages (``stage_searches``: DrNAS' widening) switches ``self.search`` and its
+  compiled step at each stage's first step, after mapping the state onto the stage's supernet
+  (``widen``); a checkpoint holds the shapes of the stage it was saved in (``abstract_state``).
   """
 
   def __init__(self, search: Search):
     self.search, self.config, self.parallel = search, search.config, search.parallel
+    self.stages, self.stage = stage_searches(search), 0
     self.total = search.total_steps
     self.retired_keys = RETIRED_FINGERPRINT_KEYS
     self.cadence = metrics_lib.Cadence.of(search.config, search.steps_per_epoch,
@@ -391,6 +437,7 @@ class SearchProgram(program.Program):
     return cls(build_search(config))
 
   def open(self, workdir: str, position: int) -> None:
+    self.enter_stage(stage_of_state(self.stages, position))
     self.workdir = workdir
     self.logger = metrics_lib.Logger(workdir, self.search.space, resume_at=position)
     self.book = milenas.SizeBucketBook(
@@ -403,6 +450,39 @@ class SearchProgram(program.Program):
 
   def fresh_state(self) -> SearchState:
     return init_state(self.search)
+
+  def abstract_state(self, position: int = 0) -> Any:
+    """The fresh state's structure, mapped through the stages the run had entered by
+    ``position`` (shapes only: no widening computed)."""
+    state = self.fresh_state()
+    for stage in range(1, stage_of_state(self.stages, position) + 1):
+      state = jax.eval_shape(functools.partial(self.widen, stage=stage), state)
+    return state
+
+  def widen(self, state: SearchState, stage: int) -> SearchState:
+    """``state`` mapped onto the supernet of ``stage`` (``widen_state``)."""
+    start, search = self.stages[stage]
+    return widen_state(state, search, stage_key(self.config.seed, start))
+
+  def enter_stage(self, stage: int) -> None:
+    """Makes ``stage``'s search the current one (its step compiles at its first call)."""
+    if stage != self.stage:
+      self.stage, self.search = stage, self.stages[stage][1]
+      if hasattr(self, "step_fn"):
+        self.compile()
+
+  def next_stage(self, state: SearchState, position: int) -> SearchState:
+    """At the first step of the next stage: the state widened onto its supernet (jitted, placed
+    replicated as the step expects) and that stage entered, with a console line."""
+    stage = self.stage + 1
+    start, search = self.stages[stage]
+    self.info(f"step {position}: supernet stage {stage + 1} of {len(self.stages)} "
+              f"({compose.read_stages(self.config, search.steps_per_epoch)[stage - 1].describe()}"
+              "); state widened by Net2Wider; compiling the stage's step ...")
+    state = jax.jit(functools.partial(self.widen, stage=stage),
+                    out_shardings=self.parallel.replicated)(state)
+    self.enter_stage(stage)
+    return state
 
   def position(self, state: SearchState) -> int:
     return int(state.step)
@@ -430,6 +510,8 @@ class SearchProgram(program.Program):
     self.diag_fn = jit_diagnostics_step(self.search)
 
   def step(self, state: SearchState, position: int):
+    if stage_of_step(self.stages, position) != self.stage:
+      state = self.next_stage(state, position)
     batches = step_batches(self.search, position)
     every = self.config.diagnostics.every_steps
     if every and position % every == 0:

@@ -135,6 +135,7 @@ class SeedsProgram(search_lib.SearchProgram):
     self.seeds = seed_list(search.config)
 
   def open(self, workdir: str, position: int) -> None:
+    self.enter_stage(search_lib.stage_of_state(self.stages, position))
     self.workdir = workdir
     self.loggers = []
     for seed in self.seeds:
@@ -171,7 +172,16 @@ class SeedsProgram(search_lib.SearchProgram):
                            out_shardings=base.parallel.replicated)
     self.mixing_fn = jax.jit(jax.vmap(functools.partial(base.method.mixing, base.components)))
 
+  def widen(self, state: SearchState, stage: int) -> SearchState:
+    """Each seed's state widened onto the stage's supernet with its own draws (``stage_key`` of
+    its seed), vmapped."""
+    start, search = self.stages[stage]
+    keys = jax.vmap(lambda seed: search_lib.stage_key(seed, start))(jnp.asarray(self.seeds))
+    return jax.vmap(lambda s, k: search_lib.widen_state(s, search, k))(state, keys)
+
   def step(self, state: SearchState, position: int):
+    if search_lib.stage_of_step(self.stages, position) != self.stage:
+      state = self.next_stage(state, position)
     return self.step_fn(state, step_batches(self.searches, position))
 
   def log(self, done: int, metrics, perf: dict[str, float]) -> None:

@@ -267,3 +267,54 @@ def test_cifar10_config_is_the_reference_setting():
           config.epochs) == (25, 4, 10, 50)
   assert (config.weights_optimizer.learning_rate, config.weights_optimizer.min_learning_rate,
           config.arch_optimizer.learning_rate) == (0.1, 0.0, 6e-4)
+
+
+# ----------------------------------------------------------------------------- widening (K 6 -> 4)
+def test_widening_options_are_checked():
+  config = load_config(config_path("drnas_cifar10.py"))
+  assert config.space.partial_channels == 6 and config.drnas.stage2_partial_channels == 4
+  stages = compose.read_stages(config, steps_per_epoch=2)
+  assert stages == (parts.SupernetStage(start=2, space=(("partial_channels", 4),)),)
+  for value, message in ((6, "must be below config.space.partial_channels=6"),
+                         (5, "must divide config.space.channels=12"),
+                         (-1, "is not valid")):
+    bad = load_config(config_path("drnas_cifar10.py"), **{"drnas.stage2_partial_channels": value})
+    with pytest.raises(ValueError, match=message):
+      compose.read_stages(bad, steps_per_epoch=2)
+  one_stage = load_config(config_path("drnas_cifar10.py"), **{"drnas.stage_epochs": 0})
+  with pytest.raises(ValueError, match="stage_epochs=0"):
+    compose.read_stages(one_stage, steps_per_epoch=2)
+  assert compose.read_stages(load_config(config_path("drnas_nb201.py")), 2) == ()
+
+
+def restore_staged(workdir, config, step):
+  """The checkpoint ``step`` of a staged run, restored into the program's abstract state there."""
+  from jaxnas import checkpoint as checkpoint_lib
+  from jaxnas import search as search_lib
+  program = search_lib.SearchProgram(search_lib.build_search(config))
+  with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                        fingerprint=program.fingerprint()) as manager:
+    return manager.restore(jax.eval_shape(lambda: program.abstract_state(step)), step=step)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices", [1, 2])
+def test_widened_run_resumes_bit_for_bit_from_the_stage_boundary(tmp_path, devices):
+  """``drnas_cifar10:smoke`` (stage boundary after step 2, K 6 -> 4), on 1 and 2 devices:
+  interrupted at the boundary (the checkpoint holds stage 1's shapes) and resumed, it ends bit for
+  bit as an uninterrupted run, with the ops widened (normal cells: 12 / 6 = 2 -> 12 / 4 = 3
+  channels; the restore checks every leaf's shape, SGD's momentum included)."""
+  from jaxnas import driver
+  path = config_path("drnas_cifar10.py")
+  config = lambda steps: load_config(path, max_steps=steps, **{"mesh.data": devices})
+  straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+  driver.train_and_evaluate(config(3), straight)
+  driver.train_and_evaluate(config(2), interrupted)
+  at_boundary = restore_staged(interrupted, config(3), 2)
+  driver.train_and_evaluate(config(3), interrupted)
+  a = restore_staged(straight, config(3), 3)
+  b = restore_staged(interrupted, config(3), 3)
+  pointwise = lambda s: s.weights["cell_0"]["front"]["mixed"]["dil_conv_3x3"]["pointwise"]["kernel"]
+  assert pointwise(at_boundary).shape[-2:] == (2, 2) and pointwise(a).shape[-2:] == (3, 3)
+  assert int(a.step) == int(b.step) == 3
+  jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -19,7 +19,9 @@ Config fields (``configs/default.py``):
   (``register_transform``: DARTS-' ``config.auxiliary_skip``, SDARTS' ``config.arch_perturbation``);
 * regularizers by name (``register_regularizer``: ``prox``, ``admm`` here; the methods' own);
 * pruning: ``config.prune_arch`` (DARTS-PRIME's permanent mask; needs ``parametrization='clamp'``);
-* weight phase: ``config.joint_step`` (SNAS' single-level joint step, ``jaxnas.methods.snas``).
+* weight phase: ``config.joint_step`` (SNAS' single-level joint step, ``jaxnas.methods.snas``);
+* supernet stages (``register_stages``, ``read_stages``): DrNAS' widening of the partial channels
+  (``config.drnas.stage2_partial_channels``).
 
 A method whose config block predates these fields maps it in its own reader, registered with
 ``register_reader``: ``config.method='darts_prime'`` reads ``config.darts_prime.*``
@@ -237,3 +239,24 @@ def read_parts(config: ml_collections.ConfigDict, space: spaces.SearchSpace,
   """``{'schedule', 'regularizers', 'pruning', 'transforms'}`` (and ``'weight_phase'`` where a reader
   sets one: RARTS) for ``steps.SearchComponents``."""
   return _READERS.get(config.method, read_generic)(config, space, steps_per_epoch)
+
+
+StagesReader = Callable[[ml_collections.ConfigDict, int], tuple[parts.SupernetStage, ...]]
+_STAGES: dict[str, StagesReader] = {}
+
+
+def register_stages(method: str, reader: StagesReader) -> None:
+  """Makes ``config.method=method`` run in supernet stages: ``reader(config, steps per epoch)``
+  returns the ``parts.SupernetStage`` s after the first (empty: one stage)."""
+  _STAGES[method] = reader
+
+
+def read_stages(config: ml_collections.ConfigDict, steps_per_epoch: int
+                ) -> tuple[parts.SupernetStage, ...]:
+  """The supernet stages after the first one, in order of their start (none for most methods)."""
+  reader = _STAGES.get(config.method)
+  stages = tuple(reader(config, steps_per_epoch)) if reader else ()
+  starts = [stage.start for stage in stages]
+  if starts != sorted(set(starts)):
+    raise ValueError(f"supernet stages must start at increasing steps, got {starts}.")
+  return stages

@@ -295,6 +295,7 @@ def check_options(config: ml_collections.ConfigDict) -> None:
     value = block[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
       raise ValueError(f"config.drnas.{field}={value!r} is not valid: use an integer >= 0.")
+  check_widening(config)
   keep = block.num_keep
   if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
     raise ValueError(f"config.drnas.num_keep={block.num_keep!r} is not valid: use an integer >= 1 "
@@ -307,6 +308,41 @@ def check_options(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.method='drnas' takes its alpha warm-up from "
                      "config.drnas.stage_warmup_epochs; leave config.arch_schedule at 'every_k', "
                      "arch_every=1, start_epoch=0.")
+
+
+def check_widening(config: ml_collections.ConfigDict) -> None:
+  """``config.drnas.stage2_partial_channels``: 0, or a K_2 < ``space.partial_channels`` (wider ops)
+  that divides the channels, with a stage boundary to widen at."""
+  k2, block = config.drnas.stage2_partial_channels, config.drnas
+  if isinstance(k2, bool) or not isinstance(k2, int) or k2 < 0:
+    raise ValueError(f"config.drnas.stage2_partial_channels={k2!r} is not valid: use 0 (no "
+                     "widening) or PC-DARTS' K of stage 2 (an integer >= 1; the reference: 4).")
+  if not k2:
+    return
+  k1 = config.space.get("partial_channels", 1)
+  if not block.stage_epochs:
+    raise ValueError(f"config.drnas.stage2_partial_channels={k2} widens the supernet after stage "
+                     "1, but config.drnas.stage_epochs=0 (one stage); set stage_epochs > 0 or "
+                     "stage2_partial_channels=0.")
+  if "partial_channels" not in config.space or k2 >= k1:
+    raise ValueError(f"config.drnas.stage2_partial_channels={k2} must be below "
+                     f"config.space.partial_channels={k1} (stage 2 runs C/K_2 > C/K_1 channels "
+                     "through the ops; the reference: 6 -> 4); lower it or set it to 0.")
+  if config.space.channels % k2:
+    raise ValueError(f"config.drnas.stage2_partial_channels={k2} must divide "
+                     f"config.space.channels={config.space.channels}; choose a divisor.")
+
+
+def read_stages(config: ml_collections.ConfigDict, steps_per_epoch: int
+                ) -> tuple[parts.SupernetStage, ...]:
+  """Stage 2's supernet with ``partial_channels = config.drnas.stage2_partial_channels`` from the
+  pruning step on (none when it is 0): D:DARTS-space/train_search.py ``model.wider(ks[i+1])``."""
+  check_widening(config)
+  k2 = config.drnas.stage2_partial_channels
+  if not k2:
+    return ()
+  return (parts.SupernetStage(start=config.drnas.stage_epochs * steps_per_epoch,
+                              space=(("partial_channels", k2),)),)
 
 
 def read_parts(config: ml_collections.ConfigDict, space: Any, steps_per_epoch: int
@@ -335,3 +371,4 @@ def build(config: ml_collections.ConfigDict) -> base.SearchMethod:
 
 base.register("drnas", build)
 compose.register_reader("drnas", read_parts)
+compose.register_stages("drnas", read_stages)
