@@ -16,7 +16,10 @@ Progressive learning (``config.method='drnas'``, ``jaxnas.methods.drnas``): stag
 with all 7 ops; then each edge keeps its 4 ops of largest alpha (pruned alpha set to 0, the
 Dirichlet renormalised over the kept ops, derivation over the kept ops); stage 2 = 25 epochs. In
 each stage alpha is frozen for its first 10 epochs (the reference's stage-local ``epoch >= 10``).
-One cosine over all 50 epochs, stepped at epoch end.
+At the boundary the partial channels widen, K 6 -> 4 (``config.drnas.stage2_partial_channels``):
+every op grows from C/6 to C/4 channels, its new channels copies of random old ones (Net2Wider
+without rescaling, ``jaxnas.spaces.net2wider``), SGD's momentum widened with them. One cosine over
+all 50 epochs, stepped at epoch end.
 
 Reference settings: the search network is the evaluation-size one (C=36, 20 cells), the 7 DARTS
 ops without ``none`` (pools followed by BatchNorm), partial channels K = 6 (PC-DARTS' channel
@@ -27,10 +30,9 @@ ops, as the reference's ``process_step_matrix(alpha, 'softmax', mask)``.
 
 Variant ``:kl``: ``--reg_type kl`` (``arch_regularizer.names='dirichlet_kl'``, no Adam decay).
 
-Where jaxnas differs: **no widening** -- the reference widens the partial channels at the stage
-boundary (K 6 -> 4, Net2Wider channel copies, a fresh SGD optimizer); here stage 2 keeps K = 6
-and the SGD state (parameter shapes are fixed). The per-epoch supernet evaluation uses
-softmax(alpha) over the kept ops (the reference's ``infer`` samples).
+Where jaxnas differs: the widening's random channel indices come from JAX's PRNG (the
+reference's ``torch.randint``); the per-epoch supernet evaluation uses softmax(alpha) over the
+kept ops (the reference's ``infer`` samples).
 """
 from configs import default
 from configs import drnas_nb201

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -155,30 +155,38 @@ def build_search(config: ml_collections.ConfigDict) -> Search:
                 parallel, backend, dataset.num_classes)
 
 
-def stage_searches(search: Search) -> list[tuple[int, Search]]:
-  """``[(first step, Search)]`` of each supernet stage (``compose.read_stages``; one stage for most
-  methods): a later stage is ``search`` with the space and supernet that ``config.space`` builds with
-  the stage's fields replaced (``parts.SupernetStage``); data, optimizers and parts are shared."""
-  stages = [(0, search)]
+class Stage(NamedTuple):
+  """A supernet stage of a search: its first step, its ``Search``, what changed (for the console)."""
+  start: int
+  search: Search
+  label: str
+
+
+def stage_searches(search: Search) -> list[Stage]:
+  """Each supernet stage of ``search`` (``compose.read_stages``; one stage for most methods): a
+  later stage is ``search`` with the space and supernet that ``config.space`` builds with the
+  stage's fields replaced (``parts.SupernetStage``); data, optimizers and parts are shared."""
+  stages = [Stage(0, search, "")]
   for stage in compose.read_stages(search.config, search.steps_per_epoch):
     config = search.config.copy_and_resolve_references()
     config.space.update(dict(stage.space))
     space = build_space(config)
     module = build_supernet(config, space, search.num_classes, search.backend)
-    stages.append((stage.start, dataclasses.replace(
-        search, space=space, components=dataclasses.replace(search.components, module=module))))
+    stages.append(Stage(stage.start, dataclasses.replace(
+        search, space=space, components=dataclasses.replace(search.components, module=module)),
+        stage.describe()))
   return stages
 
 
-def stage_of_step(stages: list[tuple[int, Search]], position: int) -> int:
+def stage_of_step(stages: list[Stage], position: int) -> int:
   """The stage that runs step ``position`` (0-based)."""
-  return max(i for i, (start, _) in enumerate(stages) if start <= position)
+  return max(i for i, stage in enumerate(stages) if stage.start <= position)
 
 
-def stage_of_state(stages: list[tuple[int, Search]], position: int) -> int:
+def stage_of_state(stages: list[Stage], position: int) -> int:
   """The stage whose shapes a state has after ``position`` steps: a checkpoint at a stage's first
   step still holds the previous stage's state (the mapping runs with that step)."""
-  return max(i for i, (start, _) in enumerate(stages) if start < position or i == 0)
+  return max(i for i, stage in enumerate(stages) if stage.start < position or i == 0)
 
 
 def stage_key(seed: int | jax.Array, start: int) -> jax.Array:
@@ -461,13 +469,13 @@ class SearchProgram(program.Program):
 
   def widen(self, state: SearchState, stage: int) -> SearchState:
     """``state`` mapped onto the supernet of ``stage`` (``widen_state``)."""
-    start, search = self.stages[stage]
+    start, search, _ = self.stages[stage]
     return widen_state(state, search, stage_key(self.config.seed, start))
 
   def enter_stage(self, stage: int) -> None:
     """Makes ``stage``'s search the current one (its step compiles at its first call)."""
     if stage != self.stage:
-      self.stage, self.search = stage, self.stages[stage][1]
+      self.stage, self.search = stage, self.stages[stage].search
       if hasattr(self, "step_fn"):
         self.compile()
 
@@ -475,12 +483,12 @@ class SearchProgram(program.Program):
     """At the first step of the next stage: the state widened onto its supernet (jitted, placed
     replicated as the step expects) and that stage entered, with a console line."""
     stage = self.stage + 1
-    start, search = self.stages[stage]
-    self.info(f"step {position}: supernet stage {stage + 1} of {len(self.stages)} "
-              f"({compose.read_stages(self.config, search.steps_per_epoch)[stage - 1].describe()}"
-              "); state widened by Net2Wider; compiling the stage's step ...")
     state = jax.jit(functools.partial(self.widen, stage=stage),
                     out_shardings=self.parallel.replicated)(state)
+    target = jax.eval_shape(lambda: init_state(self.stages[stage].search))
+    self.info(f"step {position}: supernet stage {stage + 1} of {len(self.stages)} "
+              f"({self.stages[stage].label}): state widened by Net2Wider to params="
+              f"{supernet.num_params(target.weights):,}; compiling the stage's step ...")
     self.enter_stage(stage)
     return state
 

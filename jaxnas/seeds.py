@@ -175,7 +175,7 @@ class SeedsProgram(search_lib.SearchProgram):
   def widen(self, state: SearchState, stage: int) -> SearchState:
     """Each seed's state widened onto the stage's supernet with its own draws (``stage_key`` of
     its seed), vmapped."""
-    start, search = self.stages[stage]
+    start, search, _ = self.stages[stage]
     keys = jax.vmap(lambda seed: search_lib.stage_key(seed, start))(jnp.asarray(self.seeds))
     return jax.vmap(lambda s, k: search_lib.widen_state(s, search, k))(state, keys)
 

@@ -19,7 +19,7 @@ from jaxnas import steps
 from jaxnas.methods import compose
 from jaxnas.methods import drnas
 from jaxnas.spaces import nb201
-from test_loop import ROOT, load_config
+from test_loop import ROOT, load_config, restore_final_state
 
 BETA = jnp.array([0.7, 1.0, 1.8, 3.1])
 
@@ -287,16 +287,6 @@ def test_widening_options_are_checked():
   assert compose.read_stages(load_config(config_path("drnas_nb201.py")), 2) == ()
 
 
-def restore_staged(workdir, config, step):
-  """The checkpoint ``step`` of a staged run, restored into the program's abstract state there."""
-  from jaxnas import checkpoint as checkpoint_lib
-  from jaxnas import search as search_lib
-  program = search_lib.SearchProgram(search_lib.build_search(config))
-  with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                        fingerprint=program.fingerprint()) as manager:
-    return manager.restore(jax.eval_shape(lambda: program.abstract_state(step)), step=step)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("devices", [1, 2])
 def test_widened_run_resumes_bit_for_bit_from_the_stage_boundary(tmp_path, devices):
@@ -310,10 +300,10 @@ def test_widened_run_resumes_bit_for_bit_from_the_stage_boundary(tmp_path, devic
   straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
   driver.train_and_evaluate(config(3), straight)
   driver.train_and_evaluate(config(2), interrupted)
-  at_boundary = restore_staged(interrupted, config(3), 2)
+  at_boundary = restore_final_state(interrupted, config(3), 2)
   driver.train_and_evaluate(config(3), interrupted)
-  a = restore_staged(straight, config(3), 3)
-  b = restore_staged(interrupted, config(3), 3)
+  a = restore_final_state(straight, config(3), 3)
+  b = restore_final_state(interrupted, config(3), 3)
   pointwise = lambda s: s.weights["cell_0"]["front"]["mixed"]["dil_conv_3x3"]["pointwise"]["kernel"]
   assert pointwise(at_boundary).shape[-2:] == (2, 2) and pointwise(a).shape[-2:] == (3, 3)
   assert int(a.step) == int(b.step) == 3

@@ -56,12 +56,14 @@ def quickstart_smoke(**overrides):
   return load_config(os.path.join(ROOT, "configs", "quickstart.py"), "darts,smoke", **overrides)
 
 
-def restore_final_state(workdir, config):
-  search = search_lib.build_search(config)
-  abstract = jax.eval_shape(lambda: search_lib.init_state(search))
+def restore_final_state(workdir, config, step=None):
+  """The checkpoint ``step`` (default: the latest) of a search in ``workdir``, restored into the
+  program's abstract state at that step (a later supernet stage's shapes where it has stages)."""
+  program = search_lib.SearchProgram(search_lib.build_search(config))
   with checkpoint_lib.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                                        fingerprint=search_lib.fingerprint(search)) as manager:
-    return manager.restore(abstract)
+                                        fingerprint=program.fingerprint()) as manager:
+    step = manager.latest_step() if step is None else step
+    return manager.restore(jax.eval_shape(lambda: program.abstract_state(step)), step=step)
 
 
 GOLDEN_DIR = os.path.join(ROOT, "tests", "golden")

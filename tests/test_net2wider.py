@@ -142,6 +142,6 @@ def test_a_grown_axis_without_a_rule_is_refused():
 def test_stage_of_a_step_and_of_a_checkpoint():
   """A checkpoint at a stage's first step holds the previous stage's state (the widening runs with
   that step); that step and the later ones run the new stage."""
-  stages = [(0, "s1"), (4, "s2")]
+  stages = [search_lib.Stage(0, None, ""), search_lib.Stage(4, None, "space.partial_channels=4")]
   assert [search_lib.stage_of_step(stages, p) for p in range(7)] == [0, 0, 0, 0, 1, 1, 1]
   assert [search_lib.stage_of_state(stages, p) for p in range(7)] == [0, 0, 0, 0, 0, 1, 1]

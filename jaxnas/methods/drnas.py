@@ -46,13 +46,22 @@ The parts (each registered with ``jaxnas.parametrize`` / ``jaxnas.methods.compos
   ops (the reference's masked ``process_step_matrix``), so the derived genotype never picks a
   pruned op. The alpha warm-up (``drnas.stage_warmup_epochs``, D: ``if epoch >= 10`` with the
   stage-local epoch) restarts in every stage (``StageWarmup``). The Adam state of alpha is kept
-  across the boundary (the reference's ``architect.pruning`` call is commented out).
+  across the boundary (the reference's ``architect.pruning`` call is commented out);
+* progressive widening (``config.drnas.stage2_partial_channels``, the supernet stage part
+  ``parts.SupernetStage``, ``read_stages``): at the same boundary PC-DARTS' K drops (6 -> 4 in
+  the reference, D: ``model.wider(ks[i+1])``), every op of every edge grows from C/K_1 to C/K_2
+  channels, and the weights, BN statistics and SGD momentum are mapped by Net2Wider
+  (``jaxnas.spaces.net2wider``: new channels are copies of random old ones, no rescaling, the
+  reference's index pairing; D:net2wider.py, ``configure_optimizer`` carries the momentum into
+  the new SGD, ``configure_scheduler`` the cosine). Stage 2 is its own compiled step
+  (``jaxnas.search.SearchProgram``); a checkpoint restores into the shapes of its stage, and the
+  draws are a function of ``(seed, boundary step)``, so a resumed run widens as an uninterrupted
+  one.
 
 Where jaxnas differs from the reference:
 
-* **no widening**: the reference widens the partial-channel proportion at the stage boundary
-  (K 6 -> 4, Net2Wider copies of channels, D:DARTS-space/net2wider.py) and builds a fresh SGD.
-  That changes parameter shapes; it is not built. Stage 2 keeps K = 6 and the SGD state.
+* the widening draws its indices from JAX's PRNG (the reference: ``torch.randint``), per edge and
+  module as the reference, so the copied channels are others than a PyTorch run's;
 * the per-epoch supernet evaluation uses the deterministic softmax(alpha) (the reference's
   ``infer`` samples);
 * JAX's gamma-based reparameterisation: a pruned op's concentration gets exactly zero gradient
