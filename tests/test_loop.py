@@ -26,12 +26,12 @@ CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*.py")
                       and not os.path.basename(p).startswith(("eval_", "nao_v2_")))
 
 
-# Issue #33's robust-DARTS baselines: their golden smoke runs (about 8-12 s of compile each) run
+# Issue #33's robust-DARTS baselines (and MiLeNAS' NB201 preset): their golden smoke runs (about 8-12 s of compile each) run
 # with the slow tests (.ci/run runs them after the README's test command) to keep that command
 # within its budget; their parts' properties are tested by default in their own test files.
 SLOW_GOLDEN = {f"{name}_{space}.py" for name in ("snas", "drnas", "fairdarts", "sdarts",
                                                  "betadarts", "dartsminus")
-               for space in ("nb201", "cifar10")}
+               for space in ("nb201", "cifar10")} | {"milenas_nb201.py"}
 GOLDEN_CASES = [pytest.param(p, marks=pytest.mark.slow) if os.path.basename(p) in SLOW_GOLDEN
                 else p for p in CONFIG_FILES]
 

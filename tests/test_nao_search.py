@@ -164,11 +164,14 @@ def _check_outputs(config, workdir, summary):
   else:
     assert summary["chosen_by"] == "supernet_score"
     assert summary["best_arch"] == summary["top"][0]["arch"]
+  # the fields jaxnas.compare reads from any search's result (the chosen cell, the steps done)
+  assert summary["final_genotype"] == summary["final_record"]["genotype"] == summary["best_arch"]
   records = [json.loads(line) for line in open(os.path.join(workdir, "nao_iterations.jsonl"))]
   assert [r["iteration"] for r in records] == list(range(config.nao.iterations))
   assert os.path.exists(os.path.join(workdir, "arch_pool.final"))
   state = _final_state(config, workdir)
   assert int(state.phase) == nao_search.DONE
+  assert summary["step"] == int(state.progress)
   tokens, scores = nao_search.pool(state)
   assert len({tuple(t) for t in tokens}) == len(tokens) == pool_size, "distinct architectures"
   allowed = nao_search.build(config).space.allowed_tokens()

@@ -235,6 +235,7 @@ def drnas_darts(n_train=CIFAR10_TRAIN, batch=64, stages=(25, 25), warmup=10):
 REFERENCES = {
     "darts_cifar10.py": quark0_darts,
     "milenas_cifar10.py": milenas,
+    "milenas_nb201.py": autodl_darts,   # ours: MiLeNAS' update on AutoDL's DARTS-V1 NB201 setup
     "gaea_nb201.py": gaea_nb201,
     "gaea_pcdarts_cifar10.py": gaea_pcdarts,
     "darts_prime_cifar10.py": darts_prime,

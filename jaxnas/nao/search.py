@@ -709,10 +709,15 @@ def summarize(search: NAOSearch, state: NAOState, table, logger) -> dict[str, An
       entry["benchmark_test_accuracy"] = ground_truth(table, search, search.space.from_string(
           entry["arch"]))
   best = max(top, key=lambda e: e["rerank_accuracy"]) if reranked else top[0]
-  summary = {"iterations": int(config.nao.iterations), "pool_size": len(tokens),
+  summary = {"step": int(state.progress), "iterations": int(config.nao.iterations),
+             "pool_size": len(tokens),
              "best_arch": best["arch"], "chosen_by": "rerank" if reranked else "supernet_score",
              "selected_on": f"the arch split ({search.splits.arch_role} data)",
-             "splits": search.splits.describe(), "top": top}
+             "splits": search.splits.describe(), "top": top,
+             # what a gradient search's result names its final cell (read by jaxnas.compare)
+             "final_genotype": best["arch"],
+             "final_record": {"genotype": best["arch"], **search_lib.benchmark_metrics(
+                 table, best["arch"], config.benchmark.dataset)}}
   bench = search_lib.benchmark_label(config, search.splits)
   if bench:
     summary["benchmark"] = bench
