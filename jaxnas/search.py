@@ -473,11 +473,12 @@ class SearchProgram(program.Program):
     return widen_state(state, search, stage_key(self.config.seed, start))
 
   def enter_stage(self, stage: int) -> None:
-    """Makes ``stage``'s search the current one (its step compiles at its first call)."""
-    if stage != self.stage:
-      self.stage, self.search = stage, self.stages[stage].search
-      if hasattr(self, "step_fn"):
-        self.compile()
+    """Makes ``stage``'s search the current one (``compile`` builds its jitted functions)."""
+    self.stage, self.search = stage, self.stages[stage].search
+
+  def param_count(self, state: SearchState) -> int:
+    """The supernet's parameters in ``state`` (of one seed)."""
+    return supernet.num_params(state.weights)
 
   def next_stage(self, state: SearchState, position: int) -> SearchState:
     """At the first step of the next stage: the state widened onto its supernet (jitted, placed
@@ -485,11 +486,11 @@ class SearchProgram(program.Program):
     stage = self.stage + 1
     state = jax.jit(functools.partial(self.widen, stage=stage),
                     out_shardings=self.parallel.replicated)(state)
-    target = jax.eval_shape(lambda: init_state(self.stages[stage].search))
     self.info(f"step {position}: supernet stage {stage + 1} of {len(self.stages)} "
               f"({self.stages[stage].label}): state widened by Net2Wider to params="
-              f"{supernet.num_params(target.weights):,}; compiling the stage's step ...")
+              f"{self.param_count(state):,}; compiling the stage's step ...")
     self.enter_stage(stage)
+    self.compile()
     return state
 
   def position(self, state: SearchState) -> int:
@@ -508,7 +509,7 @@ class SearchProgram(program.Program):
                 + resumed_note(self.logger.cut_lines))
     self.info(f"splits ({search.splits.eval_role} eval): {search.splits.note}")
     self.info(f"space={self.config.space.name} ops={search.space.ops} params="
-              f"{supernet.num_params(state.weights):,} steps/epoch={search.steps_per_epoch} "
+              f"{self.param_count(state):,} steps/epoch={search.steps_per_epoch} "
               f"total_steps={search.total_steps} devices={search.parallel.size} "
               f"processes={jax.process_count()}")
 

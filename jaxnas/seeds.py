@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from jaxnas import search as search_lib
+from jaxnas import supernet
 from jaxnas import metrics as metrics_lib
 from jaxnas.state import SearchState
 
@@ -171,6 +172,9 @@ class SeedsProgram(search_lib.SearchProgram):
                                     in_axes=(0, None, None)),
                            out_shardings=base.parallel.replicated)
     self.mixing_fn = jax.jit(jax.vmap(functools.partial(base.method.mixing, base.components)))
+
+  def param_count(self, state: SearchState) -> int:
+    return supernet.num_params(state.weights) // len(self.seeds)
 
   def widen(self, state: SearchState, stage: int) -> SearchState:
     """Each seed's state widened onto the stage's supernet with its own draws (``stage_key`` of

@@ -9,7 +9,7 @@ import pytest
 from jaxnas import driver
 from jaxnas import search as search_lib
 from jaxnas import seeds
-from test_loop import ROOT, load_config
+from test_loop import ROOT, load_config, restore_final_state
 
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
 
@@ -55,6 +55,29 @@ def test_each_vmapped_seed_equals_its_single_run(tmp_path):
     assert result["final_genotype"] == report["per_seed"][str(seed)]["final_genotype"]
   # Rerunning resumes (nothing left to do) and reports the same.
   assert driver.train_and_evaluate(config, str(tmp_path))["spread"] == report["spread"]
+
+
+@pytest.mark.slow
+def test_each_vmapped_seed_widens_as_its_single_run(tmp_path):
+  """DrNAS' supernet stages under vmapped seeds (``drnas_cifar10:smoke``: K 6 -> 4 after step 2):
+  each seed's final state, widened with its own draws, equals its single run's."""
+  config = load_config(os.path.join(ROOT, "configs", "drnas_cifar10.py"), "smoke", num_seeds=2)
+  report = driver.train_and_evaluate(config, str(tmp_path / "seeds"))
+  stacked, manager, _ = driver.restore_or_start(seeds.SeedsProgram.from_config(config),
+                                                str(tmp_path / "seeds"))
+  manager.close()
+  stacked = jax.device_get(stacked)
+  for i, seed in enumerate(report["seeds"]):
+    single_config = config.copy_and_resolve_references()
+    single_config.seed, single_config.num_seeds = seed, 1
+    driver.train_and_evaluate(single_config, str(tmp_path / f"seed_{seed}"))
+    single = restore_final_state(str(tmp_path / f"seed_{seed}"), single_config)
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(seeds.unstack(stacked, i))[0],
+                            jax.tree.leaves(single)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"seed {seed} "
+                                 f"{jax.tree_util.keystr(path)}")
+  mixed = stacked.weights["cell_0"]["front"]["mixed"]["dil_conv_3x3"]["pointwise"]["kernel"]
+  assert mixed.shape[-2:] == (3, 3)  # widened: 12 / 4 channels
 
 
 def test_spread_counts_distinct_genotypes_and_accuracy_statistics():
