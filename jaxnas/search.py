@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -407,6 +408,23 @@ def start_state(search: Search) -> SearchState:
   return search.parallel.replicate(init_state(search))
 
 
+def timed_first_call(fn, info, what: str):
+  """``fn`` whose first call (the one that compiles it) waits for its result and prints how long
+  it took (``info``), as the driver does for a run's first step; later calls go straight through."""
+  first = True
+
+  def call(*args):
+    nonlocal first
+    if not first:
+      return fn(*args)
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    first = False
+    info(f"compiled and ran {what} in {time.perf_counter() - start:.1f} s")
+    return out
+  return call
+
+
 def resumed_note(cut_lines: int) -> str:
   """What resuming removed from the logs (written after the restored checkpoint)."""
   return (f" Removed {cut_lines} log line(s) written after that checkpoint; TensorBoard hides "
@@ -491,6 +509,7 @@ class SearchProgram(program.Program):
               f"{self.param_count(state):,}; compiling the stage's step ...")
     self.enter_stage(stage)
     self.compile()
+    self.step_fn = timed_first_call(self.step_fn, self.info, f"stage {stage + 1}'s first step")
     return state
 
   def position(self, state: SearchState) -> int:
