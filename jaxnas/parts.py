@@ -656,7 +656,9 @@ class SupernetStage:
   space: tuple[tuple[str, Any], ...]
 
   def __post_init__(self):
-    _int_at_least("drnas.stage_epochs (times steps per epoch)", self.start, 1)
+    if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 1:
+      raise ValueError(f"a later supernet stage must start at step 1 or after (the config's own "
+                       f"supernet runs from step 0), got start={self.start!r}.")
 
   def describe(self) -> str:
     return ", ".join(f"space.{k}={v}" for k, v in self.space)
